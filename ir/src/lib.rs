@@ -1,0 +1,28 @@
+//! # anybit-ir: the tile IR and its data types
+//!
+//! This crate owns what an anybit program *means*. Today that is the foundation every kernel
+//! stands on, the data types:
+//!
+//! - [`dtype`]: scalar types of any bit width — unsigned integers `u1`…`u32`, two's complement
+//!   `i2`…`i32`, and binary floats `fNeEmM` with any split of up to 16 bits (`f4e2m1`, `f6e3m2`,
+//!   `f8e4m3`, …) next to `f16`, `bf16` and `f32`. Each type knows its width, sign, bias, range,
+//!   smallest subnormal and special-value policy, and has an *exact* codec: decoding gives a
+//!   code's value as an exact dyadic rational ([`dtype::ExactValue`]), encoding rounds any `f64`
+//!   to the nearest code (ties to even) with a chosen overflow behaviour. The codecs are the
+//!   reference the GPU's bit-trick dequantization sequences are proven against, so they are
+//!   tested exhaustively over every code of every type up to 12 bits and bit for bit against the
+//!   `ml_dtypes` package.
+//! - [`packing`]: the in-memory form of low-bit data, a little-endian bit stream with no padding
+//!   (element `i` of an N-bit type at bits `[i·N, (i+1)·N)`), with pack/unpack for any N ≤ 32.
+//!
+//! The tile program model (kernels, global/shared/register tensors laid out by
+//! `anybit-layouts`, instructions, the kernel language, verifier and CPU interpreter) grows here
+//! on top of these types; the interpreter will use exactly these codecs, so what a kernel computes
+//! is defined bit for bit.
+
+#![warn(missing_docs)]
+
+pub mod dtype;
+pub mod packing;
+
+pub use dtype::{DType, DTypeError, FloatFormat, SpecialValues};

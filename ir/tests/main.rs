@@ -1,0 +1,9 @@
+//! Integration tests of anybit-ir, in one harness binary (see the workspace README).
+
+mod main {
+    pub mod common;
+    mod exhaustive;
+    mod ml_dtypes;
+    mod names;
+    mod packing;
+}

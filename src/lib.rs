@@ -1,0 +1,29 @@
+//! # anybit: a compiler for GPU kernels over data types of any bit width
+//!
+//! anybit compiles tile-level kernel programs — above all low-bit matrix multiplies
+//! `y = x · dequant(W)ᵀ` with 1- to 8-bit integer and float weights and f16/bf16 activations —
+//! to PTX. This crate is the facade: it re-exports the compiler's crates under short names and
+//! builds the `anybit` command-line tool.
+//!
+//! | module | crate | what it holds |
+//! |---|---|---|
+//! | [`layouts`] | `anybit-layouts` | the layout algebra: register layouts (thread, slot) → coordinates, shared layouts with swizzles, global layouts, PTX fragment layouts |
+//! | [`ir`] | `anybit-ir` | data types of any bit width with exact codecs, packed bit streams; the tile IR grows here |
+//!
+//! The pipeline these pieces build towards: kernel language, builder or model importer → tile IR
+//! → verifier → passes (layout inference, e-graph rewrites, vectorization, instruction selection)
+//! → LLVM or MLIR → PTX → the CUDA driver.
+//!
+//! ```
+//! use anybit::ir::DType;
+//!
+//! let e2m1: DType = "f4e2m1".parse()?;
+//! assert_eq!(e2m1.decode_f64(0b0111)?, 6.0);
+//! assert_eq!(e2m1.encode(2.6), 0b0101); // nearest code: 3.0
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![deny(missing_docs)]
+
+pub use anybit_ir as ir;
+pub use anybit_layouts as layouts;
