@@ -22,7 +22,14 @@
 
 #![warn(missing_docs)]
 
+pub mod arena;
+pub mod builder;
+pub mod diag;
 pub mod dtype;
 pub mod packing;
+pub mod interp;
+pub mod program;
+pub mod text;
+pub mod verify;
 
 pub use dtype::{DType, DTypeError, FloatFormat, SpecialValues};

@@ -2,6 +2,10 @@
 
 mod main {
     pub mod common;
+    mod builder;
+    mod interp;
+    mod text;
+    mod verify;
     mod exhaustive;
     mod ml_dtypes;
     mod names;

@@ -1,0 +1,1 @@
+//! The kernel language: lexer, parser and printer (being written).
