@@ -25,5 +25,7 @@
 
 #![deny(missing_docs)]
 
+pub mod npy;
+
 pub use anybit_ir as ir;
 pub use anybit_layouts as layouts;

@@ -1,10 +1,17 @@
-//! # anybit-frontend: quantized model files in, kernels and re-packed weights out
+//! # anybit-frontend: from weight formats and model files to kernels and packed weights
 //!
-//! The importers here read a quantized model (GGUF; Hugging Face safetensors with a GPTQ, AWQ
-//! or compressed-tensors `quantization_config`; ONNX graphs with `MatMulNBits`), map every
-//! quantized linear layer to anybit's canonical weight format (a weight type of any bit width or
-//! a lookup table, group size, scale type, zero points, act-order permutation), build one kernel
-//! per distinct format and shape with the IR builder, and re-pack the weights offline into the
-//! layout that kernel reads fastest, with a manifest tying layers to kernels and weight offsets.
+//! The frontend turns *what a user has* — a quantized weight matrix in some format, and later
+//! whole model files — into *what the compiler needs*: tile-IR kernels built with the IR
+//! builder, and the weights re-packed into the buffers those kernels read.
 //!
-//! The crate is empty until the tile IR's builder exists.
+//! - [`lowbit`]: the low-bit weight matmul `y = x · dequant(W)` for any weight type of 1–8
+//!   bits (integers and floats), per-group f16/bf16 scales and optional integer zero points,
+//!   with f16 or bf16 activations: the kernel generator, the canonical host form of quantized
+//!   weights and its packing, and the exact f64 reference with its error bound.
+//!
+//! Model importers (GGUF, GPTQ/AWQ/compressed-tensors safetensors, ONNX `MatMulNBits`) will map
+//! each quantized layer to a [`lowbit::WeightFormat`] and re-pack its weights the same way.
+
+#![warn(missing_docs)]
+
+pub mod lowbit;

@@ -70,7 +70,7 @@ pub fn is_valid_name(name: &str) -> bool {
 #[derive(Debug)]
 pub struct KernelBuilder {
     kernel: Kernel,
-    /// Blocks being built, innermost last; the kernel body is the first.
+    /// Nested blocks being built, innermost last (the kernel body is `kernel.body`).
     blocks: Vec<Block>,
     names: HashSet<String>,
     next_name: usize,
@@ -91,13 +91,14 @@ impl KernelBuilder {
                 body: Block::default(),
                 span: None,
             },
-            blocks: vec![Block::default()],
+            blocks: Vec::new(),
             names: HashSet::new(),
             next_name: 0,
         }
     }
 
-    /// The kernel as built so far (the body holds only finished instructions).
+    /// The kernel as built so far (instructions of an unfinished loop or branch are not in any
+    /// block yet).
     pub fn kernel(&self) -> &Kernel {
         &self.kernel
     }
@@ -200,10 +201,7 @@ impl KernelBuilder {
 
     fn push1(&mut self, op: Op) -> Result<ValueId, BuildError> {
         let mnemonic = op.mnemonic();
-        self.push(op)?
-            .first()
-            .copied()
-            .ok_or_else(|| BuildError::Invalid(format!("`{mnemonic}` defines no value")))
+        self.push(op)?.first().copied().ok_or_else(|| BuildError::Invalid(format!("`{mnemonic}` defines no value")))
     }
 
     fn push0(&mut self, op: Op) -> Result<(), BuildError> {
@@ -211,7 +209,6 @@ impl KernelBuilder {
     }
 
     fn current(&mut self) -> &mut Block {
-        // There is always at least the kernel body.
         self.blocks.last_mut().unwrap_or(&mut self.kernel.body)
     }
 
@@ -231,7 +228,12 @@ impl KernelBuilder {
     }
 
     /// An elementwise binary operation.
-    pub fn binary(&mut self, op: BinaryOp, lhs: impl Into<Operand>, rhs: impl Into<Operand>) -> Result<ValueId, BuildError> {
+    pub fn binary(
+        &mut self,
+        op: BinaryOp,
+        lhs: impl Into<Operand>,
+        rhs: impl Into<Operand>,
+    ) -> Result<ValueId, BuildError> {
         self.push1(Op::Binary { op, lhs: lhs.into(), rhs: rhs.into() })
     }
 
@@ -251,7 +253,12 @@ impl KernelBuilder {
     }
 
     /// A comparison (result `u1`).
-    pub fn compare(&mut self, op: CompareOp, lhs: impl Into<Operand>, rhs: impl Into<Operand>) -> Result<ValueId, BuildError> {
+    pub fn compare(
+        &mut self,
+        op: CompareOp,
+        lhs: impl Into<Operand>,
+        rhs: impl Into<Operand>,
+    ) -> Result<ValueId, BuildError> {
         self.push1(Op::Compare { op, lhs: lhs.into(), rhs: rhs.into() })
     }
 
@@ -293,9 +300,9 @@ impl KernelBuilder {
     /// `reduce`; the result's layout is derived from the operand's when it has one.
     pub fn reduce(&mut self, op: ReduceOp, x: ValueId, dims: &[usize], keep_dims: bool) -> Result<ValueId, BuildError> {
         let layout = match self.type_of(x)? {
-            Type::Register(RegisterTensorType { layout: Some(l), .. }) => Some(
-                l.reduce(dims, keep_dims).map_err(|e| BuildError::Invalid(format!("`reduce` layout: {e}")))?,
-            ),
+            Type::Register(RegisterTensorType { layout: Some(l), .. }) => {
+                Some(l.reduce(dims, keep_dims).map_err(|e| BuildError::Invalid(format!("`reduce` layout: {e}")))?)
+            }
             _ => None,
         };
         self.push1(Op::Reduce { op, x, dims: dims.to_vec(), keep_dims, layout })
@@ -335,7 +342,12 @@ impl KernelBuilder {
     }
 
     /// `load_global`.
-    pub fn load_global(&mut self, src: ValueId, offsets: &[Operand], ty: RegisterTensorType) -> Result<ValueId, BuildError> {
+    pub fn load_global(
+        &mut self,
+        src: ValueId,
+        offsets: &[Operand],
+        ty: RegisterTensorType,
+    ) -> Result<ValueId, BuildError> {
         self.push1(Op::LoadGlobal { src, offsets: offsets.to_vec(), ty })
     }
 
@@ -355,7 +367,12 @@ impl KernelBuilder {
     }
 
     /// `load_shared`.
-    pub fn load_shared(&mut self, src: ValueId, offsets: &[Operand], ty: RegisterTensorType) -> Result<ValueId, BuildError> {
+    pub fn load_shared(
+        &mut self,
+        src: ValueId,
+        offsets: &[Operand],
+        ty: RegisterTensorType,
+    ) -> Result<ValueId, BuildError> {
         self.push1(Op::LoadShared { src, offsets: offsets.to_vec(), ty })
     }
 
@@ -426,11 +443,8 @@ impl KernelBuilder {
         let index_dtype = infer::loop_index_dtype(&self.kernel, &[(start, "start"), (end, "end"), (step, "step")])?;
         let id: InstId = self.kernel.insts.append(InstData { op: Op::Sync, results: Vec::new(), span: None });
         let index = self.new_value(Type::Scalar(index_dtype), ValueDef::LoopIndex(id));
-        let carried: Vec<ValueId> = types
-            .iter()
-            .enumerate()
-            .map(|(i, ty)| self.new_value(ty.clone(), ValueDef::LoopCarried(id, i)))
-            .collect();
+        let carried: Vec<ValueId> =
+            types.iter().enumerate().map(|(i, ty)| self.new_value(ty.clone(), ValueDef::LoopCarried(id, i))).collect();
         self.blocks.push(Block::default());
         let yields = body(self, index, &carried)?;
         let mut block = self.blocks.pop().unwrap_or_default();
@@ -474,7 +488,11 @@ impl KernelBuilder {
 
     fn check_yields(&self, what: &str, yields: &[Operand], types: &[Type]) -> Result<(), BuildError> {
         if yields.len() != types.len() {
-            return Err(BuildError::Invalid(format!("{what} yields {} values, expected {}", yields.len(), types.len())));
+            return Err(BuildError::Invalid(format!(
+                "{what} yields {} values, expected {}",
+                yields.len(),
+                types.len()
+            )));
         }
         for (i, (&y, ty)) in yields.iter().zip(types).enumerate() {
             let got = match y {
@@ -495,8 +513,7 @@ impl KernelBuilder {
     }
 
     /// The finished kernel.
-    pub fn finish(mut self) -> Kernel {
-        self.kernel.body = self.blocks.drain(..).next().unwrap_or_default();
+    pub fn finish(self) -> Kernel {
         self.kernel
     }
 

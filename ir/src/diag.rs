@@ -180,7 +180,8 @@ mod tests {
     #[test]
     fn renders_location_and_caret() {
         let file = SourceFile::new("k.abk", "kernel k() {\n  %x = bad\n}\n");
-        let d = Diagnostic::error("unknown instruction `bad`", Some(Span::new(20, 23))).with_note("expected an instruction");
+        let d = Diagnostic::error("unknown instruction `bad`", Some(Span::new(20, 23)))
+            .with_note("expected an instruction");
         assert_eq!(
             file.render(&d),
             "error: unknown instruction `bad`\n --> k.abk:2:8\n  |\n2 |   %x = bad\n  |        ^^^\n  = note: expected an instruction"

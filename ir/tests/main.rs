@@ -1,13 +1,13 @@
 //! Integration tests of anybit-ir, in one harness binary (see the workspace README).
 
 mod main {
-    pub mod common;
     mod builder;
-    mod interp;
-    mod text;
-    mod verify;
+    pub mod common;
     mod exhaustive;
+    mod interp;
     mod ml_dtypes;
     mod names;
     mod packing;
+    mod text;
+    mod verify;
 }

@@ -51,10 +51,9 @@ pub fn check_literal(literal: Literal, dtype: DType) -> Result<(), TypeError> {
 /// (converted with the type's default rounding).
 pub fn literal_code(literal: Literal, dtype: DType) -> u32 {
     match literal {
-        Literal::Int(v) => dtype.encode_exact(
-            ExactValue::Finite(crate::dtype::Dyadic::from_i64(v)),
-            dtype.default_conversion(),
-        ),
+        Literal::Int(v) => {
+            dtype.encode_exact(ExactValue::Finite(crate::dtype::Dyadic::from_i64(v)), dtype.default_conversion())
+        }
         Literal::Float(v) => dtype.encode(v),
     }
 }
@@ -180,7 +179,9 @@ pub fn result_types(kernel: &Kernel, op: &Op) -> Result<Vec<Type>, TypeError> {
             let ty = elementwise(kernel, &[(*x, "operand")], mnemonic)?;
             use super::UnaryOp::*;
             match unary {
-                Not if !ty.dtype().is_integer() => return err(format!("`not` needs an integer type, found {}", ty.dtype())),
+                Not if !ty.dtype().is_integer() => {
+                    return err(format!("`not` needs an integer type, found {}", ty.dtype()));
+                }
                 Exp | Exp2 | Log | Log2 | Sqrt | Rsqrt | Recip | Tanh if !ty.dtype().is_float() => {
                     return err(format!("`{mnemonic}` needs a float type, found {}", ty.dtype()));
                 }
@@ -207,6 +208,15 @@ pub fn result_types(kernel: &Kernel, op: &Op) -> Result<Vec<Type>, TypeError> {
                 return err(format!("`select` condition must be u1, found {}", cond_ty.describe()));
             }
             match (&cond_ty, &ty) {
+                (Type::Register(c), Type::Register(t))
+                    if c.layout.is_some() && t.layout.is_some() && c.layout != t.layout =>
+                {
+                    return err(format!(
+                        "`select` condition layout {} differs from the operands' {}",
+                        c.layout.as_ref().map(|l| l.to_string()).unwrap_or_default(),
+                        t.layout.as_ref().map(|l| l.to_string()).unwrap_or_default()
+                    ));
+                }
                 (Type::Register(c), Type::Register(t)) if c.shape != t.shape => {
                     return err(format!(
                         "`select` condition shape {} differs from the operands' {}",
@@ -216,7 +226,12 @@ pub fn result_types(kernel: &Kernel, op: &Op) -> Result<Vec<Type>, TypeError> {
                 }
                 (Type::Register(c), Type::Scalar(d)) => vec![Type::Register(c.with_dtype(*d))],
                 (Type::Scalar(_) | Type::Register(_), _) => vec![ty],
-                _ => return err(format!("`select` condition must be a scalar or register u1, found {}", cond_ty.describe())),
+                _ => {
+                    return err(format!(
+                        "`select` condition must be a scalar or register u1, found {}",
+                        cond_ty.describe()
+                    ));
+                }
             }
         }
         Op::Cast { x, to } => vec![with_dtype(elementwise(kernel, &[(*x, "operand")], mnemonic)?, *to)],
@@ -273,7 +288,8 @@ pub fn result_types(kernel: &Kernel, op: &Op) -> Result<Vec<Type>, TypeError> {
             if src.dtype != ty.dtype {
                 return err(format!("`broadcast` cannot change the element type ({} → {})", src.dtype, ty.dtype));
             }
-            if src.shape.len() != ty.shape.len() || src.shape.iter().zip(&ty.shape).any(|(&a, &b)| b % a != 0) {
+            if src.shape.len() != ty.shape.len() || src.shape.iter().zip(&ty.shape).any(|(&a, &b)| a == 0 || b % a != 0)
+            {
                 return err(format!(
                     "`broadcast` from {} to {}: every dimension of the operand must divide the result's",
                     shape_text(&src.shape),
@@ -427,12 +443,25 @@ pub fn result_types(kernel: &Kernel, op: &Op) -> Result<Vec<Type>, TypeError> {
             let bounds = [(*start, "start"), (*end, "end"), (*step, "step")];
             let dtype = loop_index_dtype(kernel, &bounds)?;
             for (operand, what) in bounds {
-                operand_type(kernel, operand, Some(&Type::Scalar(dtype)), &format!("`for` {what}"))?;
+                let ty = operand_type(kernel, operand, Some(&Type::Scalar(dtype)), &format!("`for` {what}"))?;
+                if ty != Type::Scalar(dtype) {
+                    return err(format!(
+                        "`for` {what} is a {}, expected scalar {dtype} like the other bounds",
+                        ty.describe()
+                    ));
+                }
+            }
+            if let Operand::Literal(Literal::Int(s)) = step
+                && *s <= 0
+            {
+                return err(format!("`for` step {s} must be positive"));
             }
             let mut types = Vec::with_capacity(inits.len());
             for (i, &init) in inits.iter().enumerate() {
                 match init {
-                    Operand::Value(v) => types.push(value_type(kernel, v)?.clone()),
+                    Operand::Value(v) => {
+                        types.push(carriable(value_type(kernel, v)?, &format!("`for` carried value {i}"))?)
+                    }
                     Operand::Literal(_) => {
                         return err(format!(
                             "`for` initial value {i} is a literal; carried values need a typed value (use `const` or `fill`)"
@@ -445,12 +474,17 @@ pub fn result_types(kernel: &Kernel, op: &Op) -> Result<Vec<Type>, TypeError> {
         Op::If { cond, then_body, .. } => {
             match operand_type(kernel, *cond, None, "`if` condition")? {
                 Type::Scalar(d) if d.is_integer() => {}
-                other => return err(format!("`if` condition must be an integer or u1 scalar, found a {}", other.describe())),
+                other => {
+                    return err(format!(
+                        "`if` condition must be an integer or u1 scalar, found a {}",
+                        other.describe()
+                    ));
+                }
             }
             let mut types = Vec::with_capacity(then_body.yields.len());
             for (i, &y) in then_body.yields.iter().enumerate() {
                 match y {
-                    Operand::Value(v) => types.push(value_type(kernel, v)?.clone()),
+                    Operand::Value(v) => types.push(carriable(value_type(kernel, v)?, &format!("`if` yield {i}"))?),
                     Operand::Literal(_) => {
                         return err(format!("`if` yield {i} is a literal; yield a typed value (use `const`)"));
                     }
@@ -459,6 +493,18 @@ pub fn result_types(kernel: &Kernel, op: &Op) -> Result<Vec<Type>, TypeError> {
             types
         }
     })
+}
+
+/// Only scalars and register tensors flow through loops and branches: shared tiles, pointers
+/// and global views stay where they are defined (so their lifetimes and aliases are plain).
+fn carriable(ty: &Type, what: &str) -> Result<Type, TypeError> {
+    match ty {
+        Type::Scalar(_) | Type::Register(_) => Ok(ty.clone()),
+        other => err(format!(
+            "{what} is a {}; only scalars and register tensors can be carried or yielded",
+            other.describe()
+        )),
+    }
 }
 
 /// The integer type of a loop's index: that of its first value bound, `i32` when all bounds are

@@ -17,9 +17,9 @@
 //! Equality of modules is structural and ignores source spans, so a module parsed from its
 //! own printed text equals the original.
 
+pub mod infer;
 mod ops;
 mod types;
-pub mod infer;
 
 pub use ops::{Axis, BinaryOp, CompareOp, Literal, Op, Operand, ReduceOp, UnaryOp};
 pub use types::{GlobalTensorType, RegisterTensorType, SharedTensorType, Type};

@@ -23,11 +23,12 @@ pub enum Literal {
 }
 
 impl PartialEq for Literal {
-    /// Literals compare by bits, so NaN literals equal themselves and `-0.0 ≠ 0.0`.
+    /// Float literals compare by bits (`-0.0 ≠ 0.0`), except that all NaNs are one literal
+    /// (`nan` in the text: a NaN's payload and sign are not values).
     fn eq(&self, other: &Literal) -> bool {
         match (self, other) {
             (Literal::Int(a), Literal::Int(b)) => a == b,
-            (Literal::Float(a), Literal::Float(b)) => a.to_bits() == b.to_bits(),
+            (Literal::Float(a), Literal::Float(b)) => a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
             _ => false,
         }
     }
@@ -558,7 +559,9 @@ impl Op {
                 .chain(values(&[*dst]))
                 .chain(dst_offsets.iter().copied())
                 .collect(),
-            Op::For { start, end, step, inits, .. } => [*start, *end, *step].into_iter().chain(inits.iter().copied()).collect(),
+            Op::For { start, end, step, inits, .. } => {
+                [*start, *end, *step].into_iter().chain(inits.iter().copied()).collect()
+            }
             Op::If { cond, .. } => vec![*cond],
         }
     }

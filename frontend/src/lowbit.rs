@@ -1,0 +1,457 @@
+//! The low-bit weight matmul: `y[M, N] = x[M, K] · dequant(W)[K, N]`.
+//!
+//! A [`WeightFormat`] says how the weights are quantized: the weight type (any integer type of
+//! 1–8 bits, or any float type of at most 8 bits), groups of `group_size` consecutive rows of
+//! W along K sharing one scale per column (f16 or bf16), optional integer zero points per group
+//! and column, and the activation type (f16 or bf16). [`build_kernel`] generates the kernel in
+//! the tile IR; [`QuantizedWeights`] holds the quantized values in their canonical host form
+//! and packs them into the buffers the kernel reads; [`reference`] computes the exact result
+//! the kernel approximates.
+//!
+//! # What the kernel computes
+//!
+//! Each block computes a `BM × BN` tile of y (16 × 64), looping over K in steps of `BK` = 64.
+//! Per step it loads an x tile, the weight bytes of a `BK × BN` tile and views them as the
+//! weight type (the packed bits of each thread's bytes *are* its weights), casts them to the
+//! activation type (exact for every supported type), subtracts the zero point (exact: small
+//! integers), multiplies by the group's scale (rounded to the activation type — the value an
+//! MMA would consume), and accumulates `x · w` in f32 with `dot`. The result is rounded to the
+//! activation type. Tiles that stick out of M, N or K are masked: they read zeros and store
+//! nothing, so any M and N work; K must be a multiple of the group size.
+//!
+//! # Canonical host form and packed buffers
+//!
+//! [`QuantizedWeights`] keeps codes `q[k][n]` (K × N, row-major), scales `s[g][n]` and zero
+//! points `z[g][n]` (K/G × N). The kernel reads:
+//! - `w`: bytes; row k holds the N codes of W's row k as a packed little-endian bit stream,
+//!   padded to a whole number of bytes (`row_bytes = ⌈N·bits / 8⌉`);
+//! - `s`: scales, row-major `[K/G, N]`, in the scale type;
+//! - `z`: zero points, row-major `[K/G, N]`, packed in the weight type (only with zero points).
+
+use anybit_ir::builder::{BuildError, KernelBuilder};
+use anybit_ir::dtype::DType;
+use anybit_ir::packing::PackedBits;
+use anybit_ir::program::{Axis, BinaryOp, GridExpr, Kernel, Module, Operand, RegisterTensorType};
+use anybit_layouts::RegisterLayout;
+
+/// Rows of y per block.
+pub const BLOCK_M: usize = 16;
+/// Columns of y per block.
+pub const BLOCK_N: usize = 64;
+/// Rows of W per loop step.
+pub const BLOCK_K: usize = 64;
+/// Warps per block.
+pub const WARPS: u32 = 4;
+
+/// Why a weight format or a problem shape is not supported.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// The weight type is not a 1–8-bit integer or a float of at most 8 bits.
+    #[error("weight type {0} is not supported: use u1…u8, i2…i8, or a float type of at most 8 bits")]
+    WeightType(DType),
+    /// The scale or activation type is not f16/bf16.
+    #[error("{what} type {dtype} is not supported: use f16 or bf16")]
+    HalfType {
+        /// Which type.
+        what: &'static str,
+        /// The rejected type.
+        dtype: DType,
+    },
+    /// Zero points were asked for a float weight type.
+    #[error("zero points are for integer weight types, not {0}")]
+    ZeroPointForFloat(DType),
+    /// The group size does not tile with the kernel's K step.
+    #[error("group size {0} is not supported: use a power of two from 16 up (it must divide or be divided by {BLOCK_K})")]
+    GroupSize(usize),
+    /// K is not a multiple of the group size.
+    #[error("K = {k} is not a multiple of the group size {group_size}")]
+    KNotMultipleOfGroup {
+        /// K.
+        k: usize,
+        /// The group size.
+        group_size: usize,
+    },
+    /// A dimension is zero or too large for the kernel's 32-bit index arithmetic.
+    #[error("{what} = {value} is outside 1..2^31")]
+    Dimension {
+        /// Which dimension.
+        what: &'static str,
+        /// Its value.
+        value: usize,
+    },
+    /// Host data has the wrong length or a code out of range.
+    #[error("{0}")]
+    Data(String),
+    /// The kernel could not be built (a bug in this generator if it ever happens).
+    #[error("building the kernel failed: {0}")]
+    Build(#[from] BuildError),
+}
+
+/// How a weight matrix is quantized, and the activation type it is multiplied with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WeightFormat {
+    /// The type of one weight code.
+    pub weight: DType,
+    /// Rows of W (along K) sharing one scale and zero point per column.
+    pub group_size: usize,
+    /// The scale type (f16 or bf16).
+    pub scale: DType,
+    /// Whether each group and column has an integer zero point (in the weight type).
+    pub zero_point: bool,
+    /// The type of x and y (f16 or bf16).
+    pub activation: DType,
+}
+
+impl WeightFormat {
+    /// Checks that the format is supported.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        let bits = self.weight.bits();
+        let weight_ok = match self.weight {
+            DType::Uint(_) | DType::Int(_) => bits <= 8,
+            DType::Float(_) => bits <= 8,
+        };
+        if !weight_ok {
+            return Err(FormatError::WeightType(self.weight));
+        }
+        for (what, dtype) in [("scale", self.scale), ("activation", self.activation)] {
+            if dtype != DType::F16 && dtype != DType::BF16 {
+                return Err(FormatError::HalfType { what, dtype });
+            }
+        }
+        if self.zero_point && self.weight.is_float() {
+            return Err(FormatError::ZeroPointForFloat(self.weight));
+        }
+        if !self.group_size.is_power_of_two() || self.group_size < 16 || self.group_size > (1 << 30) {
+            return Err(FormatError::GroupSize(self.group_size));
+        }
+        Ok(())
+    }
+
+    /// Checks a problem shape against the format.
+    pub fn validate_shape(&self, m: usize, n: usize, k: usize) -> Result<(), FormatError> {
+        self.validate()?;
+        for (what, value) in [("M", m), ("N", n), ("K", k)] {
+            if value == 0 || value >= 1 << 31 || value.saturating_mul(self.weight.bits() as usize) >= 1 << 31 {
+                return Err(FormatError::Dimension { what, value });
+            }
+        }
+        if k % self.group_size != 0 {
+            return Err(FormatError::KNotMultipleOfGroup { k, group_size: self.group_size });
+        }
+        Ok(())
+    }
+
+    /// A kernel name that says the format: `lowbit_matmul_u4_g128_f16_f16` (+ `_zp`).
+    pub fn kernel_name(&self) -> String {
+        let clean = |d: DType| d.to_string().replace('_', "");
+        format!(
+            "lowbit_matmul_{}_g{}_s{}_x{}{}",
+            clean(self.weight),
+            self.group_size,
+            self.scale,
+            self.activation,
+            if self.zero_point { "_zp" } else { "" }
+        )
+    }
+
+    /// Scale rows one `BLOCK_K` step reads.
+    fn scale_rows(&self) -> usize {
+        (BLOCK_K / self.group_size).max(1)
+    }
+}
+
+fn layout(expr: &str) -> Result<RegisterLayout, FormatError> {
+    Ok(KernelBuilder::layout(expr)?)
+}
+
+/// The register layouts the kernel uses (128 threads).
+struct Layouts {
+    acc: RegisterLayout,
+    x: RegisterLayout,
+    weight_bytes: RegisterLayout,
+    weight: RegisterLayout,
+    group_rows: RegisterLayout,
+}
+
+impl Layouts {
+    fn new(format: &WeightFormat) -> Result<Layouts, FormatError> {
+        let bits = format.weight.bits();
+        let rows = format.scale_rows();
+        // Group tiles: rows × 64 elements, 8 consecutive columns per thread, the rest replicated.
+        let replicas = 128 / (rows * 8);
+        Ok(Layouts {
+            // The accumulator: mma.m16n8k16's C fragment, 2 n8 tiles per warp, warps along N.
+            acc: layout("local(1,2).spatial(1,4).local(2,1).spatial(8,4).local(1,2)")?,
+            // x: the A fragment over 4 k16 steps, the same in every warp.
+            x: layout("replicated(4).local(1,4).column_local(2,2).spatial(8,4).local(1,2)")?,
+            // Weights: each thread holds 4 rows × 8 consecutive codes — `bits` whole bytes per row.
+            weight_bytes: layout(&format!("spatial(16,8).local(4,{bits})"))?,
+            weight: layout("spatial(16,8).local(4,8)")?,
+            group_rows: layout(&format!("replicated({replicas}).spatial({rows},8).local(1,8)"))?,
+        })
+    }
+}
+
+/// Builds the kernel for `format`. Its parameters: `x: ptr act`, `w: ptr u8`, `s: ptr scale`,
+/// `z: ptr weight` (with zero points), `y: ptr act`, `m, n, k: i32`; grid
+/// `(cdiv(n, 64), cdiv(m, 16))`, 4 warps.
+pub fn build_kernel(format: &WeightFormat) -> Result<Kernel, FormatError> {
+    format.validate()?;
+    let i32 = DType::int(32).map_err(|e| FormatError::Data(e.to_string()))?;
+    let u8 = DType::uint(8).map_err(|e| FormatError::Data(e.to_string()))?;
+    let act = format.activation;
+    let bits = format.weight.bits() as usize;
+    let group = format.group_size as i64;
+    let rows = format.scale_rows();
+    let layouts = Layouts::new(format)?;
+
+    let mut k = KernelBuilder::new(format.kernel_name(), WARPS);
+    let x = k.pointer_param("x", act)?;
+    let w = k.pointer_param("w", u8)?;
+    let s = k.pointer_param("s", format.scale)?;
+    let z = if format.zero_point { Some(k.pointer_param("z", format.weight)?) } else { None };
+    let y = k.pointer_param("y", act)?;
+    let m = k.scalar_param("m", i32)?;
+    let n = k.scalar_param("n", i32)?;
+    let kk = k.scalar_param("k", i32)?;
+    let grid_n = GridExpr::cdiv(k.grid_param(n)?, GridExpr::Const(BLOCK_N as u64));
+    let grid_m = GridExpr::cdiv(k.grid_param(m)?, GridExpr::Const(BLOCK_M as u64));
+    k.set_grid(vec![grid_n, grid_m]);
+
+    // Tile origins.
+    let bn = k.block_index(Axis::X)?;
+    let bm = k.block_index(Axis::Y)?;
+    let n0 = k.mul(bn, BLOCK_N as i64)?;
+    let m0 = k.mul(bm, BLOCK_M as i64)?;
+    k.name(n0, "n0")?;
+    k.name(m0, "m0")?;
+    // Views of the buffers.
+    let xv = k.global_view(x, &[m.into(), kk.into()], Some(&[kk.into(), 1i64.into()]))?;
+    let n_bits = k.mul(n, bits as i64)?;
+    let row_bytes = k.binary(BinaryOp::CeilDiv, n_bits, 8i64)?;
+    k.name(row_bytes, "row_bytes")?;
+    let wv = k.global_view(w, &[kk.into(), row_bytes.into()], Some(&[row_bytes.into(), 1i64.into()]))?;
+    let groups = k.binary(BinaryOp::Div, kk, group)?;
+    k.name(groups, "groups")?;
+    let sv = k.global_view(s, &[groups.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
+    let zv = match z {
+        Some(z) => Some(k.global_view(z, &[groups.into(), n.into()], Some(&[n.into(), 1i64.into()]))?),
+        None => None,
+    };
+    let yv = k.global_view(y, &[m.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
+    let byte_col = k.mul(bn, (BLOCK_N * bits / 8) as i64)?;
+    k.name(byte_col, "byte_col")?;
+
+    let tile = |dtype: DType, shape: [usize; 2], l: &RegisterLayout| {
+        RegisterTensorType::new(dtype, shape.to_vec(), Some(l.clone()))
+    };
+    let acc0 = k.fill(0.0, tile(DType::F32, [BLOCK_M, BLOCK_N], &layouts.acc))?;
+    k.name(acc0, "acc0")?;
+    let body = |k: &mut KernelBuilder, k0: anybit_ir::program::ValueId, carried: &[anybit_ir::program::ValueId]| {
+        let acc = carried[0];
+        let xa = k.load_global(xv, &[m0.into(), k0.into()], tile(act, [BLOCK_M, BLOCK_K], &layouts.x))?;
+        let bytes = k.load_global(
+            wv,
+            &[k0.into(), byte_col.into()],
+            tile(u8, [BLOCK_K, BLOCK_N * bits / 8], &layouts.weight_bytes),
+        )?;
+        let q = k.view(bytes, tile(format.weight, [BLOCK_K, BLOCK_N], &layouts.weight))?;
+        let mut wf = k.cast(q, act)?;
+        let g0 = k.binary(BinaryOp::Div, k0, group)?;
+        if let Some(zv) = zv {
+            let zt = k.load_global(zv, &[g0.into(), n0.into()], tile(format.weight, [rows, BLOCK_N], &layouts.group_rows))?;
+            let zb = k.broadcast(zt, tile(format.weight, [BLOCK_K, BLOCK_N], &layouts.weight))?;
+            let zf = k.cast(zb, act)?;
+            wf = k.binary(BinaryOp::Sub, wf, zf)?;
+        }
+        let st = k.load_global(sv, &[g0.into(), n0.into()], tile(format.scale, [rows, BLOCK_N], &layouts.group_rows))?;
+        let mut sb = k.broadcast(st, tile(format.scale, [BLOCK_K, BLOCK_N], &layouts.weight))?;
+        if format.scale != act {
+            sb = k.cast(sb, act)?;
+        }
+        let wd = k.mul(wf, sb)?;
+        let next = k.dot(xa, wd, acc)?;
+        Ok(vec![Operand::Value(next)])
+    };
+    let results = k.for_range(0i64, kk, BLOCK_K as i64, Some(2), &[acc0.into()], body)?;
+    let acc = results[0];
+    k.name(acc, "acc")?;
+    let out = k.cast(acc, act)?;
+    k.store_global(out, yv, &[m0.into(), n0.into()])?;
+    Ok(k.finish())
+}
+
+/// A module holding the kernel for `format`, with its layouts named for readable printing.
+pub fn build_module(format: &WeightFormat) -> Result<Module, FormatError> {
+    use anybit_ir::program::{LayoutDef, NamedLayout};
+    let kernel = build_kernel(format)?;
+    let layouts = Layouts::new(format)?;
+    let named = [
+        ("acc", layouts.acc),
+        ("x_tile", layouts.x),
+        ("w_bytes", layouts.weight_bytes),
+        ("w_tile", layouts.weight),
+        ("group_rows", layouts.group_rows),
+    ];
+    Ok(Module {
+        layouts: named
+            .into_iter()
+            .map(|(name, l)| NamedLayout { name: name.into(), layout: LayoutDef::Register(l), span: None })
+            .collect(),
+        kernels: vec![kernel],
+    })
+}
+
+/// The grid of a launch for an `m × n` output.
+pub fn grid(m: usize, n: usize) -> [usize; 2] {
+    [n.div_ceil(BLOCK_N), m.div_ceil(BLOCK_M)]
+}
+
+/// The parameter values `m, n, k` as grid-expression inputs, by parameter position.
+pub fn grid_inputs(kernel: &Kernel, m: usize, n: usize, k: usize) -> Vec<Option<i64>> {
+    kernel
+        .params
+        .iter()
+        .map(|p| match p.name.as_str() {
+            "m" => Some(m as i64),
+            "n" => Some(n as i64),
+            "k" => Some(k as i64),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Evaluates the kernel's grid for a problem shape (a check that the generated grid
+/// expressions mean what [`grid`] says).
+pub fn eval_grid(kernel: &Kernel, m: usize, n: usize, k: usize) -> Option<Vec<u64>> {
+    let inputs = grid_inputs(kernel, m, n, k);
+    kernel.grid.iter().map(|g| g.eval(&inputs).ok()).collect()
+}
+
+/// Quantized weights in canonical host form: codes `q` (K × N), scales and zero points
+/// (K/G × N), all row-major; codes and zero points are codes of the weight type, scales codes
+/// of the scale type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuantizedWeights {
+    /// The format.
+    pub format: WeightFormat,
+    /// Rows of W.
+    pub k: usize,
+    /// Columns of W.
+    pub n: usize,
+    /// Weight codes, K × N.
+    pub codes: Vec<u32>,
+    /// Scale codes, K/G × N.
+    pub scales: Vec<u32>,
+    /// Zero-point codes, K/G × N (empty without zero points).
+    pub zeros: Vec<u32>,
+}
+
+impl QuantizedWeights {
+    /// Checks lengths and code ranges.
+    pub fn new(
+        format: WeightFormat,
+        k: usize,
+        n: usize,
+        codes: Vec<u32>,
+        scales: Vec<u32>,
+        zeros: Vec<u32>,
+    ) -> Result<QuantizedWeights, FormatError> {
+        format.validate_shape(1, n, k)?;
+        let groups = k / format.group_size;
+        let expect = |what: &str, got: usize, want: usize| {
+            if got == want { Ok(()) } else { Err(FormatError::Data(format!("{what}: {got} values, expected {want}"))) }
+        };
+        expect("weight codes", codes.len(), k * n)?;
+        expect("scales", scales.len(), groups * n)?;
+        expect("zero points", zeros.len(), if format.zero_point { groups * n } else { 0 })?;
+        let limit = |d: DType| d.num_codes();
+        for (what, values, dtype) in
+            [("weight code", &codes, format.weight), ("scale", &scales, format.scale), ("zero point", &zeros, format.weight)]
+        {
+            if let Some((i, c)) = values.iter().enumerate().find(|(_, c)| u64::from(**c) >= limit(dtype)) {
+                return Err(FormatError::Data(format!("{what} {i} is {c:#x}, not a code of {dtype}")));
+            }
+        }
+        Ok(QuantizedWeights { format, k, n, codes, scales, zeros })
+    }
+
+    /// Bytes per packed weight row.
+    pub fn row_bytes(&self) -> usize {
+        (self.n * self.format.weight.bits() as usize).div_ceil(8)
+    }
+
+    /// The packed weight buffer `w` the kernel reads (rows padded to whole bytes).
+    pub fn pack_weights(&self) -> Result<Vec<u8>, FormatError> {
+        let bits = self.format.weight.bits();
+        let row_bytes = self.row_bytes();
+        let mut bytes = Vec::with_capacity(row_bytes * self.k);
+        for row in self.codes.chunks(self.n.max(1)) {
+            let packed = PackedBits::from_codes(bits, row).map_err(|e| FormatError::Data(e.to_string()))?;
+            let mut row_bytes_vec = packed.into_bytes();
+            row_bytes_vec.resize(row_bytes, 0);
+            bytes.extend(row_bytes_vec);
+        }
+        Ok(bytes)
+    }
+
+    /// The dequantized weight `[k][n]` exactly as the kernel forms it: `(q − z) · s`, with the
+    /// scale first rounded to the activation type and the product rounded to it once.
+    pub fn dequantized(&self, k: usize, n: usize) -> f64 {
+        let f = &self.format;
+        let decode = |d: DType, c: u32| d.decode_f64(c).unwrap_or(f64::NAN);
+        let group = k / f.group_size;
+        let q = decode(f.weight, self.codes[k * self.n + n]);
+        let z = if f.zero_point { decode(f.weight, self.zeros[group * self.n + n]) } else { 0.0 };
+        let scale = decode(f.scale, self.scales[group * self.n + n]);
+        let scale = round_to(f.activation, scale);
+        round_to(f.activation, (q - z) * scale)
+    }
+}
+
+/// `value` rounded to `dtype` (nearest even), as an f64.
+pub fn round_to(dtype: DType, value: f64) -> f64 {
+    dtype.decode_f64(dtype.encode(value)).unwrap_or(f64::NAN)
+}
+
+/// The exact result (in f64) and an error bound for each output element: `y[m][n]` for `x`
+/// given as M × K activation codes, and the tolerance the kernel must meet.
+///
+/// The bound: the kernel's products are exact and its sums are f32 additions in increasing k,
+/// each with relative error at most u = 2^-24, so |acc − exact| ≤ K·u·Σ|x·w| (the classic
+/// recursive-summation bound, γ_K ≤ 1.01·K·u for K·u < 0.01, doubled here for margin); the
+/// final rounding to the activation type adds at most half an ulp of the result.
+pub fn reference(weights: &QuantizedWeights, x_codes: &[u32], m: usize) -> Result<Vec<(f64, f64)>, FormatError> {
+    let (k, n) = (weights.k, weights.n);
+    let act = weights.format.activation;
+    if x_codes.len() != m * k {
+        return Err(FormatError::Data(format!("x: {} values, expected {}", x_codes.len(), m * k)));
+    }
+    let x: Vec<f64> = x_codes.iter().map(|&c| act.decode_f64(c).unwrap_or(f64::NAN)).collect();
+    let w: Vec<f64> = (0..k * n).map(|i| weights.dequantized(i / n, i % n)).collect();
+    let unit = 2f64.powi(-24);
+    let mut out = Vec::with_capacity(m * n);
+    for row in 0..m {
+        for col in 0..n {
+            let (mut sum, mut magnitude) = (0.0f64, 0.0f64);
+            for kk in 0..k {
+                let p = x[row * k + kk] * w[kk * n + col];
+                sum += p;
+                magnitude += p.abs();
+            }
+            let accumulation = 2.0 * k as f64 * unit * magnitude;
+            let final_rounding = half_ulp(act, sum);
+            out.push((sum, accumulation + final_rounding));
+        }
+    }
+    Ok(out)
+}
+
+/// Half the spacing of `dtype`'s codes at `value` (the most that rounding `value` to `dtype`
+/// changes it, overflow aside).
+fn half_ulp(dtype: DType, value: f64) -> f64 {
+    let Some(format) = dtype.float_format() else { return 0.5 };
+    let exponent = if value == 0.0 { i32::MIN } else { value.abs().log2().floor() as i32 };
+    let spacing_exponent = exponent.max(format.min_normal_exponent()) - format.mantissa_bits() as i32;
+    2f64.powi(spacing_exponent - 1)
+}
