@@ -153,6 +153,19 @@ impl KernelBuilder {
 
     /// Declares a parameter.
     pub fn param(&mut self, name: &str, ty: ParamType) -> Result<ValueId, BuildError> {
+        self.param_with_shape(name, ty, Vec::new())
+    }
+
+    /// Declares a pointer parameter whose buffer has a shape given by expressions of scalar
+    /// parameters declared before it (`x: ptr f16[m, k]`).
+    pub fn shaped_pointer_param(&mut self, name: &str, dtype: DType, shape: Vec<GridExpr>) -> Result<ValueId, BuildError> {
+        self.param_with_shape(name, ParamType::Pointer(dtype), shape)
+    }
+
+    fn param_with_shape(&mut self, name: &str, ty: ParamType, shape: Vec<GridExpr>) -> Result<ValueId, BuildError> {
+        if !shape.is_empty() && matches!(ty, ParamType::Scalar(_)) {
+            return Err(BuildError::Invalid(format!("scalar parameter `{name}` cannot have a shape")));
+        }
         self.claim(name)?;
         let position = self.kernel.params.len();
         let value = self.kernel.values.append(ValueData {
@@ -161,7 +174,7 @@ impl KernelBuilder {
             def: ValueDef::Param(position),
             span: None,
         });
-        self.kernel.params.push(Param { name: name.to_owned(), ty, value, span: None });
+        self.kernel.params.push(Param { name: name.to_owned(), ty, shape, value, span: None });
         Ok(value)
     }
 

@@ -132,8 +132,8 @@
 //! **Kernel signature, grid and names**
 //!
 //! 18. The kernel's name is a valid identifier ([`is_valid_name`]); `warps` is in 1..=32.
-//! 19. The grid has 1 to 3 expressions, and every [`GridExpr::Param`] names an integer scalar
-//!     parameter.
+//! 19. The grid has 1 to 3 expressions; every [`GridExpr::Param`] of the grid and of pointer
+//!     parameters' buffer shapes names an integer scalar parameter; only pointers have shapes.
 //! 20. Parameter and value names are valid identifiers and unique within the kernel (a
 //!     parameter and its value share one name).
 //! 21. In a module: kernel names are unique; named layouts have valid, unique names.

@@ -113,6 +113,10 @@ pub struct Param {
     pub name: String,
     /// Its type.
     pub ty: ParamType,
+    /// For a pointer: the shape of the buffer it points to (elements, row-major), as
+    /// expressions of the scalar parameters — `x: ptr f16[m, k]`. Empty when not declared.
+    /// Hosts (the interpreter, the runtime) check buffers against it and size new ones by it.
+    pub shape: Vec<GridExpr>,
     /// The value that stands for it in the body.
     pub value: ValueId,
     /// Where it was declared.
@@ -121,7 +125,21 @@ pub struct Param {
 
 impl PartialEq for Param {
     fn eq(&self, other: &Param) -> bool {
-        self.name == other.name && self.ty == other.ty && self.value == other.value
+        self.name == other.name && self.ty == other.ty && self.shape == other.shape && self.value == other.value
+    }
+}
+
+impl Param {
+    /// The number of elements of the buffer a pointer parameter declares, given the scalar
+    /// parameters' values by position; `None` when no shape is declared.
+    pub fn buffer_len(&self, params: &[Option<i64>]) -> Option<Result<u64, GridError>> {
+        if self.shape.is_empty() {
+            return None;
+        }
+        Some(self.shape.iter().try_fold(1u64, |n, d| {
+            let d = d.eval_any(params)?;
+            n.checked_mul(d).ok_or(GridError::OutOfRange(i128::from(n) * i128::from(d)))
+        }))
     }
 }
 
@@ -274,8 +292,8 @@ pub enum GridError {
     /// A division by zero.
     #[error("grid expression divides by zero")]
     DivisionByZero,
-    /// The result is negative or overflows.
-    #[error("grid expression evaluates to {0}, outside 0..2^31")]
+    /// The result is negative or too large (2^31 and up for grid sizes, 2^64 for sizes).
+    #[error("expression evaluates to {0}, which is out of range")]
     OutOfRange(i128),
 }
 
@@ -290,10 +308,17 @@ impl GridExpr {
         GridExpr::Binary(op, Box::new(a), Box::new(b))
     }
 
-    /// The value, given the integer values of the scalar parameters by position.
+    /// The value as a grid size (below 2^31), given the integer values of the scalar
+    /// parameters by position.
     pub fn eval(&self, params: &[Option<i64>]) -> Result<u64, GridError> {
         let value = self.eval_wide(params)?;
         u64::try_from(value).ok().filter(|&v| v < (1 << 31)).ok_or(GridError::OutOfRange(value))
+    }
+
+    /// The value as any nonnegative 64-bit size (buffer dimensions).
+    pub fn eval_any(&self, params: &[Option<i64>]) -> Result<u64, GridError> {
+        let value = self.eval_wide(params)?;
+        u64::try_from(value).map_err(|_| GridError::OutOfRange(value))
     }
 
     fn eval_wide(&self, params: &[Option<i64>]) -> Result<i128, GridError> {

@@ -116,6 +116,13 @@ impl Scope {
     }
 }
 
+/// A grid expression as written, before its names are resolved to parameters.
+enum RawGrid<'s> {
+    Const(u64),
+    Name(&'s str, Span),
+    Binary(GridOp, Box<RawGrid<'s>>, Box<RawGrid<'s>>),
+}
+
 struct Parser<'s> {
     src: &'s str,
     toks: Vec<Token<'s>>,
@@ -666,15 +673,27 @@ impl<'s> Parser<'s> {
         let (name, name_span) = self.ident("the kernel's name after `kernel`")?;
         self.bad = false;
         self.expect_punct(b'(', "after the kernel name")?;
-        let params = self.list(b')', "a parameter", |p| {
+        let declared = self.list(b')', "a parameter", |p| {
             let (name, span) = p.ident("a parameter name")?;
             p.expect_punct(b':', "after the parameter name")?;
             let pointer = p.eat_word("ptr");
             let dtype =
                 p.dtype(if pointer { "an element type after `ptr`" } else { "a type (`ptr` or a data type)" })?;
             let ty = if pointer { ParamType::Pointer(dtype) } else { ParamType::Scalar(dtype) };
-            Ok((name, span.join(Span::new(span.start as usize, p.prev_end())), ty))
+            // A pointer may declare its buffer's shape: `x: ptr f16[m, k]`.
+            let shape = if pointer && p.peek().tok == Tok::Punct(b'[') {
+                p.bump();
+                p.list(b']', "a buffer dimension", |p| p.raw_grid_expr(0))?
+            } else {
+                Vec::new()
+            };
+            Ok((name, span.join(Span::new(span.start as usize, p.prev_end())), ty, shape))
         })?;
+        let params: Vec<(&str, Span, ParamType)> = declared.iter().map(|(n, s, t, _)| (*n, *s, *t)).collect();
+        let shapes: Vec<Vec<GridExpr>> = declared
+            .into_iter()
+            .map(|(_, _, _, shape)| shape.into_iter().map(|raw| self.resolve_grid(raw, &params)).collect())
+            .collect();
         self.expect_word("grid", "after the parameters")?;
         let grid_open = self.expect_punct(b'(', "after `grid`")?;
         let grid = self.list(b')', "a grid expression", |p| p.grid_expr(&params, 0))?;
@@ -703,9 +722,9 @@ impl<'s> Parser<'s> {
             visible: HashMap::new(),
             levels: vec![Level::default()],
         };
-        for (i, (pname, span, ty)) in params.into_iter().enumerate() {
+        for (i, ((pname, span, ty), shape)) in params.into_iter().zip(shapes).enumerate() {
             let value = self.define(&mut scope, pname, span, ty.value_type(), ValueDef::Param(i));
-            scope.kernel.params.push(Param { name: pname.to_string(), ty, value, span: Some(span) });
+            scope.kernel.params.push(Param { name: pname.to_string(), ty, shape, value, span: Some(span) });
         }
         self.block_body(&mut scope, 0, Self::span_of(&open))?;
         let level = scope.pop_level();
@@ -727,6 +746,13 @@ impl<'s> Parser<'s> {
     }
 
     fn grid_expr(&mut self, params: &[(&str, Span, ParamType)], depth: usize) -> PResult<GridExpr> {
+        let raw = self.raw_grid_expr(depth)?;
+        Ok(self.resolve_grid(raw, params))
+    }
+
+    /// A grid expression with its parameter names not yet resolved (buffer shapes may name
+    /// parameters declared after them).
+    fn raw_grid_expr(&mut self, depth: usize) -> PResult<RawGrid<'s>> {
         let t = self.peek();
         if depth > MAX_DEPTH {
             self.error("grid expression is nested too deeply", Self::span_of(&t));
@@ -735,7 +761,7 @@ impl<'s> Parser<'s> {
         match t.tok {
             Tok::Int(v) => {
                 self.bump();
-                Ok(GridExpr::Const(u64::try_from(v).unwrap_or_else(|_| {
+                Ok(RawGrid::Const(u64::try_from(v).unwrap_or_else(|_| {
                     self.error(format!("a grid size cannot be negative, found `{v}`"), Self::span_of(&t));
                     0
                 })))
@@ -750,34 +776,43 @@ impl<'s> Parser<'s> {
                         Self::span_of(&t),
                     );
                 }
-                let a = self.grid_expr(params, depth + 1)?;
+                let a = self.raw_grid_expr(depth + 1)?;
                 self.expect_punct(b',', &format!("after the first argument of `{name}`"))?;
-                let b = self.grid_expr(params, depth + 1)?;
+                let b = self.raw_grid_expr(depth + 1)?;
                 self.expect_punct(b')', &format!("after the second argument of `{name}`"))?;
-                Ok(GridExpr::binary(op.unwrap_or(GridOp::Add), a, b))
+                Ok(RawGrid::Binary(op.unwrap_or(GridOp::Add), Box::new(a), Box::new(b)))
             }
             Tok::Ident(name) => {
                 self.bump();
-                match params.iter().position(|(p, _, _)| *p == name) {
-                    Some(i) => {
-                        if !matches!(params[i].2, ParamType::Scalar(d) if d.is_integer()) {
-                            self.error(
-                                format!(
-                                    "grid expressions use integer scalar parameters; `{name}` is a {}",
-                                    params[i].2
-                                ),
-                                Self::span_of(&t),
-                            );
-                        }
-                        Ok(GridExpr::Param(i))
-                    }
-                    None => {
-                        self.error(format!("`{name}` is not a parameter of this kernel"), Self::span_of(&t));
-                        Ok(GridExpr::Const(0))
-                    }
-                }
+                Ok(RawGrid::Name(name, Self::span_of(&t)))
             }
             _ => Err(self.expected("a grid expression (an integer, a parameter or a function such as `cdiv(n, 128)`)")),
+        }
+    }
+
+    /// Resolves parameter names, reporting names that are not integer scalar parameters.
+    fn resolve_grid(&mut self, raw: RawGrid<'s>, params: &[(&str, Span, ParamType)]) -> GridExpr {
+        match raw {
+            RawGrid::Const(c) => GridExpr::Const(c),
+            RawGrid::Binary(op, a, b) => {
+                let (a, b) = (self.resolve_grid(*a, params), self.resolve_grid(*b, params));
+                GridExpr::binary(op, a, b)
+            }
+            RawGrid::Name(name, span) => match params.iter().position(|(p, _, _)| *p == name) {
+                Some(i) => {
+                    if !matches!(params[i].2, ParamType::Scalar(d) if d.is_integer()) {
+                        self.error(
+                            format!("grid expressions use integer scalar parameters; `{name}` is a {}", params[i].2),
+                            span,
+                        );
+                    }
+                    GridExpr::Param(i)
+                }
+                None => {
+                    self.error(format!("`{name}` is not a parameter of this kernel"), span);
+                    GridExpr::Const(0)
+                }
+            },
         }
     }
 

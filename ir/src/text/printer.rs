@@ -58,7 +58,14 @@ fn sizes(shape: &[usize]) -> String {
 
 impl Printer<'_> {
     fn header(&mut self) {
-        let params = join(self.kernel.params.iter().map(|p| format!("{}: {}", p.name, p.ty)));
+        let params = join(self.kernel.params.iter().map(|p| {
+            let shape = if p.shape.is_empty() {
+                String::new()
+            } else {
+                format!("[{}]", join(p.shape.iter().map(|g| self.grid(g))))
+            };
+            format!("{}: {}{shape}", p.name, p.ty)
+        }));
         let grid = join(self.kernel.grid.iter().map(|g| self.grid(g)));
         let _ =
             writeln!(self.out, "kernel {}({params}) grid({grid}) warps({}) {{", self.kernel.name, self.kernel.warps);

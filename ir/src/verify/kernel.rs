@@ -8,7 +8,7 @@ use crate::builder::is_valid_name;
 use crate::program::{GridExpr, Op, ParamType, ValueDef};
 
 impl Checker<'_> {
-    /// Invariants 7.1–7.3: the kernel's name, its warps and its grid.
+    /// Invariants 18–19: the kernel's name, its warps, its grid and its buffer shapes.
     pub(super) fn check_signature(&mut self) {
         let k = self.kernel;
         if !is_valid_name(&k.name) {
@@ -24,7 +24,21 @@ impl Checker<'_> {
         if k.grid.is_empty() || k.grid.len() > 3 {
             self.error(k.span, format!("the grid has {} dimensions; it must have 1 to 3", k.grid.len()), vec![]);
         }
-        for (axis, expr) in k.grid.iter().enumerate() {
+        let grid = k.grid.iter().enumerate().map(|(axis, e)| (format!("grid dimension {axis}"), e));
+        let shapes = k.params.iter().flat_map(|p| {
+            p.shape.iter().enumerate().map(move |(d, e)| (format!("the shape of `{}` (dimension {d})", p.name), e))
+        });
+        let owned: Vec<(String, &GridExpr)> = grid.chain(shapes).collect();
+        for param in &k.params {
+            if !param.shape.is_empty() && matches!(param.ty, ParamType::Scalar(_)) {
+                self.error(
+                    param.span.or(k.span),
+                    format!("scalar parameter `{}` has a shape; only pointers declare buffer shapes", param.name),
+                    vec![],
+                );
+            }
+        }
+        for (axis, expr) in owned {
             // Iteratively, so that no nesting depth can overflow the stack.
             let mut stack: Vec<&GridExpr> = vec![expr];
             while let Some(e) = stack.pop() {
@@ -40,7 +54,7 @@ impl Checker<'_> {
                             ty => self.error(
                                 param.span.or(k.span),
                                 format!(
-                                    "grid dimension {axis} uses parameter `{}`, a `{ty}`; grid expressions use integer \
+                                    "{axis} uses parameter `{}`, a `{ty}`; grid and shape expressions use integer \
                                      scalar parameters only",
                                     param.name
                                 ),
@@ -50,7 +64,7 @@ impl Checker<'_> {
                         None => self.error(
                             k.span,
                             format!(
-                                "grid dimension {axis} uses parameter #{p}, but the kernel has {} parameters",
+                                "{axis} uses parameter #{p}, but the kernel has {} parameters",
                                 k.params.len()
                             ),
                             vec![],

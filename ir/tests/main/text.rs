@@ -1206,3 +1206,21 @@ proptest! {
         check_any(&mutate(&text, seed ^ 0x5eed))?;
     }
 }
+
+#[test]
+fn pointer_parameters_declare_buffer_shapes() {
+    let source = "\
+kernel shaped(x: ptr f16[m, cdiv(k, 2)], m: i32, k: i32) grid(m) warps(1) {
+    %g = global_view %x [%m, %k] strides [%k, 1]
+}
+";
+    let module = parse_module(source).unwrap();
+    let kernel = &module.kernels[0];
+    assert_eq!(kernel.params[0].buffer_len(&[None, Some(3), Some(7)]), Some(Ok(12)));
+    assert_eq!(kernel.params[1].buffer_len(&[None, Some(3), Some(7)]), None);
+    assert_eq!(print_module(&module), source);
+    let bad = "kernel bad(x: ptr f16[q], n: f32) grid(1) warps(1) {\n}\n";
+    let errors = parse_module(bad).unwrap_err();
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    assert!(errors.0[0].message.contains("`q` is not a parameter of this kernel"), "{errors}");
+}

@@ -1249,7 +1249,7 @@ fn grid_checks() {
     g.kernel.grid = vec![GridExpr::Const(1), GridExpr::cdiv(GridExpr::Param(3), GridExpr::Param(0))];
     let d = expect(
         &g.kernel,
-        &["grid dimension 1 uses parameter `a`, a `ptr f16`; grid expressions use integer scalar parameters only"],
+        &["grid dimension 1 uses parameter `a`, a `ptr f16`; grid and shape expressions use integer scalar parameters only"],
     );
     assert_eq!(d.span, Some(param_span(0)));
     g.kernel.grid = vec![GridExpr::Param(42)];
@@ -1259,6 +1259,23 @@ fn grid_checks() {
     k.scalar_param("scale", dtype("f32")).unwrap();
     k.set_grid(vec![GridExpr::Param(0)]);
     expect(&k.finish(), &["uses parameter `scale`, a `f32`"]);
+    // Buffer shapes follow the grid's rules, and only pointers have them.
+    let mut k = KernelBuilder::new("shapes", 1);
+    let scale = k.scalar_param("scale", dtype("f32")).unwrap();
+    let n = k.scalar_param("n", dtype("i32")).unwrap();
+    let n_expr = k.grid_param(n).unwrap();
+    k.shaped_pointer_param("x", dtype("f16"), vec![n_expr.clone(), GridExpr::Const(4)]).unwrap();
+    assert!(k.shaped_pointer_param("y", dtype("f16"), vec![GridExpr::Param(0)]).is_ok());
+    let mut kernel = k.finish();
+    let diags = diagnostics(&kernel, &VerifyOptions::default());
+    find(&diags, &["the shape of `y` (dimension 0) uses parameter `scale`, a `f32`"]);
+    assert_eq!(diags.len(), 1, "{}", listing(&diags));
+    kernel.params[1].shape = vec![n_expr];
+    find(
+        &diagnostics(&kernel, &VerifyOptions::default()),
+        &["scalar parameter `n` has a shape; only pointers declare buffer shapes"],
+    );
+    let _ = scale;
 }
 
 #[test]
