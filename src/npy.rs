@@ -167,7 +167,8 @@ impl NpyArray {
     /// Reads a whole `.npy` file.
     pub fn read(bytes: &[u8]) -> Result<NpyArray, NpyError> {
         let rest = bytes.strip_prefix(MAGIC).ok_or_else(|| NpyError::Format("missing the \\x93NUMPY magic".into()))?;
-        let (&[major, _minor], rest) = rest.split_first_chunk::<2>().ok_or_else(|| NpyError::Format("truncated".into()))?;
+        let (&[major, _minor], rest) =
+            rest.split_first_chunk::<2>().ok_or_else(|| NpyError::Format("truncated".into()))?;
         let (header_len, rest) = match major {
             1 => {
                 let (len, rest) = rest.split_first_chunk::<2>().ok_or_else(|| NpyError::Format("truncated".into()))?;
@@ -239,8 +240,12 @@ fn parse_header(header: &str) -> Result<(NpyType, bool, Vec<usize>), NpyError> {
     let (mut descr, mut fortran, mut shape) = (None, None, None);
     let mut rest = body.trim_start();
     while !rest.is_empty() {
-        let (key, after) = quoted(rest).ok_or_else(|| NpyError::Header(format!("expected a quoted key at `{}`", excerpt(rest))))?;
-        let after = after.trim_start().strip_prefix(':').ok_or_else(|| NpyError::Header(format!("expected ':' after '{key}'")))?;
+        let (key, after) =
+            quoted(rest).ok_or_else(|| NpyError::Header(format!("expected a quoted key at `{}`", excerpt(rest))))?;
+        let after = after
+            .trim_start()
+            .strip_prefix(':')
+            .ok_or_else(|| NpyError::Header(format!("expected ':' after '{key}'")))?;
         let after = after.trim_start();
         rest = match key {
             "descr" => {
@@ -337,9 +342,21 @@ mod tests {
             file.extend(h.as_bytes());
             file
         };
-        assert_eq!(NpyArray::read(&header("{'descr': '<c8', 'fortran_order': False, 'shape': (), }")), Err(NpyError::Type("<c8".into())));
-        assert_eq!(NpyArray::read(&header("{'descr': '<f4', 'fortran_order': True, 'shape': (), }")), Err(NpyError::FortranOrder));
-        assert!(matches!(NpyArray::read(&header("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }")), Err(NpyError::Length { expected: 8, found: 0 })));
-        assert!(matches!(NpyArray::read(&header("{'descr': '<f4', 'shape': (99999999999999999999,), }")), Err(NpyError::Header(_))));
+        assert_eq!(
+            NpyArray::read(&header("{'descr': '<c8', 'fortran_order': False, 'shape': (), }")),
+            Err(NpyError::Type("<c8".into()))
+        );
+        assert_eq!(
+            NpyArray::read(&header("{'descr': '<f4', 'fortran_order': True, 'shape': (), }")),
+            Err(NpyError::FortranOrder)
+        );
+        assert!(matches!(
+            NpyArray::read(&header("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }")),
+            Err(NpyError::Length { expected: 8, found: 0 })
+        ));
+        assert!(matches!(
+            NpyArray::read(&header("{'descr': '<f4', 'shape': (99999999999999999999,), }")),
+            Err(NpyError::Header(_))
+        ));
     }
 }

@@ -31,7 +31,7 @@
 use anybit_ir::builder::{BuildError, KernelBuilder};
 use anybit_ir::dtype::DType;
 use anybit_ir::packing::PackedBits;
-use anybit_ir::program::{Axis, BinaryOp, GridExpr, Kernel, Module, Operand, RegisterTensorType};
+use anybit_ir::program::{Axis, BinaryOp, GridExpr, GridOp, Kernel, Module, Operand, RegisterTensorType};
 use anybit_layouts::RegisterLayout;
 
 /// Rows of y per block.
@@ -61,7 +61,9 @@ pub enum FormatError {
     #[error("zero points are for integer weight types, not {0}")]
     ZeroPointForFloat(DType),
     /// The group size does not tile with the kernel's K step.
-    #[error("group size {0} is not supported: use a power of two from 16 up (it must divide or be divided by {BLOCK_K})")]
+    #[error(
+        "group size {0} is not supported: use a power of two from 16 up (it must divide or be divided by {BLOCK_K})"
+    )]
     GroupSize(usize),
     /// K is not a multiple of the group size.
     #[error("K = {k} is not a multiple of the group size {group_size}")]
@@ -206,11 +208,21 @@ pub fn build_kernel(format: &WeightFormat) -> Result<Kernel, FormatError> {
     let layouts = Layouts::new(format)?;
 
     let mut k = KernelBuilder::new(format.kernel_name(), WARPS);
-    let x = k.pointer_param("x", act)?;
-    let w = k.pointer_param("w", u8)?;
-    let s = k.pointer_param("s", format.scale)?;
-    let z = if format.zero_point { Some(k.pointer_param("z", format.weight)?) } else { None };
-    let y = k.pointer_param("y", act)?;
+    // Pointers first, then m, n, k: their positions, for the buffer shapes.
+    let pointers = if format.zero_point { 5 } else { 4 };
+    let (pm, pn, pk) = (GridExpr::Param(pointers), GridExpr::Param(pointers + 1), GridExpr::Param(pointers + 2));
+    let groups_expr = GridExpr::binary(GridOp::Div, pk.clone(), GridExpr::Const(format.group_size as u64));
+    let row_bytes_expr =
+        GridExpr::cdiv(GridExpr::binary(GridOp::Mul, pn.clone(), GridExpr::Const(bits as u64)), GridExpr::Const(8));
+    let x = k.shaped_pointer_param("x", act, vec![pm.clone(), pk.clone()])?;
+    let w = k.shaped_pointer_param("w", u8, vec![pk.clone(), row_bytes_expr])?;
+    let s = k.shaped_pointer_param("s", format.scale, vec![groups_expr.clone(), pn.clone()])?;
+    let z = if format.zero_point {
+        Some(k.shaped_pointer_param("z", format.weight, vec![groups_expr, pn.clone()])?)
+    } else {
+        None
+    };
+    let y = k.shaped_pointer_param("y", act, vec![pm, pn])?;
     let m = k.scalar_param("m", i32)?;
     let n = k.scalar_param("n", i32)?;
     let kk = k.scalar_param("k", i32)?;
@@ -220,25 +232,35 @@ pub fn build_kernel(format: &WeightFormat) -> Result<Kernel, FormatError> {
 
     // Tile origins.
     let bn = k.block_index(Axis::X)?;
+    k.name(bn, "bn")?;
     let bm = k.block_index(Axis::Y)?;
+    k.name(bm, "bm")?;
     let n0 = k.mul(bn, BLOCK_N as i64)?;
     let m0 = k.mul(bm, BLOCK_M as i64)?;
     k.name(n0, "n0")?;
     k.name(m0, "m0")?;
     // Views of the buffers.
     let xv = k.global_view(x, &[m.into(), kk.into()], Some(&[kk.into(), 1i64.into()]))?;
+    k.name(xv, "xv")?;
     let n_bits = k.mul(n, bits as i64)?;
+    k.name(n_bits, "n_bits")?;
     let row_bytes = k.binary(BinaryOp::CeilDiv, n_bits, 8i64)?;
     k.name(row_bytes, "row_bytes")?;
     let wv = k.global_view(w, &[kk.into(), row_bytes.into()], Some(&[row_bytes.into(), 1i64.into()]))?;
+    k.name(wv, "wv")?;
     let groups = k.binary(BinaryOp::Div, kk, group)?;
     k.name(groups, "groups")?;
     let sv = k.global_view(s, &[groups.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
+    k.name(sv, "sv")?;
     let zv = match z {
-        Some(z) => Some(k.global_view(z, &[groups.into(), n.into()], Some(&[n.into(), 1i64.into()]))?),
+        Some(z) => {
+            let zv = k.global_view(z, &[groups.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
+            Some(k.name(zv, "zv")?)
+        }
         None => None,
     };
     let yv = k.global_view(y, &[m.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
+    k.name(yv, "yv")?;
     let byte_col = k.mul(bn, (BLOCK_N * bits / 8) as i64)?;
     k.name(byte_col, "byte_col")?;
 
@@ -248,35 +270,51 @@ pub fn build_kernel(format: &WeightFormat) -> Result<Kernel, FormatError> {
     let acc0 = k.fill(0.0, tile(DType::F32, [BLOCK_M, BLOCK_N], &layouts.acc))?;
     k.name(acc0, "acc0")?;
     let body = |k: &mut KernelBuilder, k0: anybit_ir::program::ValueId, carried: &[anybit_ir::program::ValueId]| {
-        let acc = carried[0];
+        let acc = k.name(carried[0], "acc_in")?;
+        k.name(k0, "k0")?;
         let xa = k.load_global(xv, &[m0.into(), k0.into()], tile(act, [BLOCK_M, BLOCK_K], &layouts.x))?;
+        k.name(xa, "x_tile")?;
         let bytes = k.load_global(
             wv,
             &[k0.into(), byte_col.into()],
             tile(u8, [BLOCK_K, BLOCK_N * bits / 8], &layouts.weight_bytes),
         )?;
+        k.name(bytes, "w_bytes")?;
         let q = k.view(bytes, tile(format.weight, [BLOCK_K, BLOCK_N], &layouts.weight))?;
+        k.name(q, "q")?;
         let mut wf = k.cast(q, act)?;
+        k.name(wf, "qf")?;
         let g0 = k.binary(BinaryOp::Div, k0, group)?;
+        k.name(g0, "g0")?;
         if let Some(zv) = zv {
-            let zt = k.load_global(zv, &[g0.into(), n0.into()], tile(format.weight, [rows, BLOCK_N], &layouts.group_rows))?;
+            let zt =
+                k.load_global(zv, &[g0.into(), n0.into()], tile(format.weight, [rows, BLOCK_N], &layouts.group_rows))?;
             let zb = k.broadcast(zt, tile(format.weight, [BLOCK_K, BLOCK_N], &layouts.weight))?;
             let zf = k.cast(zb, act)?;
+            k.name(zt, "z_row")?;
+            k.name(zf, "zf")?;
             wf = k.binary(BinaryOp::Sub, wf, zf)?;
+            k.name(wf, "q_centered")?;
         }
-        let st = k.load_global(sv, &[g0.into(), n0.into()], tile(format.scale, [rows, BLOCK_N], &layouts.group_rows))?;
+        let st =
+            k.load_global(sv, &[g0.into(), n0.into()], tile(format.scale, [rows, BLOCK_N], &layouts.group_rows))?;
         let mut sb = k.broadcast(st, tile(format.scale, [BLOCK_K, BLOCK_N], &layouts.weight))?;
         if format.scale != act {
             sb = k.cast(sb, act)?;
         }
+        k.name(st, "s_row")?;
+        k.name(sb, "scale")?;
         let wd = k.mul(wf, sb)?;
+        k.name(wd, "w_tile")?;
         let next = k.dot(xa, wd, acc)?;
+        k.name(next, "acc_out")?;
         Ok(vec![Operand::Value(next)])
     };
     let results = k.for_range(0i64, kk, BLOCK_K as i64, Some(2), &[acc0.into()], body)?;
     let acc = results[0];
     k.name(acc, "acc")?;
     let out = k.cast(acc, act)?;
+    k.name(out, "y_tile")?;
     k.store_global(out, yv, &[m0.into(), n0.into()])?;
     Ok(k.finish())
 }
@@ -366,9 +404,11 @@ impl QuantizedWeights {
         expect("scales", scales.len(), groups * n)?;
         expect("zero points", zeros.len(), if format.zero_point { groups * n } else { 0 })?;
         let limit = |d: DType| d.num_codes();
-        for (what, values, dtype) in
-            [("weight code", &codes, format.weight), ("scale", &scales, format.scale), ("zero point", &zeros, format.weight)]
-        {
+        for (what, values, dtype) in [
+            ("weight code", &codes, format.weight),
+            ("scale", &scales, format.scale),
+            ("zero point", &zeros, format.weight),
+        ] {
             if let Some((i, c)) = values.iter().enumerate().find(|(_, c)| u64::from(**c) >= limit(dtype)) {
                 return Err(FormatError::Data(format!("{what} {i} is {c:#x}, not a code of {dtype}")));
             }

@@ -158,7 +158,12 @@ impl KernelBuilder {
 
     /// Declares a pointer parameter whose buffer has a shape given by expressions of scalar
     /// parameters declared before it (`x: ptr f16[m, k]`).
-    pub fn shaped_pointer_param(&mut self, name: &str, dtype: DType, shape: Vec<GridExpr>) -> Result<ValueId, BuildError> {
+    pub fn shaped_pointer_param(
+        &mut self,
+        name: &str,
+        dtype: DType,
+        shape: Vec<GridExpr>,
+    ) -> Result<ValueId, BuildError> {
         self.param_with_shape(name, ParamType::Pointer(dtype), shape)
     }
 

@@ -15,8 +15,9 @@ use super::tensor::{self, advance, strides};
 use super::values::{self, Codec, GlobalView, Lane, Tile, Val};
 use super::{RunOptions, RunReport};
 
-/// Nested blocks deeper than this are refused (a malformed kernel could nest forever).
-const MAX_DEPTH: usize = 64;
+/// Blocks nested deeper than this are refused (a malformed kernel could nest forever; the
+/// language allows 64 levels inside the kernel body).
+const MAX_DEPTH: usize = 66;
 
 fn malformed<T>(message: impl Into<String>) -> Result<T, InterpError> {
     fail(ErrorKind::Malformed, message)
@@ -216,7 +217,38 @@ impl<'k, 'a> Machine<'k, 'a> {
             return malformed(format!("instruction handle {id:?} does not exist"));
         };
         self.report.instructions += 1;
-        self.dispatch(id, inst).map_err(|e| e.at_inst(id, inst.op.mnemonic(), inst.span))
+        // Control flow recurses through here: keep its frames small (the other instructions
+        // run in `dispatch`, whose frame is large in unoptimized builds).
+        let result = match &inst.op {
+            Op::For { start, end, step, index, carried, inits, body, .. } => {
+                self.tick().and_then(|()| self.exec_for(inst, [*start, *end, *step], *index, carried, inits, body))
+            }
+            Op::If { cond, then_body, else_body } => {
+                self.tick().and_then(|()| self.exec_if(inst, *cond, then_body, else_body))
+            }
+            _ => self.dispatch(id, inst),
+        };
+        result.map_err(|e| e.at_inst(id, inst.op.mnemonic(), inst.span))
+    }
+
+    fn exec_if(
+        &mut self,
+        inst: &'k InstData,
+        cond: Operand,
+        then_body: &'k Block,
+        else_body: &'k Block,
+    ) -> Result<(), InterpError> {
+        let taken = match self.operand(cond, None, "the condition")? {
+            Opnd::Scalar(d, c) if d.is_integer() => c != 0,
+            _ => return malformed("the `if` condition must be an integer or u1 scalar"),
+        };
+        let body = if taken { then_body } else { else_body };
+        self.exec_block(body)?;
+        let yields = self.yields(body, &inst.results)?;
+        for (i, v) in yields.into_iter().enumerate() {
+            self.define(inst, i, v)?;
+        }
+        Ok(())
     }
 
     // ----- values -----
@@ -644,22 +676,7 @@ impl<'k, 'a> Machine<'k, 'a> {
                     .ok_or_else(|| InterpError::new(ErrorKind::TooLarge, "more than 2^32 `sync`s in one block"))?;
                 Ok(())
             }
-            Op::For { start, end, step, index, carried, inits, body, .. } => {
-                self.exec_for(inst, [*start, *end, *step], *index, carried, inits, body)
-            }
-            Op::If { cond, then_body, else_body } => {
-                let taken = match self.operand(*cond, None, "the condition")? {
-                    Opnd::Scalar(d, c) if d.is_integer() => c != 0,
-                    _ => return malformed("the `if` condition must be an integer or u1 scalar"),
-                };
-                let body = if taken { then_body } else { else_body };
-                self.exec_block(body)?;
-                let yields = self.yields(body, &inst.results)?;
-                for (i, v) in yields.into_iter().enumerate() {
-                    self.define(inst, i, v)?;
-                }
-                Ok(())
-            }
+            Op::For { .. } | Op::If { .. } => malformed("control flow is run by `exec`"),
         }
     }
 

@@ -46,7 +46,11 @@
 //! Reading an element never written is an error. Race checks can be turned off
 //! ([`RunOptions::check_races`]); the others cannot.
 //!
-//! # Order of blocks
+//! # Arguments and the order of blocks
+//!
+//! Arguments are checked against the parameters: a scalar must fit its type, a buffer must have
+//! its pointer's element type, and a pointer parameter that declares its buffer's shape
+//! (`x: ptr f16[m, k]`) must get a buffer of exactly that many elements.
 //!
 //! Results must not depend on the order in which blocks run. For every buffer the kernel stores
 //! to, the interpreter records which block wrote and read each element, and reports a
@@ -66,7 +70,7 @@ pub use buffer::{Arg, Buffer};
 pub use error::{ErrorKind, InterpError};
 
 use crate::dtype::{Dyadic, ExactValue};
-use crate::program::{GridError, Kernel, Op, ParamType, ValueDef};
+use crate::program::{GridError, GridExpr, Kernel, Op, ParamType, ValueDef};
 
 use exec::{Machine, Setup, Tracker};
 use values::Val;
@@ -165,27 +169,48 @@ fn scalar_argument(name: &str, dtype: crate::DType, arg: &Arg) -> Result<u32, In
 fn stored_params(kernel: &Kernel) -> Vec<bool> {
     let mut stored = vec![false; kernel.params.len()];
     let mut unknown = false;
-    kernel.walk(|_, inst| {
-        let Op::StoreGlobal { dst, .. } = &inst.op else { return };
-        let param = kernel.values.get(*dst).and_then(|v| match v.def {
-            ValueDef::Result(view, _) => match kernel.insts.get(view).map(|i| &i.op) {
-                Some(Op::GlobalView { ptr, .. }) => match kernel.values.get(*ptr).map(|p| p.def) {
-                    Some(ValueDef::Param(p)) => Some(p),
+    // Every instruction once, nested blocks included (`Kernel::walk` would recurse forever on
+    // a malformed kernel whose loop contains itself).
+    let mut seen = vec![false; kernel.insts.len()];
+    let mut pending: Vec<&crate::program::Block> = vec![&kernel.body];
+    while let Some(block) = pending.pop() {
+        for &id in &block.insts {
+            let Some(inst) = kernel.insts.get(id) else { continue };
+            match seen.get_mut(id.index()) {
+                Some(seen) if !*seen => *seen = true,
+                _ => continue,
+            }
+            pending.extend(inst.op.blocks());
+            let Op::StoreGlobal { dst, .. } = &inst.op else { continue };
+            let param = kernel.values.get(*dst).and_then(|v| match v.def {
+                ValueDef::Result(view, _) => match kernel.insts.get(view).map(|i| &i.op) {
+                    Some(Op::GlobalView { ptr, .. }) => match kernel.values.get(*ptr).map(|p| p.def) {
+                        Some(ValueDef::Param(p)) => Some(p),
+                        _ => None,
+                    },
                     _ => None,
                 },
                 _ => None,
-            },
-            _ => None,
-        });
-        match param.and_then(|p| stored.get_mut(p)) {
-            Some(flag) => *flag = true,
-            None => unknown = true,
+            });
+            match param.and_then(|p| stored.get_mut(p)) {
+                Some(flag) => *flag = true,
+                None => unknown = true,
+            }
         }
-    });
+    }
     if unknown {
         stored.iter_mut().for_each(|s| *s = true);
     }
     stored
+}
+
+/// A grid expression as the kernel language writes it.
+fn grid_text(kernel: &Kernel, expr: &GridExpr) -> String {
+    match expr {
+        GridExpr::Const(c) => c.to_string(),
+        GridExpr::Param(p) => kernel.params.get(*p).map_or_else(|| format!("#{p}"), |p| p.name.clone()),
+        GridExpr::Binary(op, a, b) => format!("{}({}, {})", op.name(), grid_text(kernel, a), grid_text(kernel, b)),
+    }
 }
 
 /// Runs `kernel` on `args` (one per parameter, in order): evaluates the grid, runs every block,
@@ -238,6 +263,29 @@ pub fn run_kernel(kernel: &Kernel, args: &mut [Arg], options: &RunOptions) -> Re
                 }
                 grid_params.push(None);
                 params.push(Some(Val::Pointer { param: position, dtype }));
+            }
+        }
+    }
+    // Buffers must hold exactly the elements their parameters' declared shapes give.
+    for (param, arg) in kernel.params.iter().zip(args.iter()) {
+        let (Some(declared), Some(buffer)) = (param.buffer_len(&grid_params), arg.buffer()) else { continue };
+        let shape = param.shape.iter().map(|d| grid_text(kernel, d)).collect::<Vec<_>>().join(", ");
+        match declared {
+            Ok(len) if len == buffer.len() as u64 => {}
+            Ok(len) => {
+                return Err(bad_argument(format!(
+                    "argument `{}`: the buffer has {} elements, but `{}: {}[{shape}]` needs {len}",
+                    param.name,
+                    buffer.len(),
+                    param.name,
+                    param.ty
+                )));
+            }
+            Err(e) => {
+                return Err(bad_argument(format!(
+                    "argument `{}`: its shape [{shape}] cannot be evaluated: {e}",
+                    param.name
+                )));
             }
         }
     }

@@ -52,7 +52,9 @@ pub(crate) fn view(
                 let code = (acc & dst_mask) as u32;
                 acc = if dst_bits >= 64 { 0 } else { acc >> dst_bits };
                 have -= dst_bits;
-                let Some(&e) = dst_slots.next() else { break };
+                let Some(&e) = dst_slots.next() else {
+                    return fail(ErrorKind::InvalidView, format!("`view`: thread {t} has more bits than result slots"));
+                };
                 let e = e as usize;
                 if let Some(f) = filled.get_mut(e) {
                     if *f && out.get(e) != Some(&code) {
@@ -77,7 +79,7 @@ pub(crate) fn view(
 
 /// `broadcast`: `r[i] = x[i / (R_d / X_d)]` per dimension.
 pub(crate) fn broadcast(src: &Tile, shape: &[usize]) -> Result<Vec<u32>, InterpError> {
-    if src.shape.len() != shape.len() || src.shape.iter().zip(shape).any(|(&x, &r)| x == 0 || r % x != 0) {
+    if src.shape.len() != shape.len() || src.shape.iter().zip(shape).any(|(&x, &r)| x == 0 || r < x || r % x != 0) {
         return fail(
             ErrorKind::Malformed,
             format!(

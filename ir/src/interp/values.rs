@@ -465,7 +465,11 @@ pub(crate) fn select(cond: &Lane, on_true: &Lane, on_false: &Lane, n: usize) -> 
 /// (IEEE targets overflow to ±inf), float → integer NaN → 0.
 pub(crate) fn cast_code(from: &Codec, to: &Codec, code: u32) -> Result<u32, InterpError> {
     if from.dtype() == to.dtype() {
-        return Ok(code);
+        // Every value converts to itself; a NaN, which is no value, to the canonical NaN.
+        return Ok(match from {
+            Codec::Float(c) if c.is_nan(code) => c.nan(),
+            _ => code,
+        });
     }
     let exact_enough = match from {
         Codec::Int(_) => true,

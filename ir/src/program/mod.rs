@@ -369,18 +369,26 @@ impl Kernel {
     }
 
     /// Calls `f` on every instruction in program order, nested blocks included (a loop before
-    /// its body).
+    /// its body). Each instruction is visited at most once and out-of-range handles are
+    /// skipped, so a malformed kernel (an instruction listed twice, or inside itself) cannot
+    /// make it loop; the walk uses an explicit stack, so no nesting depth overflows it.
     pub fn walk(&self, mut f: impl FnMut(InstId, &InstData)) {
-        fn go(kernel: &Kernel, block: &Block, f: &mut dyn FnMut(InstId, &InstData)) {
-            for &id in &block.insts {
-                let Some(inst) = kernel.insts.get(id) else { continue };
-                f(id, inst);
-                for nested in inst.op.blocks() {
-                    go(kernel, nested, f);
-                }
+        let mut visited = vec![false; self.insts.len()];
+        // Pending instruction lists, innermost last; each entry is a block and a position in it.
+        let mut stack: Vec<(&Block, usize)> = vec![(&self.body, 0)];
+        while let Some((block, position)) = stack.pop() {
+            let Some(&id) = block.insts.get(position) else { continue };
+            stack.push((block, position + 1));
+            let Some(inst) = self.insts.get(id) else { continue };
+            if std::mem::replace(&mut visited[id.index()], true) {
+                continue;
+            }
+            f(id, inst);
+            // Nested blocks run next, the first one on top.
+            for nested in inst.op.blocks().into_iter().rev() {
+                stack.push((nested, 0));
             }
         }
-        go(self, &self.body, &mut f);
     }
 }
 

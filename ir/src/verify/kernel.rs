@@ -63,10 +63,7 @@ impl Checker<'_> {
                         },
                         None => self.error(
                             k.span,
-                            format!(
-                                "{axis} uses parameter #{p}, but the kernel has {} parameters",
-                                k.params.len()
-                            ),
+                            format!("{axis} uses parameter #{p}, but the kernel has {} parameters", k.params.len()),
                             vec![],
                         ),
                     },

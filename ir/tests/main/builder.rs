@@ -109,3 +109,28 @@ fn row_major_strides_are_computed() {
     assert!(matches!(strides[0], Operand::Value(_)));
     assert_eq!(k.type_of(view).unwrap().as_global().map(|g| g.rank), Some(3));
 }
+
+#[test]
+fn walk_visits_in_program_order_once() {
+    let mut k = KernelBuilder::new("k", 1);
+    let n = k.scalar_param("n", i32()).unwrap();
+    let a = k.add(n, 1).unwrap();
+    k.for_range(0, n, 1, None, &[], |k, i, _| {
+        k.add(i, a)?;
+        Ok(vec![])
+    })
+    .unwrap();
+    k.sub(n, 1).unwrap();
+    let mut kernel = k.finish();
+    let mut order = Vec::new();
+    kernel.walk(|_, inst| order.push(inst.op.mnemonic()));
+    assert_eq!(order, ["add", "for", "add", "sub"]);
+    // A malformed kernel whose loop lists itself in its body is walked once per instruction.
+    let loop_id = kernel.body.insts[1];
+    if let Op::For { body, .. } = &mut kernel.insts[loop_id].op {
+        body.insts.push(loop_id);
+    }
+    let mut count = 0;
+    kernel.walk(|_, _| count += 1);
+    assert_eq!(count, 4);
+}

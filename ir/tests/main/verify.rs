@@ -1249,7 +1249,9 @@ fn grid_checks() {
     g.kernel.grid = vec![GridExpr::Const(1), GridExpr::cdiv(GridExpr::Param(3), GridExpr::Param(0))];
     let d = expect(
         &g.kernel,
-        &["grid dimension 1 uses parameter `a`, a `ptr f16`; grid and shape expressions use integer scalar parameters only"],
+        &[
+            "grid dimension 1 uses parameter `a`, a `ptr f16`; grid and shape expressions use integer scalar parameters only",
+        ],
     );
     assert_eq!(d.span, Some(param_span(0)));
     g.kernel.grid = vec![GridExpr::Param(42)];
