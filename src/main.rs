@@ -3,6 +3,7 @@
 mod cli;
 
 use std::io::{self, BufWriter, ErrorKind, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +41,51 @@ enum Command {
         #[arg(long)]
         table: bool,
     },
+    /// Parse and verify a kernel file (.abk), reporting every error with file:line:col.
+    Check {
+        /// The kernel file.
+        file: PathBuf,
+        /// Also require every register and shared layout (what running and compiling need).
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print a kernel file in canonical form.
+    Fmt {
+        /// The kernel file.
+        file: PathBuf,
+        /// Fail (exit 1) when the file is not in canonical form, instead of printing.
+        #[arg(long, conflicts_with = "write")]
+        check: bool,
+        /// Rewrite the file in canonical form (refused when it has comments, which would be lost).
+        #[arg(long)]
+        write: bool,
+    },
+    /// Run a kernel of a file on the CPU interpreter.
+    ///
+    /// Scalars are given with --arg NAME=VALUE; buffers with --arg NAME=FILE.npy (f16 as
+    /// float16, f32 as float32, bf16 as ml_dtypes' bfloat16 or uint16 bit patterns, 8/16/32-bit
+    /// integers as themselves, 8-bit floats as raw bytes, every other type as packed uint8
+    /// bytes), checked against the parameter's type and declared shape. Buffers not given are
+    /// allocated by their declared shape: zeros, or random values with --random SEED.
+    Run {
+        /// The kernel file.
+        file: PathBuf,
+        /// Which kernel (needed when the file has several).
+        #[arg(long)]
+        kernel: Option<String>,
+        /// Run on the CPU interpreter (the only device until the GPU runtime lands).
+        #[arg(long)]
+        interp: bool,
+        /// NAME=VALUE for a scalar, NAME=FILE.npy for a buffer.
+        #[arg(long = "arg", value_name = "NAME=VALUE")]
+        args: Vec<String>,
+        /// NAME=FILE.npy: write this buffer after the run.
+        #[arg(long = "out", value_name = "NAME=FILE")]
+        outputs: Vec<String>,
+        /// Fill buffers not given with random values (floats in [-1, 1], integers any code).
+        #[arg(long, value_name = "SEED")]
+        random: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -49,6 +95,32 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Dtype { name, table } => cli::dtype::run(name, *table, &mut out),
         Command::Layout { expr, table } => cli::layout::run(expr, *table, &mut out),
+        Command::Check { file, strict } => cli::source::check(file, *strict, &mut out),
+        Command::Fmt { file, check, write } => {
+            let mode = match (check, write) {
+                (true, _) => cli::source::FmtMode::Check,
+                (_, true) => cli::source::FmtMode::Write,
+                _ => cli::source::FmtMode::Print,
+            };
+            cli::source::fmt(file, mode, &mut out)
+        }
+        Command::Run { file, kernel, interp, args, outputs, random } => {
+            if *interp {
+                let request = cli::run::RunRequest {
+                    file: file.clone(),
+                    kernel: kernel.clone(),
+                    args: args.clone(),
+                    outputs: outputs.clone(),
+                    random: *random,
+                };
+                cli::run::run(&request, &mut out)
+            } else {
+                Err(anyhow::anyhow!(
+                    "running on a GPU needs the CUDA backend and runtime, which are not built yet: pass --interp to run on \
+                     the CPU interpreter"
+                ))
+            }
+        }
     }
     .and_then(|()| out.flush().map_err(Into::into));
     match result {

@@ -360,3 +360,120 @@ mod tests {
         ));
     }
 }
+
+/// Converting between `.npy` arrays and kernel buffers.
+pub mod buffers {
+    use anybit_ir::DType;
+    use anybit_ir::interp::Buffer;
+
+    use super::{NpyArray, NpyType};
+
+    /// How a buffer of `dtype` is stored in a `.npy` file: its numpy type, and whether the
+    /// array holds packed bytes (types whose width is not 8, 16 or 32 bits, e.g. `u4`, `u3`,
+    /// `f6e3m2`) rather than one element per array element.
+    pub fn npy_type(dtype: DType) -> (NpyType, bool) {
+        match dtype {
+            DType::F16 => (NpyType::F16, false),
+            DType::F32 => (NpyType::F32, false),
+            DType::BF16 => (NpyType::Raw16, false),
+            DType::Uint(_) | DType::Int(_) => match (dtype.bits(), dtype.is_signed()) {
+                (8, false) => (NpyType::U8, false),
+                (8, true) => (NpyType::I8, false),
+                (16, false) => (NpyType::U16, false),
+                (16, true) => (NpyType::I16, false),
+                (32, false) => (NpyType::U32, false),
+                (32, true) => (NpyType::I32, false),
+                _ => (NpyType::U8, true),
+            },
+            DType::Float(_) => match dtype.bits() {
+                8 => (NpyType::Raw8, false),
+                16 => (NpyType::Raw16, false),
+                _ => (NpyType::U8, true),
+            },
+        }
+    }
+
+    /// Whether `found` may stand for `wanted`: raw records and unsigned integers of the same
+    /// width carry the same bits.
+    fn compatible(wanted: NpyType, found: NpyType) -> bool {
+        wanted == found
+            || matches!(
+                (wanted, found),
+                (NpyType::Raw16, NpyType::U16)
+                    | (NpyType::Raw8, NpyType::U8)
+                    | (NpyType::U8, NpyType::Raw8)
+                    | (NpyType::U8, NpyType::Bool)
+            )
+    }
+
+    /// The buffer of `dtype` an array holds. `expected` is the declared shape of the parameter
+    /// (evaluated), if any: an unpacked array must have exactly that shape, a packed one exactly
+    /// the bytes that many elements need.
+    pub fn buffer_from_npy(array: &NpyArray, dtype: DType, expected: Option<&[u64]>) -> Result<Buffer, String> {
+        let (wanted, packed) = npy_type(dtype);
+        if !compatible(wanted, array.dtype) {
+            return Err(format!(
+                "holds `{}` elements, but the parameter is {dtype}, which .npy files store as `{}`{}",
+                array.dtype.descr(),
+                wanted.descr(),
+                if packed { " (packed bytes, element i at bits [i·N, (i+1)·N))" } else { "" }
+            ));
+        }
+        let expected_len = expected.map(|s| s.iter().try_fold(1u64, |n, &d| n.checked_mul(d)));
+        let expected_len = match expected_len {
+            Some(None) => return Err("the declared shape overflows".into()),
+            Some(Some(n)) => Some(n),
+            None => None,
+        };
+        let len = if packed {
+            let bits = u64::from(dtype.bits());
+            let len = expected_len.unwrap_or(array.len() as u64 * 8 / bits);
+            let bytes = (len * bits).div_ceil(8);
+            if array.len() as u64 != bytes {
+                return Err(format!(
+                    "has {} bytes; {len} packed {dtype} elements take {bytes} bytes",
+                    array.len()
+                ));
+            }
+            len
+        } else {
+            if let Some(shape) = expected {
+                let found: Vec<u64> = array.shape.iter().map(|&d| d as u64).collect();
+                if found != shape {
+                    return Err(format!("has shape {:?}, the parameter declares {shape:?}", array.shape));
+                }
+            }
+            array.len() as u64
+        };
+        let len = usize::try_from(len).map_err(|_| "too large".to_string())?;
+        if packed {
+            Buffer::from_bytes(dtype, len, array.data.clone()).map_err(|e| e.to_string())
+        } else {
+            let size = array.dtype.size();
+            let codes: Vec<u32> = array
+                .data
+                .chunks_exact(size)
+                .map(|c| c.iter().rev().fold(0u32, |acc, &b| (acc << 8) | u32::from(b)))
+                .collect();
+            let codes: Vec<u32> = if array.dtype == NpyType::Bool { codes.iter().map(|&c| u32::from(c != 0)).collect() } else { codes };
+            Buffer::from_codes(dtype, &codes).map_err(|e| e.to_string())
+        }
+    }
+
+    /// The `.npy` array of a buffer: unpacked with `shape` (when its product is the buffer's
+    /// length), or the packed bytes as a 1-D `uint8` array for sub-byte and odd-width types.
+    pub fn npy_from_buffer(buffer: &Buffer, shape: Option<&[u64]>) -> NpyArray {
+        let (npy, packed) = npy_type(buffer.dtype());
+        if packed {
+            let bytes = buffer.bytes().to_vec();
+            return NpyArray { dtype: NpyType::U8, shape: vec![bytes.len()], data: bytes };
+        }
+        let size = npy.size();
+        let data: Vec<u8> = buffer.codes().iter().flat_map(|c| c.to_le_bytes().into_iter().take(size)).collect();
+        let shape = match shape {
+            Some(s) if s.iter().product::<u64>() == buffer.len() as u64 => s.iter().map(|&d| d as usize).collect(),
+            _ => vec![buffer.len()],
+        };
+        NpyArray { dtype: npy, shape, data }
+    }
+}

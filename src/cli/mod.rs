@@ -3,3 +3,5 @@
 
 pub mod dtype;
 pub mod layout;
+pub mod run;
+pub mod source;
