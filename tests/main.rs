@@ -2,6 +2,7 @@
 
 mod main {
     mod dtype_cli;
+    mod examples;
     mod layout_cli;
     pub mod run;
 }

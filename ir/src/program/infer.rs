@@ -316,6 +316,16 @@ pub fn result_types(kernel: &Kernel, op: &Op) -> Result<Vec<Type>, TypeError> {
                     (false, _) => Some(s),
                 })
                 .collect();
+            // The result's layout is the operand's, reduced: reduced spatial modes become
+            // replicated (the threads that held a row share its result), local ones disappear.
+            if let (Some(source), Some(given)) = (&src.layout, layout) {
+                let derived = source
+                    .reduce(dims, *keep_dims)
+                    .map_err(|e| TypeError(format!("`reduce` cannot reduce the layout {source}: {e}")))?;
+                if &derived != given {
+                    return err(format!("`reduce` result layout {given} is not the operand's layout reduced, {derived}"));
+                }
+            }
             let ty = RegisterTensorType::new(src.dtype, shape, layout.clone());
             check_register_type(&ty, "`reduce` result")?;
             vec![Type::Register(ty)]

@@ -76,8 +76,10 @@ fn expect_error(e: &InterpError, kind: ErrorKind, mnemonic: Option<&str>) -> Str
 }
 
 /// The canonical code of an f64 value in `d` (NaN: the positive canonical NaN).
+/// The code of `x` in `d`, with every NaN the canonical one (sign clear). Built from the
+/// format, not from a host NaN: the optimizer may give host NaNs either sign.
 fn canon(d: DType, x: f64) -> u32 {
-    if x.is_nan() { d.encode(f64::NAN) } else { d.encode(x) }
+    if x.is_nan() { d.float_format().and_then(|f| f.nan_code()).unwrap_or(0) } else { d.encode(x) }
 }
 
 fn value(d: DType, code: u32) -> f64 {
