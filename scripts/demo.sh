@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
-# The main job, end to end: builds the anybit CLI and shows what the compiler knows so far —
-# data types of any bit width with their exact codecs, and the layout algebra that places tile
-# elements on threads (the fragment layouts of mma.sync among them). Later stages grow this
-# into compiling a low-bit matmul and running it on the GPU, or on the CPU interpreter when no
-# GPU is present.
+# The main job, end to end: builds anybit and runs the low-bit weight matmul
+# y = x · dequant(W) for ten weight formats on the CPU interpreter, printing each one's error
+# against the exact f64 reference computed from the same quantized weights. (The GPU path —
+# compiling to PTX and running on the device when one is present — arrives with the backend
+# and runtime; until then the interpreter is the device.) Along the way it shows the pieces:
+# data types, layouts, kernel files checked and run from the command line.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 ./scripts/setup.sh
-cargo build --release --locked --bin anybit
+cargo build --release --locked --bin anybit --example lowbit_matmul
 anybit() { "$root/target/release/anybit" "$@"; }
 show() { printf '\n$ anybit %s\n' "$*"; anybit "$@"; }
 
 show dtype f4e2m1 --table
 show dtype f8e4m3
-show dtype i3 --table
-show dtype f6e3m2
 show layout 'local(2,1).spatial(8,4).local(1,2)'
-printf '\n$ anybit layout %s --table | head -n 8\n' "'local(2,1).spatial(8,4).local(1,2)'"
-anybit layout 'local(2,1).spatial(8,4).local(1,2)' --table | head -n 8
-show layout 'column_local(2,2).spatial(8,4).local(1,2)'
-show layout 'replicated(2).column_spatial(4,8).local(2,1)'
+for file in examples/*.abk; do
+    show check --strict "$file"
+done
+show run examples/lowbit_matmul_u4_g128.abk --interp --random 1 --arg m=16 --arg n=4096 --arg k=4096
+
+printf '\n$ cargo run --release --example lowbit_matmul\n'
+"$root/target/release/examples/lowbit_matmul"

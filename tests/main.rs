@@ -1,8 +1,11 @@
 //! Integration tests of the `anybit` facade and CLI, in one harness binary.
 
 mod main {
+    mod docs;
     mod dtype_cli;
-    mod examples;
+    pub mod examples;
+    mod kernel_cli;
     mod layout_cli;
+    mod npy;
     pub mod run;
 }

@@ -5,7 +5,7 @@
 //! W along K sharing one scale per column (f16 or bf16), optional integer zero points per group
 //! and column, and the activation type (f16 or bf16). [`build_kernel`] generates the kernel in
 //! the tile IR; [`QuantizedWeights`] holds the quantized values in their canonical host form
-//! and packs them into the buffers the kernel reads; [`reference`] computes the exact result
+//! and packs them into the buffers the kernel reads; [`reference()`] computes the exact result
 //! the kernel approximates.
 //!
 //! # What the kernel computes
@@ -30,6 +30,7 @@
 
 use anybit_ir::builder::{BuildError, KernelBuilder};
 use anybit_ir::dtype::DType;
+use anybit_ir::interp::numeric;
 use anybit_ir::packing::PackedBits;
 use anybit_ir::program::{Axis, BinaryOp, GridExpr, GridOp, Kernel, Module, Operand, RegisterTensorType};
 use anybit_layouts::RegisterLayout;
@@ -137,7 +138,7 @@ impl WeightFormat {
                 return Err(FormatError::Dimension { what, value });
             }
         }
-        if k % self.group_size != 0 {
+        if !k.is_multiple_of(self.group_size) {
             return Err(FormatError::KNotMultipleOfGroup { k, group_size: self.group_size });
         }
         Ok(())
@@ -439,7 +440,10 @@ impl QuantizedWeights {
     /// scale first rounded to the activation type and the product rounded to it once.
     pub fn dequantized(&self, k: usize, n: usize) -> f64 {
         let f = &self.format;
-        let decode = |d: DType, c: u32| d.decode_f64(c).unwrap_or(f64::NAN);
+        let decode = |d: DType, c: u32| match d.float_format() {
+            Some(format) => numeric::decode_float(format, c).unwrap_or(f64::NAN),
+            None => d.decode_f64(c).unwrap_or(f64::NAN),
+        };
         let group = k / f.group_size;
         let q = decode(f.weight, self.codes[k * self.n + n]);
         let z = if f.zero_point { decode(f.weight, self.zeros[group * self.n + n]) } else { 0.0 };
@@ -449,9 +453,13 @@ impl QuantizedWeights {
     }
 }
 
-/// `value` rounded to `dtype` (nearest even), as an f64.
+/// `value` rounded to `dtype` (nearest even), as an f64 — with the interpreter's fast codecs,
+/// which its tests check against the exact ones.
 pub fn round_to(dtype: DType, value: f64) -> f64 {
-    dtype.decode_f64(dtype.encode(value)).unwrap_or(f64::NAN)
+    match dtype.float_format() {
+        Some(format) => numeric::decode_float(format, numeric::encode_float(format, value)).unwrap_or(f64::NAN),
+        None => dtype.decode_f64(dtype.encode(value)).unwrap_or(f64::NAN),
+    }
 }
 
 /// The exact result (in f64) and an error bound for each output element: `y[m][n]` for `x`
@@ -472,16 +480,20 @@ pub fn reference(weights: &QuantizedWeights, x_codes: &[u32], m: usize) -> Resul
     let unit = 2f64.powi(-24);
     let mut out = Vec::with_capacity(m * n);
     for row in 0..m {
-        for col in 0..n {
-            let (mut sum, mut magnitude) = (0.0f64, 0.0f64);
-            for kk in 0..k {
-                let p = x[row * k + kk] * w[kk * n + col];
-                sum += p;
-                magnitude += p.abs();
+        // Row-major over W, so the inner loop runs along contiguous memory.
+        let (mut sums, mut magnitudes) = (vec![0.0f64; n], vec![0.0f64; n]);
+        for kk in 0..k {
+            let xv = x[row * k + kk];
+            let w_row = &w[kk * n..(kk + 1) * n];
+            for ((sum, magnitude), &wv) in sums.iter_mut().zip(magnitudes.iter_mut()).zip(w_row) {
+                let p = xv * wv;
+                *sum += p;
+                *magnitude += p.abs();
             }
+        }
+        for (sum, magnitude) in sums.into_iter().zip(magnitudes) {
             let accumulation = 2.0 * k as f64 * unit * magnitude;
-            let final_rounding = half_ulp(act, sum);
-            out.push((sum, accumulation + final_rounding));
+            out.push((sum, accumulation + half_ulp(act, sum)));
         }
     }
     Ok(out)

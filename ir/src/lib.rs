@@ -15,10 +15,21 @@
 //! - [`packing`]: the in-memory form of low-bit data, a little-endian bit stream with no padding
 //!   (element `i` of an N-bit type at bits `[i·N, (i+1)·N)`), with pack/unpack for any N ≤ 32.
 //!
-//! The tile program model (kernels, global/shared/register tensors laid out by
-//! `anybit-layouts`, instructions, the kernel language, verifier and CPU interpreter) grows here
-//! on top of these types; the interpreter will use exactly these codecs, so what a kernel computes
-//! is defined bit for bit.
+//! On these types stands the tile IR:
+//!
+//! - [`program`]: the program model. A module holds kernels; a kernel has typed parameters, a
+//!   grid and a block of warps, and a body of instructions acting on the whole thread block:
+//!   uniform scalars, register tiles spread over threads by register layouts, shared tiles,
+//!   views of global memory. Values and instructions live in [`arena`]s with typed handles;
+//!   values are SSA; control flow is structured (`for` with loop-carried values, `if`).
+//!   [`program::infer`] holds the typing rules everything else uses.
+//! - [`builder`]: a Rust API that builds kernels and types every instruction as it goes.
+//! - [`text`]: the kernel language (`.abk`): parser with [`diag`]nostics and canonical printer,
+//!   `parse(print(m)) == m`.
+//! - [`verify`]: the verifier; its module doc lists every invariant it checks.
+//! - [`interp`]: the CPU interpreter, which *defines* what a kernel computes — bit-exact,
+//!   deterministic, with packed sub-byte global memory, per-thread register slots, shared memory
+//!   with race and initialization checks, and errors that name the instruction.
 
 #![warn(missing_docs)]
 

@@ -6,12 +6,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, bail};
 use anybit::ir::DType;
 use anybit::ir::interp::{Arg, Buffer, RunOptions, run_kernel};
 use anybit::ir::program::{Kernel, ParamType};
 use anybit::npy::NpyArray;
 use anybit::npy::buffers::{buffer_from_npy, npy_from_buffer};
+use anyhow::{Context, Result, anyhow, bail};
 
 /// What `anybit run` was asked to do.
 #[derive(Debug)]
@@ -67,7 +67,9 @@ fn pick_kernel<'m>(module: &'m anybit::ir::program::Module, name: Option<&str>, 
             .kernel(name)
             .ok_or_else(|| anyhow!("{} has no kernel `{name}` (it has: {})", file.display(), names())),
         None if module.kernels.len() == 1 => Ok(&module.kernels[0]),
-        None => bail!("{} has {} kernels ({}): choose one with --kernel", file.display(), module.kernels.len(), names()),
+        None => {
+            bail!("{} has {} kernels ({}): choose one with --kernel", file.display(), module.kernels.len(), names())
+        }
     }
 }
 
@@ -104,19 +106,19 @@ pub fn run(request: &RunRequest, out: &mut dyn Write) -> Result<()> {
     let mut args: Vec<Option<Arg>> = vec![None; kernel.params.len()];
     for (i, param) in kernel.params.iter().enumerate() {
         if let ParamType::Scalar(dtype) = param.ty {
-            let text = given
-                .get(&param.name)
-                .ok_or_else(|| anyhow!("missing a value for scalar parameter `{}: {dtype}` (--arg {}=…)", param.name, param.name))?;
+            let text = given.get(&param.name).ok_or_else(|| {
+                anyhow!("missing a value for scalar parameter `{}: {dtype}` (--arg {}=…)", param.name, param.name)
+            })?;
             let arg = if dtype.is_integer() {
-                let value: i64 = text
-                    .parse()
-                    .with_context(|| format!("--arg {}={text}: `{}` is a {dtype}, expected an integer", param.name, param.name))?;
+                let value: i64 = text.parse().with_context(|| {
+                    format!("--arg {}={text}: `{}` is a {dtype}, expected an integer", param.name, param.name)
+                })?;
                 scalars[i] = Some(value);
                 Arg::Int(value)
             } else {
-                let value: f64 = text
-                    .parse()
-                    .with_context(|| format!("--arg {}={text}: `{}` is a {dtype}, expected a number", param.name, param.name))?;
+                let value: f64 = text.parse().with_context(|| {
+                    format!("--arg {}={text}: `{}` is a {dtype}, expected a number", param.name, param.name)
+                })?;
                 Arg::Float(value)
             };
             args[i] = Some(arg);
@@ -133,7 +135,8 @@ pub fn run(request: &RunRequest, out: &mut dyn Write) -> Result<()> {
         };
         let buffer = match given.get(&param.name) {
             Some(path) => {
-                let bytes = std::fs::read(path).with_context(|| format!("cannot read {path} (--arg {})", param.name))?;
+                let bytes =
+                    std::fs::read(path).with_context(|| format!("cannot read {path} (--arg {})", param.name))?;
                 let array = NpyArray::read(&bytes).with_context(|| format!("{path} (--arg {})", param.name))?;
                 buffer_from_npy(&array, dtype, shape.as_deref())
                     .map_err(|e| anyhow!("{path} (--arg {}: ptr {dtype}) {e}", param.name))?
@@ -155,7 +158,8 @@ pub fn run(request: &RunRequest, out: &mut dyn Write) -> Result<()> {
         };
         args[i] = Some(Arg::Buffer(buffer));
     }
-    let mut args: Vec<Arg> = args.into_iter().map(|a| a.ok_or_else(|| anyhow!("internal: missing argument"))).collect::<Result<_>>()?;
+    let mut args: Vec<Arg> =
+        args.into_iter().map(|a| a.ok_or_else(|| anyhow!("internal: missing argument"))).collect::<Result<_>>()?;
 
     let start = Instant::now();
     let report = run_kernel(kernel, &mut args, &RunOptions::default()).map_err(|e| {
@@ -193,7 +197,13 @@ pub fn run(request: &RunRequest, out: &mut dyn Write) -> Result<()> {
     for (i, param) in kernel.params.iter().enumerate() {
         let Some(Arg::Buffer(buffer)) = args.get(i) else { continue };
         let summary = summarize(buffer);
-        writeln!(out, "  {:<8} ptr {:<8} {:>9} elements  {summary}", param.name, buffer.dtype().to_string(), buffer.len())?;
+        writeln!(
+            out,
+            "  {:<8} ptr {:<8} {:>9} elements  {summary}",
+            param.name,
+            buffer.dtype().to_string(),
+            buffer.len()
+        )?;
     }
     for (_, path) in &written {
         writeln!(out, "wrote {}", path.display())?;
@@ -203,7 +213,8 @@ pub fn run(request: &RunRequest, out: &mut dyn Write) -> Result<()> {
 
 /// A one-line digest of a buffer: its first values and a checksum of its bytes.
 fn summarize(buffer: &Buffer) -> String {
-    let checksum = buffer.bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let checksum =
+        buffer.bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     let first: Vec<String> = buffer
         .codes()
         .iter()

@@ -3,11 +3,11 @@
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, bail};
 use anybit::ir::diag::{Diagnostic, SourceFile};
 use anybit::ir::program::Module;
 use anybit::ir::text::{parse_module, print_module};
 use anybit::ir::verify::{VerifyOptions, verify_module};
+use anyhow::{Context, Result, anyhow, bail};
 
 /// A kernel file's text, read with a clear error.
 pub fn read(path: &Path) -> Result<String> {

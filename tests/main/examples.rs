@@ -61,7 +61,8 @@ fn vector_add_is_exact() {
     let mut rng = Rng(1);
     for n in [1usize, 511, 512, 513, 1500] {
         let (x, y) = (rng.values(DType::F32, n), rng.values(DType::F32, n));
-        let mut args = vec![buffer(DType::F32, &x), buffer(DType::F32, &y), buffer(DType::F32, &vec![0.0; n]), Arg::Int(n as i64)];
+        let mut args =
+            vec![buffer(DType::F32, &x), buffer(DType::F32, &y), buffer(DType::F32, &vec![0.0; n]), Arg::Int(n as i64)];
         run(&module.kernels[0], &mut args);
         let z = output(&args, 2);
         for i in 0..n {
@@ -157,7 +158,10 @@ fn lowbit_example_file_matches_the_reference() {
         let expected = reference(&weights, &x, m).unwrap();
         let mut args = vec![
             Arg::Buffer(Buffer::from_codes(DType::F16, &x).unwrap()),
-            Arg::Buffer(Buffer::from_bytes("u8".parse().unwrap(), k * weights.row_bytes(), weights.pack_weights().unwrap()).unwrap()),
+            Arg::Buffer(
+                Buffer::from_bytes("u8".parse().unwrap(), k * weights.row_bytes(), weights.pack_weights().unwrap())
+                    .unwrap(),
+            ),
             Arg::Buffer(Buffer::from_codes(DType::F16, &scales).unwrap()),
             Arg::Buffer(Buffer::from_codes("u4".parse().unwrap(), &zeros).unwrap()),
             Arg::Buffer(Buffer::zeros(DType::F16, m * n).unwrap()),

@@ -156,7 +156,8 @@ fn every_weight_type_matches_the_reference_on_the_interpreter() {
                 }
                 args.push(Arg::Buffer(Buffer::zeros(activation, m * n).unwrap()));
                 args.extend([Arg::Int(m as i64), Arg::Int(n as i64), Arg::Int(k as i64)]);
-                run_kernel(&kernel, &mut args, &RunOptions::default()).unwrap_or_else(|e| panic!("{weight} m={m}: {e}"));
+                run_kernel(&kernel, &mut args, &RunOptions::default())
+                    .unwrap_or_else(|e| panic!("{weight} m={m}: {e}"));
                 let y_position = if zero_point { 4 } else { 3 };
                 let y = args[y_position].buffer().unwrap().to_f64().unwrap();
                 let expected = reference(&weights, &x, m).unwrap();

@@ -323,7 +323,9 @@ pub fn result_types(kernel: &Kernel, op: &Op) -> Result<Vec<Type>, TypeError> {
                     .reduce(dims, *keep_dims)
                     .map_err(|e| TypeError(format!("`reduce` cannot reduce the layout {source}: {e}")))?;
                 if &derived != given {
-                    return err(format!("`reduce` result layout {given} is not the operand's layout reduced, {derived}"));
+                    return err(format!(
+                        "`reduce` result layout {given} is not the operand's layout reduced, {derived}"
+                    ));
                 }
             }
             let ty = RegisterTensorType::new(src.dtype, shape, layout.clone());

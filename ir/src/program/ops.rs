@@ -342,7 +342,7 @@ pub enum Op {
         /// The new type.
         ty: RegisterTensorType,
     },
-    /// Repeat each element into a block of the result: result[i] = x[i / (result_d / x_d)]
+    /// Repeat each element into a block of the result: `result[i] = x[i / (result_d / x_d)]`
     /// per dimension (so size-1 dims broadcast): `%s = broadcast %g : f16[128, 64]`.
     Broadcast {
         /// The tensor repeated; each of its dims divides the result's.
