@@ -14,47 +14,17 @@ use std::time::Instant;
 
 use anybit::ir::DType;
 use anybit::ir::interp::{Arg, Buffer, RunOptions, run_kernel};
+use anybit::ir::random::SplitMix64;
 use anybit_frontend::lowbit::{QuantizedWeights, WeightFormat, build_kernel, reference};
-
-/// splitmix64: deterministic inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * ((self.next() >> 11) as f64 / (1u64 << 53) as f64)
-    }
-}
 
 fn dtype(name: &str) -> Result<DType, String> {
     name.parse().map_err(|e| format!("{e}"))
 }
 
-/// Random weights of a format: finite codes, scales that keep |w| ≲ 1, random zero points.
-fn quantized(format: WeightFormat, k: usize, n: usize, rng: &mut Rng) -> Result<QuantizedWeights, String> {
-    let finite_codes: Vec<u32> = (0..format.weight.num_codes() as u32)
-        .filter(|&c| format.weight.decode(c).map(|v| v.finite().is_some()).unwrap_or(false))
-        .collect();
-    let finite = |rng: &mut Rng| finite_codes[(rng.next() % finite_codes.len() as u64) as usize];
-    let groups = k / format.group_size;
-    let max = format.weight.max().to_f64().unwrap_or(1.0).max(1.0);
-    let codes = (0..k * n).map(|_| finite(rng)).collect();
-    let scales = (0..groups * n).map(|_| format.scale.encode(rng.uniform(0.25, 1.0) / max)).collect();
-    let zeros = if format.zero_point { (0..groups * n).map(|_| finite(rng)).collect() } else { vec![] };
-    QuantizedWeights::new(format, k, n, codes, scales, zeros).map_err(|e| e.to_string())
-}
-
-fn run(format: WeightFormat, m: usize, n: usize, k: usize, rng: &mut Rng) -> Result<(f64, f64, f64), String> {
+fn run(format: WeightFormat, m: usize, n: usize, k: usize, rng: &mut SplitMix64) -> Result<(f64, f64, f64), String> {
     format.validate_shape(m, n, k).map_err(|e| e.to_string())?;
     let kernel = build_kernel(&format).map_err(|e| e.to_string())?;
-    let weights = quantized(format, k, n, rng)?;
+    let weights = QuantizedWeights::random(format, k, n, rng).map_err(|e| e.to_string())?;
     let act = format.activation;
     let x: Vec<u32> = (0..m * k).map(|_| act.encode(rng.uniform(-1.0, 1.0))).collect();
     let packed = weights.pack_weights().map_err(|e| e.to_string())?;
@@ -110,7 +80,7 @@ fn main() -> ExitCode {
     ];
     println!("low-bit matmul y[{m}, {n}] = x[{m}, {k}] · dequant(W)[{k}, {n}] on the CPU interpreter");
     println!("{:<40} {:>12} {:>14} {:>9}", "kernel", "max |error|", "error / bound", "seconds");
-    let mut rng = Rng(2026);
+    let mut rng = SplitMix64::new(2026);
     let mut failed = false;
     for (weight, group_size, zero_point, activation) in formats {
         let format = match dtype(weight) {

@@ -33,6 +33,7 @@ use anybit_ir::dtype::DType;
 use anybit_ir::interp::numeric;
 use anybit_ir::packing::PackedBits;
 use anybit_ir::program::{Axis, BinaryOp, GridExpr, GridOp, Kernel, Module, Operand, RegisterTensorType};
+use anybit_ir::random::SplitMix64;
 use anybit_layouts::RegisterLayout;
 
 /// Rows of y per block.
@@ -415,6 +416,28 @@ impl QuantizedWeights {
             }
         }
         Ok(QuantizedWeights { format, k, n, codes, scales, zeros })
+    }
+
+    /// Random quantized weights of `format` (for tests, examples and benchmarks): codes drawn
+    /// uniformly from the weight type's finite codes, scales uniform in [0.25, 1) divided by the
+    /// type's largest magnitude (so |w| ≲ 1 for every type), zero points any finite code.
+    pub fn random(
+        format: WeightFormat,
+        k: usize,
+        n: usize,
+        rng: &mut SplitMix64,
+    ) -> Result<QuantizedWeights, FormatError> {
+        format.validate_shape(1, n, k)?;
+        let finite: Vec<u32> = (0..format.weight.num_codes() as u32)
+            .filter(|&c| format.weight.decode(c).is_ok_and(|v| v.finite().is_some()))
+            .collect();
+        let code = |rng: &mut SplitMix64| finite[rng.below(finite.len() as u64) as usize];
+        let groups = k / format.group_size;
+        let max = format.weight.max().to_f64().unwrap_or(1.0).max(1.0);
+        let codes = (0..k * n).map(|_| code(rng)).collect();
+        let scales = (0..groups * n).map(|_| format.scale.encode(rng.uniform(0.25, 1.0) / max)).collect();
+        let zeros = if format.zero_point { (0..groups * n).map(|_| code(rng)).collect() } else { vec![] };
+        QuantizedWeights::new(format, k, n, codes, scales, zeros)
     }
 
     /// Bytes per packed weight row.

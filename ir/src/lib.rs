@@ -40,6 +40,7 @@ pub mod dtype;
 pub mod interp;
 pub mod packing;
 pub mod program;
+pub mod random;
 pub mod text;
 pub mod verify;
 

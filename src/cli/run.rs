@@ -9,6 +9,7 @@ use std::time::Instant;
 use anybit::ir::DType;
 use anybit::ir::interp::{Arg, Buffer, RunOptions, run_kernel};
 use anybit::ir::program::{Kernel, ParamType};
+use anybit::ir::random::SplitMix64;
 use anybit::npy::NpyArray;
 use anybit::npy::buffers::{buffer_from_npy, npy_from_buffer};
 use anyhow::{Context, Result, anyhow, bail};
@@ -33,27 +34,18 @@ fn split(spec: &str, flag: &str) -> Result<(String, String)> {
     Ok((name.trim().to_owned(), value.trim().to_owned()))
 }
 
-/// A small deterministic generator (splitmix64) for `--random`.
-struct Random(u64);
+/// The generator of `--random`.
+struct Random(SplitMix64);
 
 impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     /// A random buffer: floats uniform in [−1, 1] (rounded to the type), integers any code.
     fn buffer(&mut self, dtype: DType, len: usize) -> Result<Buffer> {
         let buffer = if dtype.is_float() {
-            let values: Vec<f64> =
-                (0..len).map(|_| (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0).collect();
+            let values: Vec<f64> = (0..len).map(|_| self.0.uniform(-1.0, 1.0)).collect();
             Buffer::from_f64(dtype, &values)
         } else {
             let mask = if dtype.bits() == 32 { u32::MAX } else { (1u32 << dtype.bits()) - 1 };
-            let codes: Vec<u32> = (0..len).map(|_| self.next() as u32 & mask).collect();
+            let codes: Vec<u32> = (0..len).map(|_| self.0.next_u64() as u32 & mask).collect();
             Buffer::from_codes(dtype, &codes)
         };
         Ok(buffer?)
@@ -124,7 +116,7 @@ pub fn run(request: &RunRequest, out: &mut dyn Write) -> Result<()> {
             args[i] = Some(arg);
         }
     }
-    let mut random = request.random.map(Random);
+    let mut random = request.random.map(|seed| Random(SplitMix64::new(seed)));
     for (i, param) in kernel.params.iter().enumerate() {
         let ParamType::Pointer(dtype) = param.ty else { continue };
         let shape: Option<Vec<u64>> = if param.shape.is_empty() {

@@ -3,6 +3,7 @@
 
 use anybit_frontend::lowbit::{FormatError, QuantizedWeights, WeightFormat, build_kernel, eval_grid, grid};
 use anybit_ir::DType;
+use anybit_ir::random::SplitMix64;
 
 pub const WEIGHT_TYPES: &[&str] = &[
     "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "i2", "i3", "i4", "i5", "i6", "i7", "i8", "f3e1m1", "f4e2m1",
@@ -91,40 +92,6 @@ fn the_example_file_is_the_generated_kernel() {
     }
 }
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * ((self.next() >> 11) as f64 / (1u64 << 53) as f64)
-    }
-}
-
-/// Random quantized weights: any finite code, positive scales, any zero point.
-fn random_weights(f: WeightFormat, k: usize, n: usize, rng: &mut Rng) -> QuantizedWeights {
-    let groups = k / f.group_size;
-    let code = |rng: &mut Rng| loop {
-        let c = (rng.next() % f.weight.num_codes()) as u32;
-        if f.weight.decode(c).unwrap().finite().is_some() {
-            return c;
-        }
-    };
-    let codes = (0..k * n).map(|_| code(rng)).collect();
-    // Scales that keep |w| ≲ 1 for every type (largest magnitudes: 255 for u8, 57344 for e5m2).
-    let max = f.weight.max().to_f64().unwrap().max(1.0);
-    let scales = (0..groups * n).map(|_| f.scale.encode(rng.uniform(0.25, 1.0) / max)).collect();
-    let zeros = if f.zero_point { (0..groups * n).map(|_| code(rng)).collect() } else { vec![] };
-    QuantizedWeights::new(f, k, n, codes, scales, zeros).unwrap()
-}
-
 /// The generated kernel, run on the interpreter for every weight type, M ∈ {1, 5, 16, 33},
 /// group sizes 32 and 128, with and without zero points, f16 and bf16 activations, and N, K
 /// that leave partial tiles, matches the f64 reference within its bound.
@@ -132,7 +99,7 @@ fn random_weights(f: WeightFormat, k: usize, n: usize, rng: &mut Rng) -> Quantiz
 fn every_weight_type_matches_the_reference_on_the_interpreter() {
     use anybit_frontend::lowbit::reference;
     use anybit_ir::interp::{Arg, Buffer, RunOptions, run_kernel};
-    let mut rng = Rng(99);
+    let mut rng = SplitMix64::new(99);
     let (k, n) = (256usize, 72usize);
     let mut runs = 0;
     for (t, &weight) in WEIGHT_TYPES.iter().enumerate() {
@@ -142,7 +109,7 @@ fn every_weight_type_matches_the_reference_on_the_interpreter() {
             let activation = if (t + g) % 3 == 0 { DType::BF16 } else { DType::F16 };
             let f = WeightFormat { weight: dtype, group_size: group, scale: DType::F16, zero_point, activation };
             let kernel = build_kernel(&f).unwrap();
-            let weights = random_weights(f, k, n, &mut rng);
+            let weights = QuantizedWeights::random(f, k, n, &mut rng).unwrap();
             let packed = weights.pack_weights().unwrap();
             for m in [1usize, 5, 16, 33] {
                 let x: Vec<u32> = (0..m * k).map(|_| activation.encode(rng.uniform(-1.0, 1.0))).collect();

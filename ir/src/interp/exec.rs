@@ -795,16 +795,19 @@ impl<'k, 'a> Machine<'k, 'a> {
         InterpError::new(ErrorKind::BlockConflict, message)
     }
 
-    fn load_global(&mut self, inst: &InstData, src: ValueId, offsets: &[Operand]) -> Result<(), InterpError> {
-        let view = self.global(src)?;
-        let offsets = self.indices(offsets, "offset")?;
-        let rt = self.register_type(Self::result_id(inst, 0)?)?;
-        if rt.dtype != view.dtype {
-            return malformed(format!("the view holds {}, the tile is {}", view.dtype, rt.dtype));
-        }
+    /// The codes of the tile of `shape` at `offsets` of a global view, in row-major order:
+    /// elements outside the view are 0 (not read); reads are counted and checked against other
+    /// blocks' writes.
+    fn read_global_tile(
+        &mut self,
+        view: &GlobalView,
+        offsets: &[i64],
+        shape: &[usize],
+    ) -> Result<Vec<u32>, InterpError> {
         let name = self.param_name(view.param);
         let block = self.block_id;
-        let mut codes = vec![0u32; rt.num_elements()];
+        let n = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).unwrap_or(usize::MAX);
+        let mut codes = vec![0u32; n];
         let mut conflict = None;
         let mut read = 0u64;
         {
@@ -812,7 +815,7 @@ impl<'k, 'a> Machine<'k, 'a> {
                 return malformed(format!("`{name}` has no buffer"));
             };
             let mut tracker = self.trackers.get_mut(view.param).and_then(Option::as_mut);
-            visit_global(&view, &offsets, &rt.shape, buffer.len(), &name, |i, e| {
+            visit_global(view, offsets, shape, buffer.len(), &name, |i, e| {
                 if let Some(e) = e {
                     read += 1;
                     if let Some(slot) = codes.get_mut(i) {
@@ -831,6 +834,17 @@ impl<'k, 'a> Machine<'k, 'a> {
         if let Some((e, other)) = conflict {
             return Err(self.conflict(e, &name, other, false, false));
         }
+        Ok(codes)
+    }
+
+    fn load_global(&mut self, inst: &InstData, src: ValueId, offsets: &[Operand]) -> Result<(), InterpError> {
+        let view = self.global(src)?;
+        let offsets = self.indices(offsets, "offset")?;
+        let rt = self.register_type(Self::result_id(inst, 0)?)?;
+        if rt.dtype != view.dtype {
+            return malformed(format!("the view holds {}, the tile is {}", view.dtype, rt.dtype));
+        }
+        let codes = self.read_global_tile(&view, &offsets, &rt.shape)?;
         let tile = Tile { dtype: rt.dtype, shape: rt.shape.clone(), codes };
         self.define(inst, 0, Val::Register(Rc::new(tile)))
     }
@@ -1100,35 +1114,7 @@ impl<'k, 'a> Machine<'k, 'a> {
             );
         }
         // Read the source now (global memory does not change while the copy is in flight).
-        let name = self.param_name(view.param);
-        let block = self.block_id;
-        let mut codes = vec![0u32; n];
-        let mut conflict = None;
-        let mut read = 0u64;
-        {
-            let Some(Some(buffer)) = self.buffers.get(view.param) else {
-                return malformed(format!("`{name}` has no buffer"));
-            };
-            let mut tracker = self.trackers.get_mut(view.param).and_then(Option::as_mut);
-            visit_global(&view, &src_offsets, shape, buffer.len(), &name, |i, e| {
-                if let Some(e) = e {
-                    read += 1;
-                    if let Some(slot) = codes.get_mut(i) {
-                        *slot = buffer.read(e).unwrap_or(0);
-                    }
-                    if let Some(t) = tracker.as_mut()
-                        && let Err(other) = t.read(e, block)
-                    {
-                        conflict.get_or_insert((e, other));
-                    }
-                }
-                Ok(())
-            })?;
-        }
-        self.report.global_elements_read += read;
-        if let Some((e, other)) = conflict {
-            return Err(self.conflict(e, &name, other, false, false));
-        }
+        let codes = self.read_global_tile(&view, &src_offsets, shape)?;
         let access = Access {
             groups: &self.groups,
             check_races: self.options.check_races,

@@ -644,6 +644,21 @@ impl<'s> Parser<'s> {
         }
     }
 
+    /// An identifier naming one of an enumeration's variants (`x`, `sum`, …).
+    fn keyword<T>(&mut self, from_name: fn(&str) -> Option<T>, expected: &str) -> PResult<T> {
+        let found = match self.peek().tok {
+            Tok::Ident(name) => from_name(name),
+            _ => None,
+        };
+        match found {
+            Some(value) => {
+                self.bump();
+                Ok(value)
+            }
+            None => Err(self.expected(expected)),
+        }
+    }
+
     fn shape(&mut self, context: &str) -> PResult<Vec<usize>> {
         self.expect_punct(b'[', context)?;
         self.list(b']', "a dimension size", |p| p.usize("a dimension size"))
@@ -987,15 +1002,7 @@ impl<'s> Parser<'s> {
                 Op::Const { value, dtype }
             }
             "block_index" => {
-                let t = self.peek();
-                let axis = match t.tok {
-                    Tok::Ident(a) => Axis::from_name(a),
-                    _ => None,
-                };
-                let Some(axis) = axis else {
-                    return Err(self.expected("an axis `x`, `y` or `z` after `block_index`"));
-                };
-                self.bump();
+                let axis = self.keyword(Axis::from_name, "an axis `x`, `y` or `z` after `block_index`")?;
                 Op::BlockIndex { axis }
             }
             "select" => {
@@ -1025,15 +1032,7 @@ impl<'s> Parser<'s> {
                 if mnemonic == "view" { Op::View { x, ty } } else { Op::Broadcast { x, ty } }
             }
             "reduce" => {
-                let t = self.peek();
-                let op = match t.tok {
-                    Tok::Ident(name) => ReduceOp::from_name(name),
-                    _ => None,
-                };
-                let Some(op) = op else {
-                    return Err(self.expected("`sum`, `max` or `min` after `reduce`"));
-                };
-                self.bump();
+                let op = self.keyword(ReduceOp::from_name, "`sum`, `max` or `min` after `reduce`")?;
                 let x = self.value(scope, "the operand of `reduce`")?;
                 self.expect_word("dims", "after the operand of `reduce`")?;
                 let dims = self.shape("after `dims`")?;

@@ -4,32 +4,8 @@ use std::path::PathBuf;
 
 use anybit_ir::DType;
 
-/// A small deterministic generator (splitmix64), so failures reproduce.
-#[derive(Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
+/// The deterministic generator of the test data, so failures reproduce.
+pub use anybit_ir::random::SplitMix64 as Rng;
 
 pub fn dtype(name: &str) -> DType {
     name.parse().unwrap_or_else(|e| panic!("{name}: {e}"))
