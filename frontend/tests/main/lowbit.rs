@@ -93,8 +93,8 @@ fn the_example_file_is_the_generated_kernel() {
 }
 
 /// The generated kernel, run on the interpreter for every weight type, M ∈ {1, 5, 16, 33},
-/// group sizes 32 and 128, with and without zero points, f16 and bf16 activations, and N, K
-/// that leave partial tiles, matches the f64 reference within its bound.
+/// group sizes 32 and 128, with and without zero points, f16 and bf16 scales and activations,
+/// and an N that leaves partial tiles, matches the f64 reference within its bound.
 #[test]
 fn every_weight_type_matches_the_reference_on_the_interpreter() {
     use anybit_frontend::lowbit::reference;
@@ -107,7 +107,8 @@ fn every_weight_type_matches_the_reference_on_the_interpreter() {
         for (g, group) in [32usize, 128].into_iter().enumerate() {
             let zero_point = dtype.is_integer() && (t + g) % 2 == 0;
             let activation = if (t + g) % 3 == 0 { DType::BF16 } else { DType::F16 };
-            let f = WeightFormat { weight: dtype, group_size: group, scale: DType::F16, zero_point, activation };
+            let scale = if t % 2 == 0 { DType::F16 } else { DType::BF16 };
+            let f = WeightFormat { weight: dtype, group_size: group, scale, zero_point, activation };
             let kernel = build_kernel(&f).unwrap();
             let weights = QuantizedWeights::random(f, k, n, &mut rng).unwrap();
             let packed = weights.pack_weights().unwrap();
@@ -116,7 +117,7 @@ fn every_weight_type_matches_the_reference_on_the_interpreter() {
                 let mut args = vec![
                     Arg::Buffer(Buffer::from_codes(activation, &x).unwrap()),
                     Arg::Buffer(Buffer::from_bytes("u8".parse().unwrap(), packed.len(), packed.clone()).unwrap()),
-                    Arg::Buffer(Buffer::from_codes(DType::F16, &weights.scales).unwrap()),
+                    Arg::Buffer(Buffer::from_codes(scale, &weights.scales).unwrap()),
                 ];
                 if zero_point {
                     args.push(Arg::Buffer(Buffer::from_codes(dtype, &weights.zeros).unwrap()));
