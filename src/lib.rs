@@ -10,7 +10,8 @@
 //! | [`layouts`] | `anybit-layouts` | the layout algebra: register layouts (thread, slot) → coordinates, shared layouts with swizzles, global layouts, PTX fragment layouts |
 //! | [`ir`] | `anybit-ir` | data types of any bit width with exact codecs, packed bit streams; the tile IR: program model, builder, kernel language, verifier, CPU interpreter |
 //! | [`frontend`] | `anybit-frontend` | kernels generated from weight formats (the low-bit matmul), weight packing, f64 references |
-//! | [`npy`] | (here) | NumPy `.npy` files, for kernel inputs and outputs |
+//! | [`backends`] | `anybit-backends` | the LLVM backend: tile IR → PTX, the launch manifest |
+//! | [`npy`] | `anybit-runtime` | NumPy `.npy` files, for kernel inputs and outputs |
 //!
 //! The pipeline these pieces build towards: kernel language, builder or model importer → tile IR
 //! → verifier → passes (layout inference, e-graph rewrites, vectorization, instruction selection)
@@ -27,8 +28,8 @@
 
 #![deny(missing_docs)]
 
-pub mod npy;
-
+pub use anybit_backends as backends;
 pub use anybit_frontend as frontend;
 pub use anybit_ir as ir;
 pub use anybit_layouts as layouts;
+pub use anybit_runtime::npy;

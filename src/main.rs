@@ -49,6 +49,20 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Compile a kernel file to PTX: one .ptx file per kernel and manifest.json in DIR.
+    Compile {
+        /// The kernel file.
+        file: PathBuf,
+        /// The GPU target: sm_80, sm_86, sm_89, sm_90, sm_90a or sm_100a.
+        #[arg(long, default_value = "sm_90")]
+        target: String,
+        /// The output folder (created if needed).
+        #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
+        out_dir: PathBuf,
+        /// What to write per kernel.
+        #[arg(long, value_enum, default_value = "ptx")]
+        emit: cli::compile::Emit,
+    },
     /// Print a kernel file in canonical form.
     Fmt {
         /// The kernel file.
@@ -96,6 +110,7 @@ fn main() -> ExitCode {
         Command::Dtype { name, table } => cli::dtype::run(name, *table, &mut out),
         Command::Layout { expr, table } => cli::layout::run(expr, *table, &mut out),
         Command::Check { file, strict } => cli::source::check(file, *strict, &mut out),
+        Command::Compile { file, target, out_dir, emit } => cli::compile::compile(file, target, out_dir, *emit, &mut out),
         Command::Fmt { file, check, write } => {
             let mode = match (check, write) {
                 (true, _) => cli::source::FmtMode::Check,

@@ -3,7 +3,7 @@
 mod main {
     mod docs;
     mod dtype_cli;
-    pub mod examples;
+    mod examples;
     mod kernel_cli;
     mod layout_cli;
     mod npy;

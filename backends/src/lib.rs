@@ -1,13 +1,115 @@
-//! # anybit-backends: from the optimized tile IR to PTX
+//! # anybit-backends: from the tile IR to PTX
 //!
-//! A backend takes a verified, fully laid-out module (every tensor has its layout, every
-//! instruction its selected machine form, as decided by `anybit-passes`) and a target
-//! (`sm_80` … `sm_90a`), and produces PTX text per module plus a manifest of its kernels.
+//! A backend takes a verified module whose every register and shared tensor has its layout
+//! (the strict mode of `anybit_ir::verify`) and a [`Target`], and produces one PTX text per
+//! kernel plus a [`manifest::Manifest`] that tells a host how to launch each kernel without
+//! the compiler (parameters and their ABI, grid expressions, threads, shared memory).
 //!
-//! Two backends will live here behind cargo features: `llvm` (the default; inkwell with LLVM 22's
-//! NVPTX target, in-process) and `mlir` (melior with MLIR 22; the `llvm` and `nvvm` dialects).
-//! Both emit what the passes decided and decide nothing themselves, so their outputs can be
-//! compared. Offline checks of their output (ptxas, SASS inspection) live in this crate's tests.
+//! The [`llvm`] backend (cargo feature `llvm`, the default) lowers each kernel to LLVM IR with
+//! inkwell and LLVM 22's NVPTX target, in-process. Its model: every thread runs the block-level
+//! program on *its own slots* of each register tile — the register layout says, for each slot,
+//! which logical element it holds, as a function of the thread index — so register tiles
+//! become per-thread LLVM values with static indices (never local memory), uniform scalars
+//! become plain values, `for` and `if` become loops and branches with φ-nodes for carried
+//! values. What needs other threads' data (`broadcast`, `reduce`, `dot` operands whose layouts
+//! do not line up) goes through a scratch area of shared memory between barriers; instruction
+//! selection replaces those generic paths with `mma.sync`, `ldmatrix`, shuffles and vectorized
+//! accesses where the layouts allow.
 //!
-//! The crate links LLVM only once a backend exists; crates that must stay small (the runtime,
-//! GPU-side test runners) never depend on it.
+//! A second backend through MLIR (feature `mlir`) will implement the same [`Backend`] trait.
+
+#![warn(missing_docs)]
+
+pub mod manifest;
+pub mod target;
+
+#[cfg(feature = "llvm")]
+pub mod llvm;
+
+pub use target::{Target, UnknownTarget};
+
+use anybit_ir::diag::Diagnostics;
+use anybit_ir::program::Module;
+
+/// Why a module could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The module does not verify in strict mode (every layout present).
+    #[error("the module does not verify:\n{0}")]
+    Unverified(Diagnostics),
+    /// An instruction or type the backend cannot lower (yet), with where.
+    #[error("kernel `{kernel}`: {what}")]
+    Unsupported {
+        /// The kernel.
+        kernel: String,
+        /// What cannot be lowered, naming the instruction and value.
+        what: String,
+    },
+    /// The kernel needs more shared memory than the target has.
+    #[error("kernel `{kernel}` needs {bytes} bytes of shared memory; {target} allows at most {limit}")]
+    SharedMemory {
+        /// The kernel.
+        kernel: String,
+        /// Bytes needed.
+        bytes: usize,
+        /// The target's limit.
+        limit: usize,
+        /// The target.
+        target: Target,
+    },
+    /// LLVM rejected the generated IR or failed to emit PTX (a compiler bug: please report it
+    /// with the kernel).
+    #[error("LLVM failed on kernel `{kernel}`: {message}")]
+    Llvm {
+        /// The kernel.
+        kernel: String,
+        /// LLVM's message.
+        message: String,
+    },
+}
+
+/// What to emit besides PTX.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Also return each kernel's LLVM IR (optimized, before PTX emission).
+    pub emit_llvm_ir: bool,
+}
+
+/// One compiled kernel.
+#[derive(Clone, Debug)]
+pub struct CompiledKernel {
+    /// Its name.
+    pub name: String,
+    /// The PTX text of a module holding just this kernel.
+    pub ptx: String,
+    /// The LLVM IR, when asked for.
+    pub llvm_ir: Option<String>,
+    /// Shared memory per block, in bytes.
+    pub shared_memory_bytes: usize,
+}
+
+/// A compiled module: its kernels, and the manifest describing them.
+#[derive(Clone, Debug)]
+pub struct CompiledModule {
+    /// The target.
+    pub target: Target,
+    /// One entry per kernel, in module order.
+    pub kernels: Vec<CompiledKernel>,
+    /// How to launch them (PTX files named `<kernel>.ptx`).
+    pub manifest: manifest::Manifest,
+}
+
+/// A code generator from the tile IR to PTX.
+pub trait Backend {
+    /// Its name (`llvm`).
+    fn name(&self) -> &'static str;
+
+    /// Compiles every kernel of a module for `target`. The module must verify in strict mode
+    /// (the backend checks, and returns [`BackendError::Unverified`] otherwise).
+    fn compile(
+        &self,
+        module: &Module,
+        target: Target,
+        options: &CompileOptions,
+    ) -> Result<CompiledModule, BackendError>;
+}

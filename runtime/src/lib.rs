@@ -10,4 +10,10 @@
 //! It depends on `anybit-ir` for types and manifests and never on LLVM, so it and the small
 //! GPU-side runners built on it stay cheap to build and to copy to a GPU machine.
 //!
-//! The crate is empty until the backends produce kernels to load.
+//! What it holds today: [`npy`], reading and writing NumPy `.npy` files and converting them to
+//! and from kernel buffers (the interpreter's and, later, device buffers), which the CLI and
+//! the GPU test runner use to exchange inputs and outputs.
+
+#![warn(missing_docs)]
+
+pub mod npy;

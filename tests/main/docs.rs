@@ -57,9 +57,9 @@ fn tutorial_lowbit_kernel_matches_the_reference() {
         zero_point: false,
         activation: DType::F16,
     };
-    let mut rng = super::examples::Rng::new(11);
+    let mut rng = anybit::ir::random::SplitMix64::new(11);
     let (m, k, n) = (5usize, 256usize, 80usize);
-    let codes: Vec<u32> = (0..k * n).map(|_| (rng.next() % 16) as u32).collect();
+    let codes: Vec<u32> = (0..k * n).map(|_| (rng.next_u64() % 16) as u32).collect();
     let scales: Vec<u32> = (0..2 * n).map(|_| DType::F16.encode(rng.uniform(0.01, 0.1))).collect();
     let weights = QuantizedWeights::new(format, k, n, codes, scales.clone(), vec![]).unwrap();
     let x: Vec<u32> = (0..m * k).map(|_| DType::F16.encode(rng.uniform(-1.0, 1.0))).collect();

@@ -148,3 +148,32 @@ fn a_kernel_error_names_the_instruction() {
     assert!(run.stderr.contains("load_global"), "{}", run.stderr);
     assert!(run.stderr.contains("oob.abk:5:"), "{}", run.stderr);
 }
+
+#[test]
+fn compile_writes_ptx_and_a_manifest() {
+    let dir = temp("compiled");
+    let out = success(&["compile", &example("vector_add.abk"), "--target", "sm_80", "-o", dir.to_str().unwrap()]);
+    assert!(out.contains("`vector_add` for sm_80"), "{out}");
+    let ptx = std::fs::read_to_string(dir.join("vector_add.ptx")).unwrap();
+    assert!(ptx.contains(".target sm_80") && ptx.contains(".entry vector_add"), "{ptx}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["kernels"][0]["name"], "vector_add");
+    assert_eq!(
+        manifest["kernels"][0]["grid"][0],
+        serde_json::json!({"op": "cdiv", "args": [{"param": 3}, {"const": 512}]})
+    );
+    let llvm = temp("compiled-llvm");
+    success(&["compile", &example("vector_add.abk"), "--emit", "llvm", "-o", llvm.to_str().unwrap()]);
+    let ir = std::fs::read_to_string(llvm.join("vector_add.ll")).unwrap();
+    assert!(ir.contains("define") && ir.contains("ptx_kernel"), "{ir}");
+    let message = failure(&["compile", &example("vector_add.abk"), "--target", "sm_75", "-o", dir.to_str().unwrap()]);
+    assert!(message.contains("unsupported target `sm_75`"), "{message}");
+    // A module that does not verify in strict mode: nothing is written.
+    let lax = temp("lax-compile.abk");
+    std::fs::write(&lax, "kernel k() grid(1) warps(1) {\n    %t = fill 0.0 : f32[32]\n}\n").unwrap();
+    let nothing = temp("nothing");
+    let message = failure(&["compile", lax.to_str().unwrap(), "-o", nothing.to_str().unwrap()]);
+    assert!(message.contains("layout"), "{message}");
+    assert!(!nothing.join("manifest.json").exists());
+}

@@ -1,0 +1,227 @@
+//! Register layouts as code: which element each slot of the running thread holds.
+//!
+//! For a layout in mode form, the coordinate along dim `d` of the element in slot `i` of
+//! thread `t` is `Σ digit·weight` over the dim's modes, where a spatial mode's digit is a digit
+//! of `t` (mixed radix over the thread axes) and a local mode's digit a digit of `i` (mixed
+//! radix over the slot modes), and a mode's weight is the product of the sizes of the modes
+//! inside it in its dim. So every coordinate splits into a **dynamic base** per dim — a
+//! function of `tid.x` alone (divisions and remainders by constants: shifts and masks for
+//! powers of two), computed once per layout in the kernel's prologue — plus a **static
+//! offset** per slot and dim. Memory addresses and masks are then `f(base) + g(offset)` with
+//! the slot part folded into constants.
+
+use anybit_layouts::{RegisterLayout, ThreadAxis};
+use inkwell::values::IntValue;
+
+use super::emit::{Em, LResult, internal};
+
+/// The elements a thread's slots hold: per dim a dynamic base, per slot static offsets.
+#[derive(Clone, Debug)]
+pub(crate) struct Coords<'ctx> {
+    /// Per dim, the coordinate of the thread's slot-0-digits element (`i32`).
+    pub base: Vec<IntValue<'ctx>>,
+    /// Per slot, per dim, what the slot adds to the base.
+    pub offsets: Vec<Vec<i64>>,
+}
+
+/// Static facts about one mode of a layout.
+#[derive(Clone, Copy, Debug)]
+struct Mode {
+    dim: usize,
+    size: usize,
+    /// Product of the sizes of the modes inside it in its dim.
+    weight: usize,
+}
+
+fn modes(layout: &RegisterLayout) -> Vec<Mode> {
+    let mut out = Vec::with_capacity(layout.num_modes());
+    for (d, dim) in layout.dims().iter().enumerate() {
+        for (j, &size) in dim.iter().enumerate() {
+            let weight = dim[j + 1..].iter().product();
+            out.push(Mode { dim: d, size, weight });
+        }
+    }
+    out
+}
+
+/// Per thread axis (most significant first): its size, and the product of the sizes of the
+/// axes less significant than it.
+pub(crate) fn thread_axes(layout: &RegisterLayout) -> Vec<(ThreadAxis, usize, usize)> {
+    let sizes: Vec<usize> = layout
+        .threads()
+        .iter()
+        .map(|a| match *a {
+            ThreadAxis::Mode(m) => layout.mode_size(m).unwrap_or(1),
+            ThreadAxis::Replicated(n) => n,
+        })
+        .collect();
+    let mut out = Vec::with_capacity(sizes.len());
+    for (k, axis) in layout.threads().iter().enumerate() {
+        let stride: usize = sizes[k + 1..].iter().product();
+        out.push((*axis, sizes[k], stride));
+    }
+    out
+}
+
+/// Per slot, per dim, the static offsets of a layout.
+pub(crate) fn slot_offsets(layout: &RegisterLayout) -> Vec<Vec<i64>> {
+    let modes = modes(layout);
+    let rank = layout.rank();
+    let slot_modes = layout.slots();
+    let slot_sizes: Vec<usize> = slot_modes.iter().map(|&m| modes.get(m).map_or(1, |x| x.size)).collect();
+    (0..layout.num_slots())
+        .map(|i| {
+            let mut offsets = vec![0i64; rank];
+            let mut rest = i;
+            for (k, &m) in slot_modes.iter().enumerate().rev() {
+                let size = slot_sizes[k];
+                let digit = rest % size;
+                rest /= size;
+                if let Some(mode) = modes.get(m) {
+                    offsets[mode.dim] += (digit * mode.weight) as i64;
+                }
+            }
+            offsets
+        })
+        .collect()
+}
+
+/// The digit of thread axis `k` of the running thread (`i32`), computed in the prologue.
+pub(crate) fn thread_digit<'ctx>(em: &mut Em<'ctx>, layout: &RegisterLayout, k: usize) -> LResult<IntValue<'ctx>> {
+    let axes = thread_axes(layout);
+    let Some(&(_, size, stride)) = axes.get(k) else { return internal("thread axis out of range") };
+    let most_significant = k == 0;
+    let key = format!("digit:{size}:{stride}:{most_significant}");
+    if let Some(v) = em.cache.get(&key).and_then(|v| v.first()) {
+        return Ok(*v);
+    }
+    let v = em.in_prologue(|em| {
+        let t = em.tid()?;
+        let q = if stride == 1 { t } else { em.udiv(t, em.c32(stride as i64))? };
+        if most_significant { Ok(q) } else { em.urem(q, em.c32(size as i64)) }
+    })?;
+    em.cache.insert(key, vec![v]);
+    Ok(v)
+}
+
+/// The coordinates of a layout's slots for the running thread. The dynamic bases are
+/// computed in the prologue, once per layout.
+pub(crate) fn coords<'ctx>(em: &mut Em<'ctx>, layout: &RegisterLayout) -> LResult<Coords<'ctx>> {
+    let key = format!("coords:{layout}");
+    let offsets = slot_offsets(layout);
+    if let Some(base) = em.cache.get(&key) {
+        return Ok(Coords { base: base.clone(), offsets });
+    }
+    let modes = modes(layout);
+    let rank = layout.rank();
+    let axes = thread_axes(layout);
+    let mut digits = Vec::new();
+    for (k, (axis, _, _)) in axes.iter().enumerate() {
+        if let ThreadAxis::Mode(m) = axis {
+            digits.push((*m, thread_digit(em, layout, k)?));
+        }
+    }
+    let base = em.in_prologue(|em| {
+        let mut base = vec![em.c32(0); rank];
+        for &(m, digit) in &digits {
+            let Some(mode) = modes.get(m) else { return internal("mode out of range") };
+            let term = if mode.weight == 1 { digit } else { em.mul(digit, em.c32(mode.weight as i64))? };
+            base[mode.dim] = em.add(base[mode.dim], term)?;
+        }
+        Ok(base)
+    })?;
+    em.cache.insert(key, base.clone());
+    Ok(Coords { base, offsets })
+}
+
+/// The coordinates of a layout's slots for lane 0 of the running thread's warp (its dynamic
+/// bases from `tid & ~31`), computed in the prologue.
+pub(crate) fn warp_coords<'ctx>(em: &mut Em<'ctx>, layout: &RegisterLayout) -> LResult<Coords<'ctx>> {
+    let key = format!("warpcoords:{layout}");
+    let offsets = slot_offsets(layout);
+    if let Some(base) = em.cache.get(&key) {
+        return Ok(Coords { base: base.clone(), offsets });
+    }
+    let modes = modes(layout);
+    let rank = layout.rank();
+    let axes = thread_axes(layout);
+    let base = em.in_prologue(|em| {
+        let t = em.and(em.tid()?, em.c32(!31))?;
+        let mut base = vec![em.c32(0); rank];
+        for (k, &(axis, size, stride)) in axes.iter().enumerate() {
+            let ThreadAxis::Mode(m) = axis else { continue };
+            let q = if stride == 1 { t } else { em.udiv(t, em.c32(stride as i64))? };
+            let digit = if k == 0 { q } else { em.urem(q, em.c32(size as i64))? };
+            let Some(mode) = modes.get(m) else { return internal("mode out of range") };
+            let term = if mode.weight == 1 { digit } else { em.mul(digit, em.c32(mode.weight as i64))? };
+            base[mode.dim] = em.add(base[mode.dim], term)?;
+        }
+        Ok(base)
+    })?;
+    em.cache.insert(key, base.clone());
+    Ok(Coords { base, offsets })
+}
+
+/// Whether the running thread is the first holder of its elements (every replicated digit
+/// is 0): the one thread of each group of replicas that performs a side effect once.
+pub(crate) fn is_first_holder<'ctx>(em: &mut Em<'ctx>, layout: &RegisterLayout) -> LResult<IntValue<'ctx>> {
+    let key = format!("first:{layout}");
+    if let Some(v) = em.cache.get(&key).and_then(|v| v.first()) {
+        return Ok(*v);
+    }
+    let axes = thread_axes(layout);
+    let mut digits = Vec::new();
+    for (k, (axis, size, _)) in axes.iter().enumerate() {
+        if matches!(axis, ThreadAxis::Replicated(_)) && *size > 1 {
+            digits.push(thread_digit(em, layout, k)?);
+        }
+    }
+    let v = em.in_prologue(|em| {
+        let mut acc = em.ctrue();
+        for (i, &d) in digits.iter().enumerate() {
+            let z = em.eq(d, em.c32(0))?;
+            acc = if i == 0 { z } else { em.and(acc, z)? };
+        }
+        Ok(acc)
+    })?;
+    em.cache.insert(key, vec![v]);
+    Ok(v)
+}
+
+/// Row-major strides of a shape.
+pub(crate) fn row_major_strides(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![1usize; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1] * shape[d + 1];
+    }
+    strides
+}
+
+/// For every slot of `dst`, the slot of `src` holding the element `f(dst coordinates)` in the
+/// same thread — the same slot for every thread — or `None` when some thread would need
+/// another thread's element.
+pub(crate) fn thread_local_map(
+    src: &RegisterLayout,
+    dst: &RegisterLayout,
+    f: &dyn Fn(&[usize]) -> Vec<usize>,
+) -> Option<Vec<usize>> {
+    if src.num_threads() != dst.num_threads() {
+        return None;
+    }
+    let mut map: Vec<Option<usize>> = vec![None; dst.num_slots()];
+    for t in 0..dst.num_threads() {
+        for (i, slot) in map.iter_mut().enumerate() {
+            let coords = dst.map(t, i).ok()?;
+            let wanted = f(&coords);
+            let holders = src.holders(&wanted).ok()?;
+            let mine: Vec<usize> = holders.iter().filter(|(th, _)| *th == t).map(|&(_, s)| s).collect();
+            match (*slot, mine.first()) {
+                (_, None) => return None,
+                (None, Some(&s)) => *slot = Some(s),
+                (Some(prev), Some(_)) if mine.contains(&prev) => {}
+                (Some(_), Some(_)) => return None,
+            }
+        }
+    }
+    map.into_iter().collect()
+}

@@ -1,0 +1,1512 @@
+//! Global and shared memory: views, loads, stores, the shared-memory plan and copies.
+//!
+//! # Global memory
+//!
+//! A view is its pointer with shape and strides widened to `i64`. A tile access computes,
+//! once per access, the element index of the thread's base element (`Σ (origin_d + base_d) ·
+//! stride_d`) and per-dim bounds, then per slot adds the static offsets (`Σ off_d · stride_d`,
+//! one multiplication per distinct offset) and tests `0 ≤ origin_d + base_d + off_d < shape_d`.
+//!
+//! - Masked-out elements are not accessed: their loads read a 16-byte **zero page** (a module
+//!   constant) and their stores write a 16-byte **sink**, chosen by a select on the address —
+//!   no branches, no divergence.
+//! - Byte-sized elements (8/16/32 bits) are single accesses. Other widths: the element's bits
+//!   `[e·N, (e+1)·N)` are gathered from the bytes that hold them (1 to 5 byte loads, the extra
+//!   ones re-reading the last needed byte, so nothing outside the element's bytes is read).
+//!   Sub-byte stores are atomic `and`/`or` read-modify-writes of the aligned 32-bit word(s)
+//!   holding the element, because other threads may write the neighbouring bits; they may
+//!   touch (without changing) up to 3 bytes before or after the buffer within the same word,
+//!   which allocations on the GPU always contain.
+//! - **Vectorization.** Slots holding consecutive elements along the last dim (unit stride, a
+//!   literal) are grouped into aligned runs of 16 to 128 bits. When the thread's whole tile is
+//!   inside the view and the run addresses are aligned (tested at run time, once per access),
+//!   each run is one vector access (`ld.global.v4.u32`, …; sub-byte runs included, stored
+//!   without atomics since the thread then owns those bytes); otherwise the thread takes the
+//!   per-element path. Loads through pointers that no `store_global` writes are marked
+//!   `!invariant.load` (`ld.global.nc`).
+//!
+//! Pointer parameters must be aligned to their element size, and must not alias each other
+//! (they are `noalias`).
+//!
+//! # Shared memory
+//!
+//! [`SharedPlan`] gives every `alloc_shared` a static byte offset: a first-fit simulation of
+//! the kernel's allocations in program order (16-byte aligned, aligned to the swizzle's span
+//! for swizzled tiles), where `free_shared` releases a range for later allocations, the two
+//! branches of an `if` start from the same state (their tiles may overlap each other) and
+//! tiles still allocated after it are those of either branch. The scratch area for
+//! cross-thread exchanges follows the tiles. Element addresses mirror
+//! `SharedLayout::address`: the element offset of the coordinates (mixed-radix digits over each
+//! dim's strided modes), times the element bits, the byte swizzled, relative to the tile.
+//!
+//! # `copy_async`
+//!
+//! The copy is spread over the block's threads by a layout built for it (each thread copying
+//! runs of up to 16 bytes along the last dim). For byte-sized elements, when a thread's runs
+//! are aligned in both memories and each run is entirely inside or entirely outside the view,
+//! each run is one `cp.async.ca`/`cg` of 4, 8 or 16 bytes with a source size of 0 for runs
+//! outside the view (zero fill), and `commit_group`/`wait_group N` are the PTX ones. Otherwise
+//! (sub-byte elements, unaligned or partially masked runs, the host) the thread copies its
+//! elements synchronously — which completes earlier than asked, so every program that waits
+//! and synchronizes as the language requires sees the same data.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use anybit_ir::program::{InstData, Kernel, Op, Operand, Type, ValueId};
+use anybit_layouts::{RegisterLayout, SharedLayout};
+use inkwell::AddressSpace;
+use inkwell::module::Linkage;
+use inkwell::types::{BasicType, BasicTypeEnum};
+use inkwell::values::{BasicValueEnum, IntValue, PointerValue};
+
+use super::arith;
+use super::emit::{Em, LResult, LowerError, internal};
+use super::layout;
+use super::lower::{GlobalView, Lower, Origin, SharedTile, Tile, Val};
+
+// ----- the shared-memory plan -----
+
+/// Static offsets of the kernel's shared tiles.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SharedPlan {
+    /// Per `alloc_shared` result value (by index): its byte offset.
+    offsets: HashMap<usize, usize>,
+    /// One past the last byte any tile uses.
+    peak: usize,
+}
+
+/// The alignment of a shared tile: 16 bytes, or the span of its swizzle (at most 1024).
+fn tile_alignment(layout: Option<&SharedLayout>) -> usize {
+    match layout.and_then(|l| l.swizzle()) {
+        Some(s) => (1usize << s.top_bit().min(10)).max(128),
+        None => 16,
+    }
+}
+
+impl SharedPlan {
+    pub(crate) fn new(kernel: &Kernel) -> LResult<SharedPlan> {
+        let mut plan = SharedPlan::default();
+        let mut live: Vec<(usize, usize, usize)> = Vec::new();
+        plan.walk(kernel, &kernel.body, &mut live, 0)?;
+        Ok(plan)
+    }
+
+    fn walk(
+        &mut self,
+        kernel: &Kernel,
+        block: &anybit_ir::program::Block,
+        live: &mut Vec<(usize, usize, usize)>,
+        depth: usize,
+    ) -> LResult<()> {
+        if depth > 80 {
+            return internal("blocks nested too deep");
+        }
+        for &id in &block.insts {
+            let Some(inst) = kernel.insts.get(id) else { return internal("instruction handle out of range") };
+            match &inst.op {
+                Op::AllocShared { ty } => {
+                    let Some(&v) = inst.results.first() else { return internal("alloc_shared without result") };
+                    let bytes = ty.size_in_bytes().max(1);
+                    let align = tile_alignment(ty.layout.as_ref());
+                    let mut sorted = live.clone();
+                    sorted.sort_unstable();
+                    let mut start = 0usize;
+                    for &(s, e, _) in &sorted {
+                        if start + bytes <= s {
+                            break;
+                        }
+                        start = start.max(e.next_multiple_of(align));
+                    }
+                    let start = start.next_multiple_of(align);
+                    live.push((start, start + bytes, v.index()));
+                    self.offsets.insert(v.index(), start);
+                    self.peak = self.peak.max(start + bytes);
+                }
+                Op::FreeShared { tensor } => live.retain(|&(_, _, v)| v != tensor.index()),
+                Op::For { body, .. } => self.walk(kernel, body, live, depth + 1)?,
+                Op::If { then_body, else_body, .. } => {
+                    let mut then_live = live.clone();
+                    self.walk(kernel, then_body, &mut then_live, depth + 1)?;
+                    let mut else_live = live.clone();
+                    self.walk(kernel, else_body, &mut else_live, depth + 1)?;
+                    for t in else_live {
+                        if !then_live.iter().any(|x| x.2 == t.2) {
+                            then_live.push(t);
+                        }
+                    }
+                    *live = then_live;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn offset(&self, value: ValueId) -> LResult<usize> {
+        match self.offsets.get(&value.index()) {
+            Some(&o) => Ok(o),
+            None => internal("shared tile without a planned offset"),
+        }
+    }
+
+    /// The bytes the kernel's own tiles span.
+    pub(crate) fn peak(&self) -> usize {
+        self.peak
+    }
+
+    /// Where the scratch area starts.
+    pub(crate) fn scratch_offset(&self) -> usize {
+        self.peak.next_multiple_of(128)
+    }
+}
+
+// ----- module-level helpers -----
+
+/// The 16-byte zero page masked loads read.
+fn zero_page<'ctx>(em: &Em<'ctx>) -> PointerValue<'ctx> {
+    let name = "anybit.zero";
+    if let Some(g) = em.module.get_global(name) {
+        return g.as_pointer_value();
+    }
+    let ty = em.i8().array_type(16);
+    let g = em.module.add_global(ty, Some(em.platform.global_space()), name);
+    g.set_linkage(Linkage::Internal);
+    g.set_constant(true);
+    g.set_initializer(&ty.const_zero());
+    g.set_alignment(16);
+    g.as_pointer_value()
+}
+
+/// The 16-byte sink masked stores write.
+fn sink<'ctx>(em: &Em<'ctx>) -> PointerValue<'ctx> {
+    let name = "anybit.sink";
+    if let Some(g) = em.module.get_global(name) {
+        return g.as_pointer_value();
+    }
+    let ty = em.i8().array_type(16);
+    let g = em.module.add_global(ty, Some(em.platform.global_space()), name);
+    g.set_linkage(Linkage::Internal);
+    g.set_initializer(&ty.const_zero());
+    g.set_alignment(16);
+    g.as_pointer_value()
+}
+
+/// The integer (or vector of i32) type of `bits` bits for a vector access.
+fn access_type<'ctx>(em: &Em<'ctx>, bits: u32) -> BasicTypeEnum<'ctx> {
+    match bits {
+        64 => em.i32().vec_type(2).into(),
+        128 => em.i32().vec_type(4).into(),
+        b => em.int(b).into(),
+    }
+}
+
+/// The `i32` codes of `n` elements of `bits` bits packed LSB-first in an access value.
+fn unpack<'ctx>(em: &Em<'ctx>, v: BasicValueEnum<'ctx>, n: usize, bits: u32) -> LResult<Vec<IntValue<'ctx>>> {
+    let words: Vec<IntValue<'ctx>> = match v {
+        BasicValueEnum::VectorValue(vec) => (0..vec.get_type().get_size())
+            .map(|k| Ok(em.b.build_extract_element(vec, em.c32(i64::from(k)), "")?.into_int_value()))
+            .collect::<LResult<_>>()?,
+        BasicValueEnum::IntValue(i) => vec![em.zext(i, em.i32())?],
+        _ => return internal("unexpected access value"),
+    };
+    let mask = if bits >= 32 { -1i64 } else { (1i64 << bits) - 1 };
+    (0..n)
+        .map(|k| {
+            let bit = k as u32 * bits;
+            let Some(&w) = words.get((bit / 32) as usize) else { return internal("unpack out of range") };
+            let shifted = if bit.is_multiple_of(32) { w } else { em.lshr(w, em.c32(i64::from(bit % 32)))? };
+            if bits >= 32 { Ok(shifted) } else { em.and(shifted, em.c32(mask)) }
+        })
+        .collect()
+}
+
+/// Packs `i32` codes of `bits` bits LSB-first into an access value of `total` bits.
+fn pack<'ctx>(em: &Em<'ctx>, codes: &[IntValue<'ctx>], bits: u32, total: u32) -> LResult<BasicValueEnum<'ctx>> {
+    let nwords = total.div_ceil(32) as usize;
+    let mut words = vec![em.c32(0); nwords];
+    for (k, &c) in codes.iter().enumerate() {
+        let bit = k as u32 * bits;
+        let w = (bit / 32) as usize;
+        let shifted = if bit.is_multiple_of(32) { c } else { em.shl(c, em.c32(i64::from(bit % 32)))? };
+        let Some(slot) = words.get_mut(w) else { return internal("pack out of range") };
+        *slot = if k == 0 || bit.is_multiple_of(32) { shifted } else { em.or(*slot, shifted)? };
+    }
+    match total {
+        64 | 128 => {
+            let ty = em.i32().vec_type(nwords as u32);
+            let mut v = ty.get_undef();
+            for (k, w) in words.into_iter().enumerate() {
+                v = em.b.build_insert_element(v, w, em.c32(k as i64), "")?;
+            }
+            Ok(v.into())
+        }
+        b => Ok(em.trunc(words[0], em.int(b))?.into()),
+    }
+}
+
+/// The codes of `n` elements of `bits` bits packed LSB-first in `i32` words.
+fn unpack_words<'ctx>(em: &Em<'ctx>, words: &[IntValue<'ctx>], n: usize, bits: u32) -> LResult<Vec<IntValue<'ctx>>> {
+    let mask = if bits >= 32 { -1i64 } else { (1i64 << bits) - 1 };
+    (0..n)
+        .map(|k| {
+            let bit = k as u32 * bits;
+            let Some(&w) = words.get((bit / 32) as usize) else { return internal("unpack out of range") };
+            let shifted = if bit.is_multiple_of(32) { w } else { em.lshr(w, em.c32(i64::from(bit % 32)))? };
+            if bits >= 32 { Ok(shifted) } else { em.and(shifted, em.c32(mask)) }
+        })
+        .collect()
+}
+
+/// Packs codes of `bits` bits LSB-first into `i32` words (`total` bits, at least one word).
+fn pack_words<'ctx>(em: &Em<'ctx>, codes: &[IntValue<'ctx>], bits: u32, total: u32) -> LResult<Vec<IntValue<'ctx>>> {
+    let nwords = total.div_ceil(32) as usize;
+    let mut words: Vec<Option<IntValue<'ctx>>> = vec![None; nwords];
+    for (k, &c) in codes.iter().enumerate() {
+        let bit = k as u32 * bits;
+        let shifted = if bit.is_multiple_of(32) { c } else { em.shl(c, em.c32(i64::from(bit % 32)))? };
+        let Some(slot) = words.get_mut((bit / 32) as usize) else { return internal("pack out of range") };
+        *slot = Some(match *slot {
+            None => shifted,
+            Some(w) => em.or(w, shifted)?,
+        });
+    }
+    Ok(words.into_iter().map(|w| w.unwrap_or_else(|| em.c32(0))).collect())
+}
+
+/// A run of a thread's slots holding consecutive elements along the last dim.
+#[derive(Clone, Debug)]
+pub(crate) struct Run {
+    /// The slots, in element order.
+    pub slots: Vec<usize>,
+}
+
+/// Groups slots into aligned power-of-two runs of consecutive elements along the last dim
+/// (`offsets[slot][dim]`), of 16 to 128 bits; other slots are left out.
+pub(crate) fn plan_runs(offsets: &[Vec<i64>], bits: u32) -> Vec<Run> {
+    let Some(rank) = offsets.first().map(Vec::len) else { return vec![] };
+    if rank == 0 || !(bits.is_power_of_two() && bits <= 32) {
+        return vec![];
+    }
+    let mut index: HashMap<&[i64], usize> = HashMap::new();
+    for (i, o) in offsets.iter().enumerate() {
+        index.insert(o.as_slice(), i);
+    }
+    let mut order: Vec<usize> = (0..offsets.len()).collect();
+    order.sort_by(|&a, &b| offsets[a].cmp(&offsets[b]));
+    let mut taken = vec![false; offsets.len()];
+    let mut runs = Vec::new();
+    let max_n = (128 / bits) as i64;
+    let min_n = (16 / bits).max(2) as i64;
+    for &i in &order {
+        if taken[i] {
+            continue;
+        }
+        let start = offsets[i][rank - 1];
+        let mut n = max_n;
+        while n >= min_n {
+            if start.rem_euclid(n) == 0 {
+                let mut slots = Vec::with_capacity(n as usize);
+                let mut key = offsets[i].clone();
+                for k in 0..n {
+                    key[rank - 1] = start + k;
+                    match index.get(key.as_slice()) {
+                        Some(&s) if !taken[s] => slots.push(s),
+                        _ => break,
+                    }
+                }
+                if slots.len() == n as usize {
+                    for &s in &slots {
+                        taken[s] = true;
+                    }
+                    runs.push(Run { slots });
+                    break;
+                }
+            }
+            n /= 2;
+        }
+    }
+    runs
+}
+
+/// A tile access to global memory by the running thread.
+struct GlobalAccess<'ctx> {
+    view: Rc<GlobalView<'ctx>>,
+    bits: u32,
+    /// Element index of the thread's base element.
+    base_index: IntValue<'ctx>,
+    /// Per dim: the base coordinate in the view (`origin + base`), `i64`.
+    base_coord: Vec<IntValue<'ctx>>,
+    stride_terms: HashMap<(usize, i64), IntValue<'ctx>>,
+    masks: HashMap<(usize, i64), IntValue<'ctx>>,
+    invariant: bool,
+}
+
+impl<'k, 'ctx> Lower<'k, 'ctx> {
+    // ----- global memory -----
+
+    pub(crate) fn global_view(
+        &mut self,
+        inst: &InstData,
+        ptr: ValueId,
+        shape: &[Operand],
+        strides: &[Operand],
+    ) -> LResult<()> {
+        let (dtype, p, param) = match self.val(ptr)? {
+            Val::Pointer { dtype, ptr, param } => (*dtype, *ptr, *param),
+            _ => return internal("`global_view` of a non-pointer"),
+        };
+        let shape = shape.iter().map(|&s| self.index64(s)).collect::<LResult<Vec<_>>>()?;
+        let static_strides = strides.iter().map(|&s| Self::static_index(s)).collect();
+        let strides = strides.iter().map(|&s| self.index64(s)).collect::<LResult<Vec<_>>>()?;
+        let Some(&id) = inst.results.first() else { return internal("missing result") };
+        let view = GlobalView { dtype, ptr: p, param, shape, strides, static_strides };
+        self.bind(id, Val::Global(Rc::new(view)))
+    }
+
+    fn global(&self, id: ValueId) -> LResult<Rc<GlobalView<'ctx>>> {
+        match self.val(id)? {
+            Val::Global(g) => Ok(g.clone()),
+            _ => internal(format!("{} is not a global view", self.name(id))),
+        }
+    }
+
+    fn begin_global(
+        &mut self,
+        view: Rc<GlobalView<'ctx>>,
+        origin: &[IntValue<'ctx>],
+        base: &[IntValue<'ctx>],
+    ) -> LResult<GlobalAccess<'ctx>> {
+        let em = &self.em;
+        let rank = view.shape.len();
+        if origin.len() != rank || base.len() != rank || view.strides.len() != rank {
+            return internal("rank mismatch in a global access");
+        }
+        let mut base_coord = Vec::with_capacity(rank);
+        let mut base_index = em.c64(0);
+        for d in 0..rank {
+            let c = em.add(origin[d], em.sext(base[d], em.i64())?)?;
+            base_index = em.add(base_index, em.mul(c, view.strides[d])?)?;
+            base_coord.push(c);
+        }
+        let invariant = !self.stored_params.get(view.param).copied().unwrap_or(true);
+        Ok(GlobalAccess {
+            bits: view.dtype.bits(),
+            view,
+            base_index,
+            base_coord,
+            stride_terms: HashMap::new(),
+            masks: HashMap::new(),
+            invariant,
+        })
+    }
+
+    /// The element index and in-view mask of the element at `off` from the thread's base.
+    fn global_element(&self, acc: &mut GlobalAccess<'ctx>, off: &[i64]) -> LResult<(IntValue<'ctx>, IntValue<'ctx>)> {
+        let em = &self.em;
+        let mut index = acc.base_index;
+        let mut mask: Option<IntValue<'ctx>> = None;
+        for (d, &o) in off.iter().enumerate() {
+            if o != 0 {
+                let term = match acc.stride_terms.get(&(d, o)) {
+                    Some(&t) => t,
+                    None => {
+                        let t = match acc.view.static_strides.get(d).copied().flatten() {
+                            Some(s) => em.c64(s.wrapping_mul(o)),
+                            None => em.mul(acc.view.strides[d], em.c64(o))?,
+                        };
+                        acc.stride_terms.insert((d, o), t);
+                        t
+                    }
+                };
+                index = em.add(index, term)?;
+            }
+            let m = match acc.masks.get(&(d, o)) {
+                Some(&m) => m,
+                None => {
+                    let c = em.add(acc.base_coord[d], em.c64(o))?;
+                    let inside = em.and(em.sge(c, em.c64(0))?, em.slt(c, acc.view.shape[d])?)?;
+                    acc.masks.insert((d, o), inside);
+                    inside
+                }
+            };
+            mask = Some(match mask {
+                None => m,
+                Some(prev) => em.and(prev, m)?,
+            });
+        }
+        Ok((index, mask.unwrap_or_else(|| em.ctrue())))
+    }
+
+    fn mark_invariant(&self, v: BasicValueEnum<'ctx>) {
+        if let Some(inst) = inkwell::values::BasicValue::as_instruction_value(&v) {
+            let kind = self.em.ctx.get_kind_id("invariant.load");
+            let node = self.em.ctx.metadata_node(&[]);
+            let _ = inst.set_metadata(node, kind);
+        }
+    }
+
+    /// Loads `bits` (8, 16, 32, 64 or 128) from `addr` where `pred` holds, else zero, as
+    /// `i32` words (one for 8, 16 and 32 bits, zero-extended). On the GPU a predicated
+    /// `ld.global` (inline PTX: no select of addresses, no branch); on the host a load from
+    /// the zero page when the predicate is false.
+    fn load_pred(
+        &self,
+        addr: PointerValue<'ctx>,
+        bits: u32,
+        pred: IntValue<'ctx>,
+        invariant: bool,
+    ) -> LResult<Vec<IntValue<'ctx>>> {
+        let em = &self.em;
+        let words = bits.div_ceil(32) as usize;
+        if !em.platform.is_nvptx() {
+            let addr = em.b.build_select(pred, addr, zero_page(em), "")?.into_pointer_value();
+            let v = em.load(access_type(em, bits), addr, bits / 8)?;
+            if invariant {
+                self.mark_invariant(v);
+            }
+            return match v {
+                BasicValueEnum::VectorValue(vec) => (0..words)
+                    .map(|k| Ok(em.b.build_extract_element(vec, em.c32(k as i64), "")?.into_int_value()))
+                    .collect(),
+                BasicValueEnum::IntValue(i) => Ok(vec![em.zext(i, em.i32())?]),
+                _ => internal("unexpected load value"),
+            };
+        }
+        let nc = if invariant { ".nc" } else { "" };
+        let (ty, dst) = match bits {
+            8 => ("u8", "$0".to_string()),
+            16 => ("u16", "$0".to_string()),
+            32 => ("b32", "$0".to_string()),
+            64 => ("v2.b32", "{$0, $1}".to_string()),
+            _ => ("v4.b32", "{$0, $1, $2, $3}".to_string()),
+        };
+        let zeros: String = (0..words).map(|k| format!("mov.b32 ${k}, 0; ")).collect();
+        let (a, p) = (words, words + 1);
+        let asm = format!("{{ {zeros}@${p} ld.global{nc}.{ty} {dst}, [${a}]; }}");
+        let constraints = format!("{}l,b", "=r,".repeat(words));
+        let ret: inkwell::types::BasicTypeEnum<'ctx> =
+            if words == 1 { em.i32().into() } else { em.ctx.struct_type(&vec![em.i32().into(); words], false).into() };
+        let fn_ty = ret.fn_type(&[addr.get_type().into(), em.i1().into()], false);
+        let asm = em.ctx.create_inline_asm(fn_ty, asm, constraints, !invariant, false, None, false);
+        let call = em.b.build_indirect_call(fn_ty, asm, &[addr.into(), pred.into()], "")?;
+        let v = match call.try_as_basic_value() {
+            inkwell::values::ValueKind::Basic(v) => v,
+            inkwell::values::ValueKind::Instruction(_) => return internal("asm load without value"),
+        };
+        match v {
+            BasicValueEnum::IntValue(i) => Ok(vec![i]),
+            BasicValueEnum::StructValue(st) => {
+                (0..words as u32).map(|k| Ok(em.b.build_extract_value(st, k, "")?.into_int_value())).collect()
+            }
+            _ => internal("unexpected asm value"),
+        }
+    }
+
+    /// Stores `bits` (8 … 128, `i32` words) at `addr` where `pred` holds (a predicated
+    /// `st.global`, or a store to the sink on the host).
+    fn store_pred(
+        &self,
+        addr: PointerValue<'ctx>,
+        bits: u32,
+        words: &[IntValue<'ctx>],
+        pred: IntValue<'ctx>,
+    ) -> LResult<()> {
+        let em = &self.em;
+        if !em.platform.is_nvptx() {
+            let addr = em.b.build_select(pred, addr, sink(em), "")?.into_pointer_value();
+            let v: BasicValueEnum<'ctx> = match bits {
+                64 | 128 => {
+                    let ty = em.i32().vec_type(words.len() as u32);
+                    let mut v = ty.get_undef();
+                    for (k, &w) in words.iter().enumerate() {
+                        v = em.b.build_insert_element(v, w, em.c32(k as i64), "")?;
+                    }
+                    v.into()
+                }
+                b => match words.first() {
+                    Some(&w) => em.trunc(w, em.int(b))?.into(),
+                    None => return internal("store of nothing"),
+                },
+            };
+            return em.store(addr, v, bits / 8);
+        }
+        let ty = match bits {
+            8 => "u8",
+            16 => "u16",
+            32 => "b32",
+            64 => "v2.b32",
+            _ => "v4.b32",
+        };
+        let n = words.len();
+        let src = if n == 1 {
+            "$2".to_string()
+        } else {
+            format!("{{{}}}", (0..n).map(|k| format!("${}", k + 2)).collect::<Vec<_>>().join(", "))
+        };
+        let asm = format!("@$0 st.global.{ty} [$1], {src};");
+        let constraints = format!("b,l{}", ",r".repeat(n));
+        let mut params: Vec<inkwell::types::BasicMetadataTypeEnum<'ctx>> = vec![em.i1().into(), addr.get_type().into()];
+        params.extend(std::iter::repeat_n(inkwell::types::BasicMetadataTypeEnum::from(em.i32()), n));
+        let fn_ty = em.ctx.void_type().fn_type(&params, false);
+        let asm = em.ctx.create_inline_asm(fn_ty, asm, constraints, true, false, None, false);
+        let mut args: Vec<inkwell::values::BasicMetadataValueEnum<'ctx>> = vec![pred.into(), addr.into()];
+        args.extend(words.iter().map(|&w| inkwell::values::BasicMetadataValueEnum::from(w)));
+        em.b.build_indirect_call(fn_ty, asm, &args, "")?;
+        Ok(())
+    }
+
+    /// Loads the code of one element (zero when masked out).
+    fn load_global_element(
+        &self,
+        acc: &GlobalAccess<'ctx>,
+        index: IntValue<'ctx>,
+        mask: IntValue<'ctx>,
+    ) -> LResult<IntValue<'ctx>> {
+        let em = &self.em;
+        let n = acc.bits;
+        if matches!(n, 8 | 16 | 32) {
+            let addr = em.byte_offset(acc.view.ptr, em.mul(index, em.c64(i64::from(n / 8)))?)?;
+            let w = self.load_pred(addr, n, mask, acc.invariant)?;
+            return w.first().copied().ok_or(LowerError::Llvm("no word".into()));
+        }
+        // Other widths: gather the bytes holding bits [e·N, (e+1)·N); the extra loads re-read
+        // the last needed byte, so nothing outside the element's bytes is read.
+        let bit = em.mul(index, em.c64(i64::from(n)))?;
+        let byte = em.ashr(bit, em.c64(3))?;
+        let shift = em.and(bit, em.c64(7))?;
+        let g = gcd(n, 8);
+        let count = (8 - g + n).div_ceil(8);
+        let first = em.byte_offset(acc.view.ptr, byte)?;
+        let mut word = em.c64(0);
+        let last = if count > 1 { Some(em.lshr(em.add(shift, em.c64(i64::from(n) - 1))?, em.c64(3))?) } else { None };
+        for k in 0..count {
+            let offset = match last {
+                Some(last) if k > 0 => em.smin(em.c64(i64::from(k)), last)?,
+                _ => em.c64(0),
+            };
+            let addr = if k == 0 { first } else { em.byte_offset(first, offset)? };
+            let b = self.load_pred(addr, 8, mask, acc.invariant)?;
+            let b = em.zext(b.first().copied().ok_or(LowerError::Llvm("no byte".into()))?, em.i64())?;
+            let b = if k == 0 { b } else { em.shl(b, em.c64(8 * i64::from(k)))? };
+            word = em.or(word, b)?;
+        }
+        let v = em.lshr(word, shift)?;
+        let v = em.and(v, em.c64((1i64 << n) - 1))?;
+        em.trunc(v, em.i32())
+    }
+
+    /// Stores the code of one element (nothing when masked out).
+    fn store_global_element(
+        &self,
+        acc: &GlobalAccess<'ctx>,
+        index: IntValue<'ctx>,
+        mask: IntValue<'ctx>,
+        code: IntValue<'ctx>,
+    ) -> LResult<()> {
+        let em = &self.em;
+        let n = acc.bits;
+        if matches!(n, 8 | 16 | 32) {
+            let addr = em.byte_offset(acc.view.ptr, em.mul(index, em.c64(i64::from(n / 8)))?)?;
+            return self.store_pred(addr, n, &[code], mask);
+        }
+        if n.is_multiple_of(8) {
+            // Whole bytes, owned by this element: byte stores.
+            let addr = em.byte_offset(acc.view.ptr, em.mul(index, em.c64(i64::from(n / 8)))?)?;
+            for k in 0..n / 8 {
+                let a = em.byte_offset(addr, em.c64(i64::from(k)))?;
+                let b = em.lshr(code, em.c32(8 * i64::from(k)))?;
+                self.store_pred(a, 8, &[b], mask)?;
+            }
+            return Ok(());
+        }
+        let bit = em.mul(index, em.c64(i64::from(n)))?;
+        let byte = em.ashr(bit, em.c64(3))?;
+        let shift = em.trunc(em.and(bit, em.c64(7))?, em.i32())?;
+        let addr = em.byte_offset(acc.view.ptr, byte)?;
+        let addr = em.b.build_select(mask, addr, sink(em), "")?.into_pointer_value();
+        self.atomic_bits(addr, shift, n, code, em.platform.global_space())
+    }
+
+    /// Writes `n` bits of `code` at bit `shift` (0..8) of the byte at `addr`, with atomic
+    /// read-modify-writes of the aligned 32-bit word(s) holding them.
+    fn atomic_bits(
+        &self,
+        addr: PointerValue<'ctx>,
+        shift: IntValue<'ctx>,
+        n: u32,
+        code: IntValue<'ctx>,
+        space: AddressSpace,
+    ) -> LResult<()> {
+        let em = &self.em;
+        let int_addr = em.b.build_ptr_to_int(addr, em.i64(), "")?;
+        let in_word = em.trunc(em.and(int_addr, em.c64(3))?, em.i32())?;
+        let word = em.byte_offset(addr, em.sub(em.c64(0), em.zext(in_word, em.i64())?)?)?;
+        let pos = em.add(em.shl(in_word, em.c32(3))?, shift)?;
+        let mask = em.c32(if n >= 32 { -1 } else { (1i64 << n) - 1 });
+        let code = em.and(code, mask)?;
+        let clear = em.not(em.shl(mask, pos)?)?;
+        let set = em.shl(code, pos)?;
+        let ordering = inkwell::AtomicOrdering::Monotonic;
+        em.b.build_atomicrmw(inkwell::AtomicRMWBinOp::And, word, clear, ordering)?;
+        em.b.build_atomicrmw(inkwell::AtomicRMWBinOp::Or, word, set, ordering)?;
+        if 8 % n != 0 {
+            // The element may continue in the next word.
+            let spill = em.ugt(em.add(pos, em.c32(i64::from(n)))?, em.c32(32))?;
+            let back = em.sub(em.c32(32), pos)?;
+            let back = em.select_int(spill, back, em.c32(0))?;
+            let next = em.byte_offset(word, em.c64(4))?;
+            // When the element does not spill, the second pair of atomics is neutral and aimed
+            // at an address that is surely valid.
+            let dummy = if em.platform.is_nvptx() && space == em.platform.global_space() { sink(em) } else { word };
+            let next = em.b.build_select(spill, next, dummy, "")?.into_pointer_value();
+            let clear_hi = em.select_int(spill, em.not(em.lshr(mask, back)?)?, em.c32(-1))?;
+            let set_hi = em.select_int(spill, em.lshr(code, back)?, em.c32(0))?;
+            em.b.build_atomicrmw(inkwell::AtomicRMWBinOp::And, next, clear_hi, ordering)?;
+            em.b.build_atomicrmw(inkwell::AtomicRMWBinOp::Or, next, set_hi, ordering)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the thread's runs are aligned in memory (once per access): the base element's
+    /// bit address is a multiple of the longest run, and so is every outer stride a slot
+    /// offset uses.
+    fn runs_aligned(&self, acc: &GlobalAccess<'ctx>, offsets: &[Vec<i64>], runs: &[Run]) -> LResult<IntValue<'ctx>> {
+        let em = &self.em;
+        let rank = acc.base_coord.len();
+        let mut conds = Vec::new();
+        let longest = runs.iter().map(|r| r.slots.len()).max().unwrap_or(1) as i64;
+        let run_bits = longest * i64::from(acc.bits);
+        let bit = em.add(
+            em.mul(em.b.build_ptr_to_int(acc.view.ptr, em.i64(), "")?, em.c64(8))?,
+            em.mul(acc.base_index, em.c64(i64::from(acc.bits)))?,
+        )?;
+        conds.push(em.eq(em.and(bit, em.c64(run_bits - 1))?, em.c64(0))?);
+        for d in 0..rank.saturating_sub(1) {
+            if offsets.iter().any(|o| o[d] != 0) {
+                match acc.view.static_strides.get(d).copied().flatten() {
+                    Some(s) if s.rem_euclid(longest) == 0 => {}
+                    Some(_) => conds.push(em.cfalse()),
+                    None => conds.push(em.eq(em.and(acc.view.strides[d], em.c64(longest - 1))?, em.c64(0))?),
+                }
+            }
+        }
+        em.and_all(&conds)
+    }
+
+    /// The runs a global access may vectorize (none when the last stride is not a literal 1).
+    fn global_runs(view: &GlobalView<'ctx>, offsets: &[Vec<i64>]) -> Vec<Run> {
+        let unit = view.static_strides.last().copied().flatten() == Some(1);
+        if !unit {
+            return vec![];
+        }
+        plan_runs(offsets, view.dtype.bits())
+    }
+
+    /// Whether the thread's runs can be vector accesses (once per access): aligned in memory
+    /// (see [`Lower::runs_aligned`]), and each run entirely inside or entirely outside the view
+    /// (its start coordinate and the view's last extent multiples of the run length), so that
+    /// one mask per run — its first element's — decides it. For a given launch this is the
+    /// same in nearly every thread.
+    fn runs_whole(&self, acc: &GlobalAccess<'ctx>, offsets: &[Vec<i64>], runs: &[Run]) -> LResult<IntValue<'ctx>> {
+        let em = &self.em;
+        let aligned = self.runs_aligned(acc, offsets, runs)?;
+        let longest = runs.iter().map(|r| r.slots.len()).max().unwrap_or(1) as i64;
+        let (Some(&base), Some(&extent)) = (acc.base_coord.last(), acc.view.shape.last()) else {
+            return internal("rank 0 view");
+        };
+        let start_ok = em.eq(em.and(base, em.c64(longest - 1))?, em.c64(0))?;
+        let extent_ok = em.eq(em.and(extent, em.c64(longest - 1))?, em.c64(0))?;
+        em.and_all(&[aligned, start_ok, extent_ok])
+    }
+
+    /// Loads the codes of a tile at `origin` of a view, one per slot of `coords`.
+    ///
+    /// With runs of consecutive elements that are whole ([`Lower::runs_whole`]), each run is one
+    /// vector load predicated on its first element's mask; otherwise every element is a
+    /// predicated load. Slots outside runs are always predicated element loads.
+    pub(crate) fn load_global_codes(
+        &mut self,
+        view: Rc<GlobalView<'ctx>>,
+        origin: &[IntValue<'ctx>],
+        coords: &layout::Coords<'ctx>,
+    ) -> LResult<Vec<IntValue<'ctx>>> {
+        let runs = Self::global_runs(&view, &coords.offsets);
+        let mut acc = self.begin_global(view, origin, &coords.base)?;
+        let elements =
+            |this: &Self, acc: &mut GlobalAccess<'ctx>, skip: &[bool]| -> LResult<Vec<Option<IntValue<'ctx>>>> {
+                coords
+                    .offsets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, off)| {
+                        if skip.get(i).copied().unwrap_or(false) {
+                            return Ok(None);
+                        }
+                        let (index, mask) = this.global_element(acc, off)?;
+                        this.load_global_element(acc, index, mask).map(Some)
+                    })
+                    .collect()
+            };
+        if runs.is_empty() {
+            return elements(self, &mut acc, &[])?
+                .into_iter()
+                .map(|c| c.ok_or(LowerError::Llvm("slot not loaded".into())))
+                .collect();
+        }
+        let whole = self.runs_whole(&acc, &coords.offsets, &runs)?;
+        let (vector, scalar, merge) =
+            (self.block_named("ld.vec")?, self.block_named("ld.elem")?, self.block_named("ld.merge")?);
+        self.em.b.build_conditional_branch(whole, vector, scalar)?;
+        // Vector accesses.
+        self.em.b.position_at_end(vector);
+        let mut in_run = vec![false; coords.offsets.len()];
+        let mut fast: Vec<Option<IntValue<'ctx>>> = vec![None; coords.offsets.len()];
+        for run in &runs {
+            let Some(&first) = run.slots.first() else { continue };
+            let (index, mask) = self.global_element(&mut acc, &coords.offsets[first])?;
+            let total = run.slots.len() as u32 * acc.bits;
+            let addr = self.em.byte_offset(acc.view.ptr, em_byte_of(&self.em, index, acc.bits)?)?;
+            let words = self.load_pred(addr, total, mask, acc.invariant)?;
+            for (&slot, &f) in run.slots.iter().zip(&unpack_words(&self.em, &words, run.slots.len(), acc.bits)?) {
+                fast[slot] = Some(f);
+                in_run[slot] = true;
+            }
+        }
+        for (i, code) in elements(self, &mut acc, &in_run)?.into_iter().enumerate() {
+            if code.is_some() {
+                fast[i] = code;
+            }
+        }
+        let vector_end = self.current_block_of()?;
+        self.em.b.build_unconditional_branch(merge)?;
+        // Element accesses.
+        self.em.b.position_at_end(scalar);
+        acc.stride_terms.clear();
+        acc.masks.clear();
+        let slow = elements(self, &mut acc, &[])?;
+        let scalar_end = self.current_block_of()?;
+        self.em.b.build_unconditional_branch(merge)?;
+        self.em.b.position_at_end(merge);
+        fast.into_iter()
+            .zip(slow)
+            .map(|(f, s)| match (f, s) {
+                (Some(f), Some(s)) => {
+                    let phi = self.em.b.build_phi(self.em.i32(), "")?;
+                    phi.add_incoming(&[(&f, vector_end), (&s, scalar_end)]);
+                    Ok(phi.as_basic_value().into_int_value())
+                }
+                _ => internal("slot not loaded"),
+            })
+            .collect()
+    }
+
+    /// Stores codes (one per slot of `coords`) at `origin` of a view; `enabled` (optional)
+    /// masks the whole store for this thread. Whole runs are predicated vector stores, as in
+    /// [`Lower::load_global_codes`].
+    pub(crate) fn store_global_codes(
+        &mut self,
+        view: Rc<GlobalView<'ctx>>,
+        origin: &[IntValue<'ctx>],
+        coords: &layout::Coords<'ctx>,
+        codes: &[IntValue<'ctx>],
+        enabled: Option<IntValue<'ctx>>,
+    ) -> LResult<()> {
+        let runs = Self::global_runs(&view, &coords.offsets);
+        let mut acc = self.begin_global(view, origin, &coords.base)?;
+        let element_stores = |this: &Self, acc: &mut GlobalAccess<'ctx>, skip: &[bool]| -> LResult<()> {
+            for (i, (off, &code)) in coords.offsets.iter().zip(codes).enumerate() {
+                if skip.get(i).copied().unwrap_or(false) {
+                    continue;
+                }
+                let (index, mask) = this.global_element(acc, off)?;
+                let mask = match enabled {
+                    Some(e) => this.em.and(mask, e)?,
+                    None => mask,
+                };
+                this.store_global_element(acc, index, mask, code)?;
+            }
+            Ok(())
+        };
+        if runs.is_empty() {
+            return element_stores(self, &mut acc, &[]);
+        }
+        let whole = self.runs_whole(&acc, &coords.offsets, &runs)?;
+        let (vector, scalar, merge) =
+            (self.block_named("st.vec")?, self.block_named("st.elem")?, self.block_named("st.merge")?);
+        self.em.b.build_conditional_branch(whole, vector, scalar)?;
+        self.em.b.position_at_end(vector);
+        let mut in_run = vec![false; codes.len()];
+        for run in &runs {
+            let Some(&first) = run.slots.first() else { continue };
+            let (index, mask) = self.global_element(&mut acc, &coords.offsets[first])?;
+            let mask = match enabled {
+                Some(e) => self.em.and(mask, e)?,
+                None => mask,
+            };
+            let total = run.slots.len() as u32 * acc.bits;
+            let addr = self.em.byte_offset(acc.view.ptr, em_byte_of(&self.em, index, acc.bits)?)?;
+            let run_codes: Vec<IntValue<'ctx>> = run.slots.iter().map(|&s| codes[s]).collect();
+            let words = pack_words(&self.em, &run_codes, acc.bits, total)?;
+            self.store_pred(addr, total, &words, mask)?;
+            for &slot in &run.slots {
+                in_run[slot] = true;
+            }
+        }
+        element_stores(self, &mut acc, &in_run)?;
+        self.em.b.build_unconditional_branch(merge)?;
+        self.em.b.position_at_end(scalar);
+        acc.stride_terms.clear();
+        acc.masks.clear();
+        element_stores(self, &mut acc, &[])?;
+        self.em.b.build_unconditional_branch(merge)?;
+        self.em.b.position_at_end(merge);
+        Ok(())
+    }
+
+    fn current_block_of(&self) -> LResult<inkwell::basic_block::BasicBlock<'ctx>> {
+        match self.em.b.get_insert_block() {
+            Some(b) => Ok(b),
+            None => internal("the builder has no block"),
+        }
+    }
+
+    pub(crate) fn block_named(&self, name: &str) -> LResult<inkwell::basic_block::BasicBlock<'ctx>> {
+        Ok(self.em.ctx.append_basic_block(self.em.kernel()?.func, name))
+    }
+
+    pub(crate) fn load_global(&mut self, inst: &InstData, src: ValueId, offsets: &[Operand]) -> LResult<()> {
+        let view = self.global(src)?;
+        self.global_access(Some(view.param), false)?;
+        let origin = offsets.iter().map(|&o| self.index64(o)).collect::<LResult<Vec<_>>>()?;
+        let Some(&id) = inst.results.first() else { return internal("missing result") };
+        let (dtype, shape, layout) = self.register_type(id)?;
+        let coords = layout::coords(&mut self.em, layout)?;
+        let codes = self.load_global_codes(view, &origin, &coords)?;
+        let slots = codes.into_iter().map(|c| arith::from_code(&self.em, dtype, c)).collect::<LResult<Vec<_>>>()?;
+        let tile = Tile { dtype, shape: shape.to_vec(), layout: layout.clone(), slots, origin: None };
+        self.bind(id, Val::Register(Rc::new(tile)))
+    }
+
+    pub(crate) fn store_global(&mut self, value: ValueId, dst: ValueId, offsets: &[Operand]) -> LResult<()> {
+        let tile = match self.canonical(value, self.val(value)?)? {
+            Val::Register(t) => t,
+            _ => return internal("store_global of a non-tile"),
+        };
+        let view = self.global(dst)?;
+        self.global_access(Some(view.param), true)?;
+        let origin = offsets.iter().map(|&o| self.index64(o)).collect::<LResult<Vec<_>>>()?;
+        let coords = layout::coords(&mut self.em, &tile.layout)?;
+        let codes = tile.slots.iter().map(|&v| arith::to_code(&self.em, tile.dtype, v)).collect::<LResult<Vec<_>>>()?;
+        // Replicas hold the same values: only the first holder stores.
+        let enabled =
+            if tile.layout.is_replicated() { Some(layout::is_first_holder(&mut self.em, &tile.layout)?) } else { None };
+        self.store_global_codes(view, &origin, &coords, &codes, enabled)
+    }
+
+    // ----- shared memory -----
+
+    pub(crate) fn alloc_shared(&mut self, inst: &InstData) -> LResult<()> {
+        let Some(&id) = inst.results.first() else { return internal("missing result") };
+        let Type::Shared(ty) = self.value_type(id)? else { return internal("alloc_shared of a non-shared type") };
+        let Some(layout) = &ty.layout else {
+            return Err(LowerError::Unsupported(format!("shared tile {} has no layout", self.name(id))));
+        };
+        let offset = self.plan.offset(id)?;
+        self.epoch += 1;
+        let tile = SharedTile { dtype: ty.dtype, layout: layout.clone(), offset };
+        self.bind(id, Val::Shared(Rc::new(tile)))
+    }
+
+    pub(crate) fn shared_tile(&self, id: ValueId) -> LResult<Rc<SharedTile>> {
+        match self.val(id)? {
+            Val::Shared(t) => Ok(t.clone()),
+            _ => internal(format!("{} is not a shared tile", self.name(id))),
+        }
+    }
+
+    /// The shared buffer's start.
+    pub(crate) fn shared_base(&self) -> LResult<PointerValue<'ctx>> {
+        match self.em.kernel()?.shared {
+            Some(p) => Ok(p),
+            None => internal("no shared memory"),
+        }
+    }
+
+    /// Byte address (`i32`, relative to the tile) and bit (0..8) of the element at `coords`.
+    fn shared_address(
+        &self,
+        tile: &SharedTile,
+        coords: &[IntValue<'ctx>],
+    ) -> LResult<(IntValue<'ctx>, IntValue<'ctx>)> {
+        let em = &self.em;
+        let modes = tile.layout.modes();
+        if modes.len() != coords.len() {
+            return internal("rank mismatch in a shared access");
+        }
+        let mut offset = em.c32(0);
+        for (dim, &c) in modes.iter().zip(coords) {
+            let mut rest = c;
+            for (j, mode) in dim.iter().enumerate().rev() {
+                let digit = if j == 0 || mode.size == 1 {
+                    if mode.size == 1 { em.c32(0) } else { rest }
+                } else {
+                    em.urem(rest, em.c32(mode.size as i64))?
+                };
+                if j > 0 && mode.size > 1 {
+                    rest = em.udiv(rest, em.c32(mode.size as i64))?;
+                }
+                if mode.stride != 0 {
+                    offset = em.add(offset, em.mul(digit, em.c32(mode.stride as i64))?)?;
+                }
+            }
+        }
+        let n = i64::from(tile.dtype.bits());
+        let bit = em.mul(offset, em.c32(n))?;
+        let byte = em.lshr(bit, em.c32(3))?;
+        let byte = match tile.layout.swizzle() {
+            Some(s) if s.bits() > 0 => {
+                let src = ((1i64 << s.bits()) - 1) << (s.base() + s.shift());
+                em.xor(byte, em.lshr(em.and(byte, em.c32(src))?, em.c32(i64::from(s.shift())))?)?
+            }
+            _ => byte,
+        };
+        Ok((byte, em.and(bit, em.c32(7))?))
+    }
+
+    /// The coordinates (`i32`) in the shared tile of slot `off` of the thread's base.
+    fn shared_coords(
+        &self,
+        origin: &[IntValue<'ctx>],
+        base: &[IntValue<'ctx>],
+        off: &[i64],
+    ) -> LResult<Vec<IntValue<'ctx>>> {
+        origin.iter().zip(base).zip(off).map(|((&o, &b), &k)| self.em.add(self.em.add(o, b)?, self.em.c32(k))).collect()
+    }
+
+    /// Loads the code of an element of a shared tile at (tile-relative) byte `byte`, bit `bit`.
+    pub(crate) fn load_shared_element(
+        &self,
+        tile_ptr: PointerValue<'ctx>,
+        bits: u32,
+        byte: IntValue<'ctx>,
+        bit: IntValue<'ctx>,
+    ) -> LResult<IntValue<'ctx>> {
+        let em = &self.em;
+        let addr = em.byte_offset(tile_ptr, em.zext(byte, em.i64())?)?;
+        if bits.is_multiple_of(8) {
+            let v = em.load(em.int(bits).into(), addr, natural_alignment(bits))?;
+            return em.zext(v.into_int_value(), em.i32());
+        }
+        let count = (8 - gcd(bits, 8) + bits).div_ceil(8);
+        let mut word = em.c64(0);
+        for k in 0..count {
+            let a = if k == 0 { addr } else { em.byte_offset(addr, em.c64(i64::from(k)))? };
+            let b = em.zext(em.load(em.i8().into(), a, 1)?.into_int_value(), em.i64())?;
+            let b = if k == 0 { b } else { em.shl(b, em.c64(8 * i64::from(k)))? };
+            word = em.or(word, b)?;
+        }
+        let v = em.lshr(word, em.zext(bit, em.i64())?)?;
+        em.trunc(em.and(v, em.c64((1i64 << bits) - 1))?, em.i32())
+    }
+
+    /// Stores the code of an element of a shared tile.
+    pub(crate) fn store_shared_element(
+        &self,
+        tile_ptr: PointerValue<'ctx>,
+        bits: u32,
+        byte: IntValue<'ctx>,
+        bit: IntValue<'ctx>,
+        code: IntValue<'ctx>,
+    ) -> LResult<()> {
+        let em = &self.em;
+        let addr = em.byte_offset(tile_ptr, em.zext(byte, em.i64())?)?;
+        if bits.is_multiple_of(8) {
+            return em.store(addr, em.trunc(code, em.int(bits))?.into(), natural_alignment(bits));
+        }
+        self.atomic_bits(addr, bit, bits, code, em.platform.shared_space())
+    }
+
+    /// The tile's start pointer in the shared buffer.
+    pub(crate) fn tile_ptr(&self, tile: &SharedTile) -> LResult<PointerValue<'ctx>> {
+        self.em.byte_offset(self.shared_base()?, self.em.c64(tile.offset as i64))
+    }
+
+    /// Loads a tile of 16-bit elements with `ldmatrix` when its layout is made of the
+    /// instruction's 8×8 fragments (`spatial(8,4).local(1,2)`, or with `.trans`
+    /// `column_spatial(4,8).local(2,1)`: `mma` operands are) and every 8-element row of those
+    /// blocks is 16 contiguous, aligned bytes of the shared tile (a strided layout with unit
+    /// column stride, a row stride and a column origin that are multiples of 8, a swizzle
+    /// that moves 16-byte chunks or none). Each lane gives the address of one row of one of up
+    /// to 4 blocks; each register it gets back is one block's pair of slots.
+    fn try_ldmatrix(
+        &mut self,
+        tile: &SharedTile,
+        origin: &[IntValue<'ctx>],
+        offsets: &[Operand],
+        layout: &RegisterLayout,
+    ) -> LResult<Option<Vec<IntValue<'ctx>>>> {
+        let modes = tile.layout.modes();
+        if tile.dtype.bits() != 16 || modes.len() != 2 || layout.rank() != 2 || origin.len() != 2 {
+            return Ok(None);
+        }
+        if modes.iter().any(|d| d.len() != 1) || modes[1][0].stride != 1 || !modes[0][0].stride.is_multiple_of(8) {
+            return Ok(None);
+        }
+        if let Some(sw) = tile.layout.swizzle()
+            && sw.bits() > 0
+            && sw.base() < 4
+        {
+            return Ok(None);
+        }
+        match offsets.get(1).copied().and_then(Lower::static_index) {
+            Some(v) if v.rem_euclid(8) == 0 => {}
+            _ => return Ok(None),
+        }
+        if !layout.num_threads().is_multiple_of(32) {
+            return Ok(None);
+        }
+        let err = |e: anybit_layouts::LayoutError| LowerError::Llvm(format!("ldmatrix fragment: {e}"));
+        for trans in [false, true] {
+            let fragment = if trans {
+                RegisterLayout::column_spatial(&[4, 8])
+                    .map_err(err)?
+                    .compose(&RegisterLayout::local(&[2, 1]).map_err(err)?)
+            } else {
+                RegisterLayout::spatial(&[8, 4]).map_err(err)?.compose(&RegisterLayout::local(&[1, 2]).map_err(err)?)
+            }
+            .map_err(err)?;
+            let Ok(quotient) = layout.divide_right(&fragment) else { continue };
+            let blocks = quotient.num_slots();
+            let warp = layout::warp_coords(&mut self.em, layout)?;
+            let ptr = self.tile_ptr(tile)?;
+            let em = &self.em;
+            let lane = em.and(em.tid()?, em.c32(31))?;
+            let matrix = em.lshr(lane, em.c32(3))?;
+            let row_in_block = em.and(lane, em.c32(7))?;
+            let mut codes: Vec<Option<IntValue<'ctx>>> = vec![None; layout.num_slots()];
+            let mut q = 0;
+            while q < blocks {
+                let count = if blocks - q >= 4 {
+                    4
+                } else if blocks - q >= 2 {
+                    2
+                } else {
+                    1
+                };
+                // Matrix j of the instruction is block q + j: select its origin by lane / 8.
+                let pick = |dim: usize| -> LResult<IntValue<'ctx>> {
+                    let values: Vec<i64> = (0..count).map(|j| warp.offsets[2 * (q + j)][dim]).collect();
+                    let j = em.and(matrix, em.c32(count as i64 - 1))?;
+                    let mut v = em.c32(values[0]);
+                    for (k, &x) in values.iter().enumerate().skip(1) {
+                        let is = em.eq(j, em.c32(k as i64))?;
+                        v = em.select_int(is, em.c32(x), v)?;
+                    }
+                    Ok(v)
+                };
+                let row = em.add(em.add(em.add(origin[0], warp.base[0])?, pick(0)?)?, row_in_block)?;
+                let col = em.add(em.add(origin[1], warp.base[1])?, pick(1)?)?;
+                let (byte, _) = self.shared_address(tile, &[row, col])?;
+                let em = &self.em;
+                let addr = em.byte_offset(ptr, em.zext(byte, em.i64())?)?;
+                let regs = em.ldmatrix(addr, count as u32, trans)?;
+                for (j, reg) in regs.into_iter().enumerate() {
+                    let b = q + j;
+                    codes[2 * b] = Some(em.and(reg, em.c32(0xffff))?);
+                    codes[2 * b + 1] = Some(em.lshr(reg, em.c32(16))?);
+                }
+                q += count;
+            }
+            return codes
+                .into_iter()
+                .map(|c| c.ok_or(LowerError::Llvm("ldmatrix slot not loaded".into())))
+                .collect::<LResult<Vec<_>>>()
+                .map(Some);
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn load_shared(&mut self, inst: &InstData, src: ValueId, offsets: &[Operand]) -> LResult<()> {
+        let tile = self.shared_tile(src)?;
+        let origin = offsets.iter().map(|&o| self.index32(o)).collect::<LResult<Vec<_>>>()?;
+        let Some(&id) = inst.results.first() else { return internal("missing result") };
+        let (dtype, shape, layout) = self.register_type(id)?;
+        let codes = self.load_shared_codes(&tile, &origin, offsets, layout)?;
+        let slots = codes.into_iter().map(|c| arith::from_code(&self.em, dtype, c)).collect::<LResult<Vec<_>>>()?;
+        let origin = Some(Origin { tile: src, offsets: offsets.to_vec(), epoch: self.epoch });
+        let t = Tile { dtype, shape: shape.to_vec(), layout: layout.clone(), slots, origin };
+        self.bind(id, Val::Register(Rc::new(t)))
+    }
+
+    /// Loads a register tile of `layout` from a shared tile at `origin` (`offsets` are the
+    /// origin's operands, for the static alignment of vector accesses).
+    pub(crate) fn load_shared_codes(
+        &mut self,
+        tile: &SharedTile,
+        origin: &[IntValue<'ctx>],
+        offsets: &[Operand],
+        layout: &RegisterLayout,
+    ) -> LResult<Vec<IntValue<'ctx>>> {
+        if let Some(codes) = self.try_ldmatrix(tile, origin, offsets, layout)? {
+            return Ok(codes);
+        }
+        let coords = layout::coords(&mut self.em, layout)?;
+        let ptr = self.tile_ptr(tile)?;
+        let bits = tile.dtype.bits();
+        let runs = if shared_access_aligned(tile, offsets, layout) {
+            shared_vector_runs(tile, &coords.offsets)
+        } else {
+            vec![]
+        };
+        let mut codes: Vec<Option<IntValue<'ctx>>> = vec![None; coords.offsets.len()];
+        for run in &runs {
+            let Some(&first) = run.slots.first() else { continue };
+            let c = self.shared_coords(origin, &coords.base, &coords.offsets[first])?;
+            let (byte, _) = self.shared_address(tile, &c)?;
+            let total = run.slots.len() as u32 * bits;
+            let addr = self.em.byte_offset(ptr, self.em.zext(byte, self.em.i64())?)?;
+            let v = self.em.load(access_type(&self.em, total), addr, total / 8)?;
+            for (k, c) in unpack(&self.em, v, run.slots.len(), bits)?.into_iter().enumerate() {
+                codes[run.slots[k]] = Some(c);
+            }
+        }
+        for (i, off) in coords.offsets.iter().enumerate() {
+            if codes[i].is_none() {
+                let c = self.shared_coords(origin, &coords.base, off)?;
+                let (byte, bit) = self.shared_address(tile, &c)?;
+                codes[i] = Some(self.load_shared_element(ptr, bits, byte, bit)?);
+            }
+        }
+        codes.into_iter().map(|c| c.ok_or(LowerError::Llvm("slot not loaded".into()))).collect()
+    }
+
+    /// Stores codes of a register tile of `layout` into a shared tile at `origin`.
+    pub(crate) fn store_shared_codes(
+        &mut self,
+        tile: &SharedTile,
+        origin: &[IntValue<'ctx>],
+        offsets_ops: &[Operand],
+        layout: &RegisterLayout,
+        codes: &[IntValue<'ctx>],
+    ) -> LResult<()> {
+        let coords = layout::coords(&mut self.em, layout)?;
+        let ptr = self.tile_ptr(tile)?;
+        let bits = tile.dtype.bits();
+        let replicated = layout.is_replicated();
+        let runs = if shared_access_aligned(tile, offsets_ops, layout) && !replicated {
+            shared_vector_runs(tile, &coords.offsets)
+        } else {
+            vec![]
+        };
+        // Replicas write the same values; sub-byte replicas only once (atomics).
+        let guard = if replicated && !bits.is_multiple_of(8) {
+            Some(layout::is_first_holder(&mut self.em, layout)?)
+        } else {
+            None
+        };
+        let mut done = vec![false; codes.len()];
+        for run in &runs {
+            let Some(&first) = run.slots.first() else { continue };
+            let c = self.shared_coords(origin, &coords.base, &coords.offsets[first])?;
+            let (byte, _) = self.shared_address(tile, &c)?;
+            let total = run.slots.len() as u32 * bits;
+            let addr = self.em.byte_offset(ptr, self.em.zext(byte, self.em.i64())?)?;
+            let run_codes: Vec<IntValue<'ctx>> = run.slots.iter().map(|&s| codes[s]).collect();
+            let v = pack(&self.em, &run_codes, bits, total)?;
+            self.em.store(addr, v, total / 8)?;
+            for &s in &run.slots {
+                done[s] = true;
+            }
+        }
+        let mut pending = Vec::new();
+        for (i, off) in coords.offsets.iter().enumerate() {
+            if !done[i] {
+                pending.push((i, off.clone()));
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let merge = match guard {
+            Some(g) => {
+                let body = self.block_named("sts.first")?;
+                let merge = self.block_named("sts.merge")?;
+                self.em.b.build_conditional_branch(g, body, merge)?;
+                self.em.b.position_at_end(body);
+                Some(merge)
+            }
+            None => None,
+        };
+        for (i, off) in pending {
+            let c = self.shared_coords(origin, &coords.base, &off)?;
+            let (byte, bit) = self.shared_address(tile, &c)?;
+            self.store_shared_element(ptr, bits, byte, bit, codes[i])?;
+        }
+        if let Some(merge) = merge {
+            self.em.b.build_unconditional_branch(merge)?;
+            self.em.b.position_at_end(merge);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn store_shared(&mut self, value: ValueId, dst: ValueId, offsets: &[Operand]) -> LResult<()> {
+        let tile = self.shared_tile(dst)?;
+        let t = match self.canonical(value, self.val(value)?)? {
+            Val::Register(t) => t,
+            _ => return internal("store_shared of a non-tile"),
+        };
+        let origin = offsets.iter().map(|&o| self.index32(o)).collect::<LResult<Vec<_>>>()?;
+        let codes = t.slots.iter().map(|&v| arith::to_code(&self.em, t.dtype, v)).collect::<LResult<Vec<_>>>()?;
+        self.epoch += 1;
+        self.store_shared_codes(&tile, &origin, offsets, &t.layout, &codes)
+    }
+
+    /// An integer scalar operand as `i32` (shared-memory coordinates).
+    pub(crate) fn index32(&self, operand: Operand) -> LResult<IntValue<'ctx>> {
+        let v = self.index64(operand)?;
+        self.em.trunc(v, self.em.i32())
+    }
+
+    // ----- copy_async -----
+
+    pub(crate) fn copy_async(
+        &mut self,
+        src: ValueId,
+        src_offsets: &[Operand],
+        dst: ValueId,
+        dst_offsets: &[Operand],
+        shape: &[usize],
+    ) -> LResult<()> {
+        let view = self.global(src)?;
+        self.global_access(Some(view.param), false)?;
+        let tile = self.shared_tile(dst)?;
+        self.epoch += 1;
+        let bits = view.dtype.bits();
+        let layout = copy_layout(shape, self.kernel.num_threads(), bits)?;
+        let src_origin = src_offsets.iter().map(|&o| self.index64(o)).collect::<LResult<Vec<_>>>()?;
+        let dst_origin = dst_offsets.iter().map(|&o| self.index32(o)).collect::<LResult<Vec<_>>>()?;
+        let coords = layout::coords(&mut self.em, &layout)?;
+        let runs = Self::global_runs(&view, &coords.offsets);
+        let asyncable = self.em.platform.is_nvptx()
+            && bits % 8 == 0
+            && !runs.is_empty()
+            && runs.iter().all(|r| {
+                let bytes = r.slots.len() as u32 * bits / 8;
+                matches!(bytes, 4 | 8 | 16)
+            })
+            && runs.iter().map(|r| r.slots.len()).sum::<usize>() == coords.offsets.len()
+            && shared_access_aligned(&tile, dst_offsets, &layout)
+            && !shared_vector_runs(&tile, &coords.offsets).is_empty();
+        if !asyncable {
+            let codes = self.load_global_codes(view, &src_origin, &coords)?;
+            return self.store_shared_codes(&tile, &dst_origin, dst_offsets, &layout, &codes);
+        }
+        // cp.async per run when aligned and no run is partially masked; else synchronous.
+        let mut acc = self.begin_global(view.clone(), &src_origin, &coords.base)?;
+        let mut conds = Vec::new();
+        let mut run_full = Vec::new();
+        for run in &runs {
+            let (first, last) = match (run.slots.first(), run.slots.last()) {
+                (Some(&f), Some(&l)) => (f, l),
+                _ => return internal("empty run"),
+            };
+            let (_, m_first) = self.global_element(&mut acc, &coords.offsets[first])?;
+            let (_, m_last) = self.global_element(&mut acc, &coords.offsets[last])?;
+            conds.push(self.em.eq(m_first, m_last)?);
+            run_full.push(m_first);
+        }
+        // Alignment of the runs in global memory (the whole-tile bounds part is not needed:
+        // masked runs are zero-filled).
+        let longest = runs.iter().map(|r| r.slots.len()).max().unwrap_or(1) as i64;
+        let run_bits = longest * i64::from(bits);
+        let bit = self.em.add(
+            self.em.mul(self.em.b.build_ptr_to_int(view.ptr, self.em.i64(), "")?, self.em.c64(8))?,
+            self.em.mul(acc.base_index, self.em.c64(i64::from(bits)))?,
+        )?;
+        conds.push(self.em.eq(self.em.and(bit, self.em.c64(run_bits - 1))?, self.em.c64(0))?);
+        for d in 0..shape.len().saturating_sub(1) {
+            if coords.offsets.iter().any(|o| o[d] != 0) {
+                match view.static_strides.get(d).copied().flatten() {
+                    Some(s) if s.rem_euclid(longest) == 0 => {}
+                    Some(_) => conds.push(self.em.cfalse()),
+                    None => {
+                        conds.push(self.em.eq(self.em.and(view.strides[d], self.em.c64(longest - 1))?, self.em.c64(0))?)
+                    }
+                }
+            }
+        }
+        let fast = self.em.and_all(&conds)?;
+        let (async_block, sync_block, merge) =
+            (self.block_named("cp.async")?, self.block_named("cp.sync")?, self.block_named("cp.merge")?);
+        self.em.b.build_conditional_branch(fast, async_block, sync_block)?;
+        self.em.b.position_at_end(async_block);
+        let tile_ptr = self.tile_ptr(&tile)?;
+        let zero = zero_page(&self.em);
+        for (run, &full) in runs.iter().zip(&run_full) {
+            let first = run.slots[0];
+            let (index, _) = self.global_element(&mut acc, &coords.offsets[first])?;
+            let bytes = run.slots.len() as u32 * bits / 8;
+            let gaddr = self.em.byte_offset(view.ptr, em_byte_of(&self.em, index, bits)?)?;
+            let gaddr = self.em.b.build_select(full, gaddr, zero, "")?.into_pointer_value();
+            let c = self.shared_coords(&dst_origin, &coords.base, &coords.offsets[first])?;
+            let (byte, _) = self.shared_address(&tile, &c)?;
+            let saddr = self.em.byte_offset(tile_ptr, self.em.zext(byte, self.em.i64())?)?;
+            let size = self.em.select_int(full, self.em.c32(i64::from(bytes)), self.em.c32(0))?;
+            let kind = if bytes == 16 { "cg" } else { "ca" };
+            let name = format!("llvm.nvvm.cp.async.{kind}.shared.global.{bytes}.s");
+            self.em.intrinsic(&name, None, &[saddr.into(), gaddr.into(), size.into()])?;
+        }
+        self.em.b.build_unconditional_branch(merge)?;
+        self.em.b.position_at_end(sync_block);
+        let codes = self.load_global_codes(view, &src_origin, &coords)?;
+        self.store_shared_codes(&tile, &dst_origin, dst_offsets, &layout, &codes)?;
+        self.em.b.build_unconditional_branch(merge)?;
+        self.em.b.position_at_end(merge);
+        Ok(())
+    }
+
+    pub(crate) fn commit_group(&mut self) -> LResult<()> {
+        if self.async_copies && self.em.platform.is_nvptx() {
+            self.em.intrinsic("llvm.nvvm.cp.async.commit.group", None, &[])?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn wait_group(&mut self, pending: u32) -> LResult<()> {
+        self.epoch += 1;
+        if self.async_copies && self.em.platform.is_nvptx() {
+            self.em.intrinsic("llvm.nvvm.cp.async.wait.group", None, &[self.em.c32(i64::from(pending)).into()])?;
+        }
+        Ok(())
+    }
+}
+
+/// The byte offset of element `index` of `bits`-bit elements (its first bit's byte).
+fn em_byte_of<'ctx>(em: &Em<'ctx>, index: IntValue<'ctx>, bits: u32) -> LResult<IntValue<'ctx>> {
+    if bits.is_multiple_of(8) {
+        em.mul(index, em.c64(i64::from(bits / 8)))
+    } else {
+        em.ashr(em.mul(index, em.c64(i64::from(bits)))?, em.c64(3))
+    }
+}
+
+/// The alignment of a byte-multiple element of `bits` bits: its size when a power of two,
+/// else the largest power of two dividing it (24-bit elements are byte-aligned).
+fn natural_alignment(bits: u32) -> u32 {
+    let bytes = (bits / 8).max(1);
+    1 << bytes.trailing_zeros()
+}
+
+pub(crate) fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Whether a shared access at these offsets by this layout has its runs aligned at compile
+/// time: literal offsets, and every dynamic term of the base (thread digits times mode
+/// weights times the dim's stride) a multiple of the longest run. Only single-mode dims
+/// (strided layouts) qualify.
+pub(crate) fn shared_access_aligned(tile: &SharedTile, offsets: &[Operand], layout: &RegisterLayout) -> bool {
+    let modes = tile.layout.modes();
+    if modes.iter().any(|d| d.len() != 1) || offsets.len() != modes.len() {
+        return false;
+    }
+    let strides: Vec<usize> = modes.iter().map(|d| d[0].stride).collect();
+    let rank = strides.len();
+    if strides.last() != Some(&1) {
+        return false;
+    }
+    let slot_offsets = layout::slot_offsets(layout);
+    let runs = plan_runs(&slot_offsets, tile.dtype.bits());
+    let Some(longest) = runs.iter().map(|r| r.slots.len()).max() else { return false };
+    let bits = tile.dtype.bits() as usize;
+    let run_bytes = longest * bits / 8;
+    if run_bytes == 0 || run_bytes > 16 {
+        return false;
+    }
+    // Elements per run: the alignment every term must keep, in elements.
+    let unit = longest;
+    for (d, o) in offsets.iter().enumerate() {
+        match Lower::static_index(*o) {
+            Some(v) if (v as usize * strides[d]).is_multiple_of(unit) => {}
+            _ => return false,
+        }
+    }
+    // Thread-digit terms of the base: weight × stride must be a multiple of the run length.
+    for (axis, _, _) in layout::thread_axes(layout) {
+        if let anybit_layouts::ThreadAxis::Mode(m) = axis {
+            let Some(dim) = layout.mode_dim(m) else { return false };
+            let dim_modes = &layout.dims()[dim];
+            let first = layout.dims()[..dim].iter().map(Vec::len).sum::<usize>();
+            let weight: usize = dim_modes[m - first + 1..].iter().product();
+            if dim >= rank || !(weight * strides[dim]).is_multiple_of(unit) {
+                return false;
+            }
+        }
+    }
+    // Static slot offsets of run starts must be aligned too (the runs guarantee it for the
+    // last dim; other dims need their stride to keep it).
+    for run in &runs {
+        let Some(&first) = run.slots.first() else { continue };
+        let o = &slot_offsets[first];
+        let elem: usize = o.iter().zip(&strides).map(|(&k, &s)| k as usize * s).sum();
+        if !elem.is_multiple_of(run.slots.len()) {
+            return false;
+        }
+    }
+    // Swizzles move chunks of 2^base bytes: runs must not cross them.
+    if let Some(s) = tile.layout.swizzle()
+        && s.bits() > 0
+        && run_bytes > (1usize << s.base())
+    {
+        return false;
+    }
+    // The tile's byte offset is 16-aligned; elements of sub-byte types must form whole bytes.
+    run_bytes * 8 == longest * bits
+}
+
+/// The vector runs of a shared access (when [`shared_access_aligned`] holds).
+fn shared_vector_runs(tile: &SharedTile, offsets: &[Vec<i64>]) -> Vec<Run> {
+    let modes = tile.layout.modes();
+    if modes.iter().any(|d| d.len() != 1) || modes.last().map(|d| d[0].stride) != Some(1) {
+        return vec![];
+    }
+    let bits = tile.dtype.bits();
+    plan_runs(offsets, bits).into_iter().filter(|r| (r.slots.len() as u32 * bits).is_multiple_of(8)).collect()
+}
+
+/// A layout spreading a copy of `shape` over `threads` threads, each thread holding runs of
+/// up to 16 bytes along the last dim.
+pub(crate) fn copy_layout(shape: &[usize], threads: usize, bits: u32) -> LResult<RegisterLayout> {
+    let rank = shape.len();
+    let Some(&last) = shape.last() else { return internal("copy of rank 0") };
+    let mut v = ((128 / bits.max(1)) as usize).max(1);
+    while v > 1 && !last.is_multiple_of(v) {
+        v /= 2;
+    }
+    let mut grid: Vec<usize> = shape.to_vec();
+    grid[rank - 1] /= v;
+    let mut spatial = vec![1usize; rank];
+    let mut local = grid.clone();
+    let mut t = threads;
+    for d in (0..rank).rev() {
+        let p = gcd_usize(local[d], t);
+        spatial[d] = p;
+        local[d] /= p;
+        t /= p;
+    }
+    let mut inner = vec![1usize; rank];
+    inner[rank - 1] = v;
+    let err = |e: anybit_layouts::LayoutError| LowerError::Llvm(format!("copy layout: {e}"));
+    let mut l = RegisterLayout::local(&local).map_err(err)?;
+    l = l.compose(&RegisterLayout::spatial(&spatial).map_err(err)?).map_err(err)?;
+    l = l.compose(&RegisterLayout::local(&inner).map_err(err)?).map_err(err)?;
+    if t > 1 {
+        l = RegisterLayout::replicated(t).map_err(err)?.compose(&l).map_err(err)?;
+    }
+    Ok(l)
+}
+
+fn gcd_usize(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd_usize(b, a % b) }
+}

@@ -1,0 +1,94 @@
+//! The low-bit matmul of `anybit_frontend::lowbit` for every weight type: PTX for every
+//! target accepted by `ptxas`, and host runs equal to the interpreter.
+
+use anybit_frontend::lowbit::{QuantizedWeights, WeightFormat, build_kernel, build_module};
+use anybit_ir::dtype::DType;
+use anybit_ir::interp::{Arg, Buffer};
+use anybit_ir::random::SplitMix64;
+
+use super::kernels::{compare, random_buffer};
+use super::ptx::check_ptx;
+use crate::llvm::LlvmBackend;
+use crate::{Backend, CompileOptions, Target};
+
+pub(crate) fn weight_types() -> Vec<DType> {
+    let mut types = Vec::new();
+    for bits in 1..=8 {
+        types.push(DType::uint(bits).expect("u"));
+        if bits >= 2 {
+            types.push(DType::int(bits).expect("i"));
+        }
+    }
+    for name in ["f3e1m1", "f4e2m1", "f5e2m2", "f6e3m2", "f6e2m3", "f7e3m3", "f8e4m3", "f8e5m2"] {
+        types.push(name.parse().expect("float type"));
+    }
+    types
+}
+
+fn format(weight: DType, group_size: usize, scale: DType, activation: DType, zero_point: bool) -> WeightFormat {
+    WeightFormat { weight, group_size, scale, zero_point: zero_point && weight.is_integer(), activation }
+}
+
+#[test]
+fn every_weight_type_compiles_for_every_target() {
+    let mut reports = Vec::new();
+    for weight in weight_types() {
+        let f = format(weight, 128, DType::F16, DType::F16, true);
+        let module = build_module(&f).unwrap_or_else(|e| panic!("{weight}: {e}"));
+        for target in Target::ALL {
+            let compiled = LlvmBackend
+                .compile(&module, target, &CompileOptions::default())
+                .unwrap_or_else(|e| panic!("{weight} for {target}: {e}"));
+            for k in &compiled.kernels {
+                let report = check_ptx(&k.ptx, target, &k.name);
+                if let Some(report) = &report {
+                    assert!(report.contains(" 0 bytes spill stores"), "{weight} spills on {target}:\n{report}");
+                }
+                if let Some(report) = report
+                    && matches!(target, Target::Sm80 | Target::Sm90)
+                {
+                    let line = report.lines().find(|l| l.contains("registers")).unwrap_or("").trim().to_string();
+                    let spill = report.lines().find(|l| l.contains("spill")).unwrap_or("").trim().to_string();
+                    reports.push(format!("{weight:>7} {target}: {line} | {spill}"));
+                }
+            }
+        }
+    }
+    eprintln!("{}", reports.join("\n"));
+}
+
+fn run(f: WeightFormat, m: usize, n: usize, k: usize, seed: u64) {
+    let kernel = build_kernel(&f).unwrap_or_else(|e| panic!("{f:?}: {e}"));
+    let mut rng = SplitMix64::new(seed);
+    let weights = QuantizedWeights::random(f, k, n, &mut rng).expect("weights");
+    let u8t = DType::uint(8).expect("u8");
+    let bytes = weights.pack_weights().expect("pack");
+    let mut args = vec![
+        Arg::Buffer(random_buffer(f.activation, m * k, 1.0, &mut rng)),
+        Arg::Buffer(Buffer::from_bytes(u8t, bytes.len(), bytes).expect("w")),
+        Arg::Buffer(Buffer::from_codes(f.scale, &weights.scales).expect("s")),
+    ];
+    if f.zero_point {
+        args.push(Arg::Buffer(Buffer::from_codes(f.weight, &weights.zeros).expect("z")));
+    }
+    args.push(Arg::Buffer(Buffer::zeros(f.activation, m * n).expect("y")));
+    args.extend([Arg::Int(m as i64), Arg::Int(n as i64), Arg::Int(k as i64)]);
+    compare(&kernel, args, None);
+}
+
+#[test]
+fn every_weight_type_on_host() {
+    for (i, weight) in weight_types().into_iter().enumerate() {
+        run(format(weight, 128, DType::F16, DType::F16, true), 20, 72, 256, i as u64);
+    }
+}
+
+#[test]
+fn format_variants_on_host() {
+    let u4 = DType::uint(4).expect("u4");
+    let f4: DType = "f4e2m1".parse().expect("f4");
+    run(format(u4, 32, DType::BF16, DType::BF16, true), 17, 64, 128, 100);
+    run(format(u4, 64, DType::F16, DType::BF16, false), 16, 130, 128, 101);
+    run(format(f4, 256, DType::BF16, DType::F16, false), 33, 64, 256, 102);
+    run(format(DType::int(3).expect("i3"), 16, DType::F16, DType::F16, true), 5, 70, 64, 103);
+}

@@ -1,0 +1,112 @@
+//! Every example kernel compiles for every target, and `ptxas` accepts the PTX.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anybit_ir::program::Module;
+
+use crate::llvm::LlvmBackend;
+use crate::{Backend, CompileOptions, Target};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+pub(crate) fn example(name: &str) -> Module {
+    let path = workspace().join("examples").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    anybit_ir::text::parse_module(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+pub(crate) fn ptxas() -> Option<PathBuf> {
+    let p = workspace().join(".venv/bin/ptxas");
+    p.exists().then_some(p)
+}
+
+/// Runs ptxas on a PTX text; returns its `-v` report.
+pub(crate) fn check_ptx(ptx: &str, target: Target, what: &str) -> Option<String> {
+    let ptxas = ptxas()?;
+    let dir = std::env::temp_dir().join(format!("anybit-ptx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let file = dir.join(format!("{what}-{}.ptx", target.name()));
+    std::fs::write(&file, ptx).ok()?;
+    let out = Command::new(ptxas)
+        .arg(format!("-arch={}", target.name()))
+        .arg("-v")
+        .arg("-o")
+        .arg("/dev/null")
+        .arg(&file)
+        .output()
+        .ok()?;
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "ptxas rejected {what} for {target}:\n{report}\n(PTX in {})", file.display());
+    Some(report)
+}
+
+fn compile_all(module: &Module, what: &str) {
+    for target in Target::ALL {
+        let compiled = LlvmBackend
+            .compile(module, target, &CompileOptions::default())
+            .unwrap_or_else(|e| panic!("{what} for {target}: {e}"));
+        for k in &compiled.kernels {
+            assert!(k.ptx.contains(&format!(".entry {}", k.name)), "{what}: no entry {}", k.name);
+            if let Some(report) = check_ptx(&k.ptx, target, &k.name)
+                && matches!(target, Target::Sm80 | Target::Sm90)
+            {
+                eprintln!("{what} {target}:\n{report}");
+            }
+        }
+    }
+}
+
+#[test]
+fn vector_add() {
+    compile_all(&example("vector_add.abk"), "vector_add");
+}
+
+#[test]
+fn rms_norm() {
+    compile_all(&example("rms_norm.abk"), "rms_norm");
+}
+
+#[test]
+fn matmul_f16() {
+    compile_all(&example("matmul_f16.abk"), "matmul_f16");
+}
+
+#[test]
+fn lowbit_matmul_u4_g128() {
+    compile_all(&example("lowbit_matmul_u4_g128.abk"), "lowbit_matmul_u4_g128");
+}
+
+/// Writes the PTX of a module to `$ANYBIT_DUMP/<kernel>-<target>.ptx` (a debugging aid).
+#[test]
+#[ignore]
+fn dump_ptx() {
+    let Ok(dir) = std::env::var("ANYBIT_DUMP") else { return };
+    let which = std::env::var("ANYBIT_DUMP_WHAT").unwrap_or_else(|_| "lowbit_matmul_u4_g128.abk".into());
+    let module = if let Some(w) = which.strip_prefix("lowbit:") {
+        let mut parts = w.split(',');
+        let weight: anybit_ir::DType = parts.next().unwrap_or("u4").parse().expect("weight");
+        let act: anybit_ir::DType = parts.next().unwrap_or("f16").parse().expect("act");
+        let scale: anybit_ir::DType = parts.next().unwrap_or("f16").parse().expect("scale");
+        let f = anybit_frontend::lowbit::WeightFormat {
+            weight,
+            group_size: 128,
+            scale,
+            zero_point: false,
+            activation: act,
+        };
+        anybit_frontend::lowbit::build_module(&f).expect("module")
+    } else {
+        example(&which)
+    };
+    for target in [Target::Sm80, Target::Sm90] {
+        let compiled = LlvmBackend.compile(&module, target, &CompileOptions { emit_llvm_ir: true }).expect("compile");
+        for k in &compiled.kernels {
+            std::fs::write(format!("{dir}/{}-{}.ptx", k.name, target.name()), &k.ptx).expect("write");
+            std::fs::write(format!("{dir}/{}-{}.ll", k.name, target.name()), k.llvm_ir.as_deref().unwrap_or(""))
+                .expect("write");
+        }
+    }
+}

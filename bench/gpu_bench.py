@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Time anybit's low-bit matmul against cuBLAS bf16 and torch's int4 tinygemm, in one run.
+
+Usage:
+    python3 bench/gpu_bench.py PTX [--report FILE] [--k K] [--n N] [--ms 1,16,4096] [--runs R]
+
+PTX holds one folder per benchmark format (bench_<weight>), each with manifest.json and the
+kernel's .ptx, as bench/prepare.sh writes them. For each format and M it reports the median
+time (L2 flushed before every launch by writing a 256 MiB buffer), the effective weight
+bandwidth (packed weights + scales / time) as a fraction of the device-to-device copy
+bandwidth measured in the same run, TFLOP/s, and the ratios against cuBLAS bf16 (torch.matmul)
+and, for 4-bit, tinygemm (torch.ops.aten._weight_int4pack_mm) timed in the same run.
+Correctness is checked separately (bench/gpu_check.py); here inputs are random.
+"""
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def median_time(cp, launch, flush, runs):
+    """Median seconds of `launch()`, with `flush()` (L2) before each, timed with CUDA events."""
+    start, stop = cp.cuda.Event(), cp.cuda.Event()
+    times = []
+    for _ in range(runs):
+        flush()
+        start.record()
+        launch()
+        stop.record()
+        stop.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, stop) / 1e3)
+    return float(np.median(times))
+
+
+def copy_bandwidth(cp, flush, runs):
+    """Device-to-device copy bandwidth (bytes read + written per second) of a 1 GiB buffer."""
+    n = 1 << 30
+    src, dst = cp.zeros(n, dtype=cp.uint8), cp.empty(n, dtype=cp.uint8)
+    seconds = median_time(cp, lambda: cp.copyto(dst, src), flush, runs)
+    return 2 * n / seconds
+
+
+def eval_expr(expr, scalars):
+    if "const" in expr:
+        return int(expr["const"])
+    if "param" in expr:
+        return int(scalars[expr["param"]])
+    a, b = (eval_expr(e, scalars) for e in expr["args"])
+    return {"add": a + b, "sub": a - b, "mul": a * b, "div": a // b, "cdiv": -((-a) // b),
+            "min": min(a, b), "max": max(a, b)}[expr["op"]]
+
+
+def main(argv):
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    ptx_root = argv[1]
+    option = lambda name, default: argv[argv.index(name) + 1] if name in argv else default
+    report = option("--report", None)
+    K, N = int(option("--k", 4096)), int(option("--n", 14336))
+    ms = [int(m) for m in option("--ms", "1,16,4096").split(",")]
+    runs = int(option("--runs", 50))
+
+    import cupy as cp
+    import torch
+
+    device = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    cache = cp.empty(256 << 20, dtype=cp.uint8)
+    flush = lambda: cache.fill(0)
+    copy_bw = copy_bandwidth(cp, flush, 10)
+    rng = np.random.default_rng(2026)
+
+    # Peers, timed in this run.
+    peers = {}
+    for m in ms:
+        x = torch.randn(m, K, dtype=torch.bfloat16, device="cuda")
+        w = torch.randn(K, N, dtype=torch.bfloat16, device="cuda")
+        torch_flush = lambda: flush()
+        peers[("cublas", m)] = median_time(cp, lambda: torch.matmul(x, w), torch_flush, runs)
+        try:
+            q = torch.randint(0, 16, (N, K), dtype=torch.int32, device="cuda")
+            packed_u8 = ((q[:, ::2] << 4) | q[:, 1::2]).to(torch.uint8)
+            w_int4 = torch.ops.aten._convert_weight_to_int4pack(packed_u8, 8)
+            scales_zeros = torch.randn(K // 128, N, 2, dtype=torch.bfloat16, device="cuda")
+            peers[("tinygemm", m)] = median_time(
+                cp, lambda: torch.ops.aten._weight_int4pack_mm(x, w_int4, 128, scales_zeros), torch_flush, runs)
+        except Exception as error:  # the API changes between torch versions
+            peers[("tinygemm", m)] = None
+            peers["tinygemm_error"] = f"{type(error).__name__}: {error}"
+
+    rows = []
+    for folder in sorted(d for d in os.listdir(ptx_root) if d.startswith("bench_")):
+        manifest = json.load(open(os.path.join(ptx_root, folder, "manifest.json")))
+        kernel = manifest["kernels"][0]
+        function = cp.RawModule(path=os.path.join(ptx_root, folder, kernel["ptx_file"])).get_function(kernel["name"])
+        names = [p["name"] for p in kernel["params"]]
+        for m in ms:
+            scalars = [{"m": m, "n": N, "k": K}.get(name) for name in names]
+            args, weight_bytes = [], 0
+            for param, value in zip(kernel["params"], scalars):
+                if param["kind"] == "scalar":
+                    args.append(np.int32(value))
+                    continue
+                elements = 1
+                for d in param["shape"]:
+                    elements *= eval_expr(d, scalars)
+                size = (elements * param["bits"] + 7) // 8
+                if param["name"] in ("w", "s", "z"):
+                    weight_bytes += size
+                data = rng.integers(0, 256, size=size + 16, dtype=np.uint8)
+                if param["dtype"] in ("f16", "bf16"):  # finite activations and scales
+                    data[1::2] &= 0x3B
+                args.append(cp.asarray(data))
+            grid = [eval_expr(g, scalars) for g in kernel["grid"]] + [1, 1]
+            shared = kernel["shared_memory_bytes"] if kernel["needs_shared_memory_opt_in"] else 0
+            if shared:
+                function.max_dynamic_shared_size_bytes = shared
+            launch = lambda: function(tuple(grid[:3]), (kernel["threads_per_block"], 1, 1), tuple(args), shared_mem=shared)
+            seconds = median_time(cp, launch, flush, runs)
+            bandwidth = weight_bytes / seconds
+            tflops = 2 * m * N * K / seconds / 1e12
+            cublas = peers[("cublas", m)]
+            tiny = peers.get(("tinygemm", m)) if folder.endswith(("u4", "i4")) else None
+            rows.append((folder[len("bench_"):], m, f"{seconds * 1e6:.1f}", f"{bandwidth / 1e12:.2f}",
+                         f"{bandwidth / copy_bw:.0%}", f"{tflops:.1f}", f"{cublas * 1e6:.1f}", f"{cublas / seconds:.2f}",
+                         "-" if tiny is None else f"{tiny * 1e6:.1f}", "-" if tiny is None else f"{tiny / seconds:.2f}"))
+
+    header = ("weights", "M", "µs", "weight TB/s", "of copy BW", "TFLOP/s", "cuBLAS bf16 µs", "speedup vs cuBLAS",
+              "tinygemm µs", "speedup vs tinygemm")
+    lines = [f"{time.strftime('%Y-%m-%d')} · {device} · K={K} N={N} group 128 · L2 flushed · median of {runs}",
+             f"device-to-device copy bandwidth: {copy_bw / 1e12:.2f} TB/s", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    if "tinygemm_error" in peers:
+        lines += ["", f"tinygemm unavailable: {peers['tinygemm_error']}"]
+    text = "\n".join(lines)
+    print(text)
+    if report:
+        with open(report, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Build machine side of the GPU check: writes bench/out/ (git-ignored) with
+#   bin/gpu-cases      the case data generator (no LLVM, no CUDA; runs on the GPU machine)
+#   kernels/<case>/    every case's and benchmark's kernel, as .abk
+#   ptx/<case>/        those kernels compiled for TARGET (default sm_90): .ptx + manifest.json
+# Then, on the GPU machine: bench/gpu.sh (carry bench/out).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+target=${1:-sm_90}
+out=bench/out
+rm -rf "$out"
+mkdir -p "$out/bin"
+./scripts/setup.sh
+cargo build --release --locked -p anybit-bench --bin gpu-cases
+cargo build --release --locked --bin anybit
+cp target/release/gpu-cases "$out/bin/"
+strip "$out/bin/gpu-cases" 2>/dev/null || true
+"$out/bin/gpu-cases" kernels "$out/kernels"
+for dir in "$out"/kernels/*/; do
+    case=$(basename "$dir")
+    target/release/anybit compile "$dir/kernel.abk" --target "$target" -o "$out/ptx/$case" >/dev/null
+done
+echo "prepared $(ls "$out/ptx" | wc -l) compiled cases for $target in $out ($(du -sh "$out" | cut -f1))"

@@ -1,0 +1,65 @@
+//! `anybit compile FILE --target sm_90 -o DIR [--emit ptx|llvm]`: one `.ptx` (or `.ll`) file
+//! per kernel and `manifest.json`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anybit::backends::llvm::LlvmBackend;
+use anybit::backends::{Backend, CompileOptions, Target};
+use anyhow::{Context, Result, bail};
+
+/// What to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emit {
+    /// PTX text, one file per kernel (`<kernel>.ptx`).
+    Ptx,
+    /// LLVM IR after optimization, one file per kernel (`<kernel>.ll`).
+    Llvm,
+}
+
+/// Compiles `file` for `target` into `out_dir`. Every file is written to a temporary name first
+/// and renamed when all are ready, so a failure leaves no partial output.
+pub fn compile(file: &Path, target: &str, out_dir: &Path, emit: Emit, out: &mut dyn Write) -> Result<()> {
+    let target: Target = target.parse()?;
+    let module = super::source::load(file, true)?;
+    let start = Instant::now();
+    let options = CompileOptions { emit_llvm_ir: emit == Emit::Llvm };
+    let compiled = LlvmBackend
+        .compile(&module, target, &options)
+        .with_context(|| format!("cannot compile {} for {target}", file.display()))?;
+    let elapsed = start.elapsed();
+    std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    for kernel in &compiled.kernels {
+        let (name, text) = match emit {
+            Emit::Ptx => (format!("{}.ptx", kernel.name), kernel.ptx.clone()),
+            Emit::Llvm => match &kernel.llvm_ir {
+                Some(ir) => (format!("{}.ll", kernel.name), ir.clone()),
+                None => bail!("the backend returned no LLVM IR for `{}`", kernel.name),
+            },
+        };
+        files.push((out_dir.join(name), text));
+    }
+    files.push((out_dir.join("manifest.json"), compiled.manifest.to_json() + "\n"));
+    let mut staged = Vec::new();
+    for (path, text) in &files {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        staged.push((tmp, path));
+    }
+    for (tmp, path) in staged {
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    for kernel in &compiled.kernels {
+        writeln!(
+            out,
+            "{}: `{}` for {target}, {} bytes of shared memory",
+            out_dir.display(),
+            kernel.name,
+            kernel.shared_memory_bytes
+        )?;
+    }
+    writeln!(out, "compiled {} kernel(s) in {:.0} ms", compiled.kernels.len(), elapsed.as_secs_f64() * 1e3)?;
+    Ok(())
+}
