@@ -78,35 +78,3 @@ fn matmul_f16() {
 fn lowbit_matmul_u4_g128() {
     compile_all(&example("lowbit_matmul_u4_g128.abk"), "lowbit_matmul_u4_g128");
 }
-
-/// Writes the PTX of a module to `$ANYBIT_DUMP/<kernel>-<target>.ptx` (a debugging aid).
-#[test]
-#[ignore]
-fn dump_ptx() {
-    let Ok(dir) = std::env::var("ANYBIT_DUMP") else { return };
-    let which = std::env::var("ANYBIT_DUMP_WHAT").unwrap_or_else(|_| "lowbit_matmul_u4_g128.abk".into());
-    let module = if let Some(w) = which.strip_prefix("lowbit:") {
-        let mut parts = w.split(',');
-        let weight: anybit_ir::DType = parts.next().unwrap_or("u4").parse().expect("weight");
-        let act: anybit_ir::DType = parts.next().unwrap_or("f16").parse().expect("act");
-        let scale: anybit_ir::DType = parts.next().unwrap_or("f16").parse().expect("scale");
-        let f = anybit_frontend::lowbit::WeightFormat {
-            weight,
-            group_size: 128,
-            scale,
-            zero_point: false,
-            activation: act,
-        };
-        anybit_frontend::lowbit::build_module(&f).expect("module")
-    } else {
-        example(&which)
-    };
-    for target in [Target::Sm80, Target::Sm90] {
-        let compiled = LlvmBackend.compile(&module, target, &CompileOptions { emit_llvm_ir: true }).expect("compile");
-        for k in &compiled.kernels {
-            std::fs::write(format!("{dir}/{}-{}.ptx", k.name, target.name()), &k.ptx).expect("write");
-            std::fs::write(format!("{dir}/{}-{}.ll", k.name, target.name()), k.llvm_ir.as_deref().unwrap_or(""))
-                .expect("write");
-        }
-    }
-}
