@@ -72,3 +72,17 @@ proptest! {
         prop_assert_eq!(NpyArray::read(&array.write()), Ok(array));
     }
 }
+
+/// The GPU runner's host-side logic (scalar ABI, output decoding, manifest expressions,
+/// comparisons) checked without a GPU.
+#[test]
+fn gpu_runner_self_test() {
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/gpu_check.py");
+    let output = Command::new(python()).arg(script).arg("--self-test").output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("self-test passed"));
+    // The benchmark script needs a GPU to run; here it must at least compile.
+    let bench = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/gpu_bench.py");
+    let status = Command::new(python()).args(["-m", "py_compile"]).arg(bench).status().unwrap();
+    assert!(status.success());
+}
