@@ -1,23 +1,32 @@
 //! # anybit-passes: the optimization pipeline between the tile IR and the backends
 //!
-//! A pass takes a verified module of the tile IR (`anybit-ir`) and returns a module that still
-//! verifies and still means the same thing: running the CPU interpreter before and after a pass
-//! on the same random inputs gives the same outputs, bit for bit. That is how every pass here is
-//! tested.
+//! A pass takes a module of the tile IR (`anybit-ir`) and returns one that still verifies and
+//! still *means the same thing*: running the CPU interpreter before and after a pass on the
+//! same inputs gives the same outputs, bit for bit. That is how every pass is tested
+//! (translation validation over every example kernel, in the root crate's tests).
 //!
-//! The pass manager runs named passes from plain per-optimization-level lists and runs the IR
-//! verifier after each one in debug builds and tests, naming the pass whose output failed. The
-//! passes it will hold, in pipeline order:
+//! The [`manager::PassManager`] runs named passes from plain per-level lists
+//! ([`manager::OptLevel`]: `-O0` only infers missing layouts, `-O1`/`-O2` clean up first) or
+//! from a list given by name (`anybit compile --passes a,b,c`), runs the verifier after each
+//! pass in debug builds and tests (an error names the pass), and can hand the module to a
+//! callback after each pass (`--print-after-all`).
 //!
-//! - **layout inference**: fills every register and shared layout the author left out, from
-//!   per-instruction rules (MMA operand fragments, vector-friendly loads, bank-conflict-free
-//!   swizzles), using the algebra of `anybit-layouts`;
-//! - **e-graph rewrites**: index arithmetic, and the search for the cheapest bit-trick sequence
-//!   that dequantizes each low-bit type to f16/bf16, proven by exhaustive evaluation;
-//! - **vectorization**: the widest legal global, shared and `cp.async` accesses;
-//! - **instruction selection**: `dot` to an MMA variant, shared loads to `ldmatrix` where the
-//!   register layout divides the instruction's fragment layout;
-//! - **pipelining and shared-memory planning**.
+//! The passes:
+//! - [`dce`] — dead code elimination (rebuilding the kernel with [`rebuild`]);
+//! - [`simplify`] — index arithmetic simplified by equality saturation with `egg` (bounded
+//!   runners, directional documented rules): constant folding, division and remainder by
+//!   powers of two, known ranges, common subexpressions;
+//! - [`infer`] — layout inference: every missing register and shared layout filled from
+//!   per-instruction rules (MMA fragments for `dot`, vector-friendly loads, propagation through
+//!   elementwise operations and `view`, swizzled shared layouts).
 //!
-//! The crate is empty until the tile IR's program model exists; it depends on `anybit-ir` and
-//! `anybit-layouts` only, and nothing below it depends on it.
+//! Dependencies point one way: this crate uses `anybit-ir` and `anybit-layouts`; the backends
+//! use it.
+
+#![warn(missing_docs)]
+
+pub mod dce;
+pub mod manager;
+pub mod rebuild;
+
+pub use manager::{OptLevel, Pass, PassError, PassManager};

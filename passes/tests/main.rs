@@ -1,0 +1,5 @@
+//! Integration tests of anybit-passes, in one harness binary.
+
+mod main {
+    mod dce;
+}

@@ -1,0 +1,1 @@
+//! Tests of layout inference (being written).

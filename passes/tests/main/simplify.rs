@@ -1,0 +1,1 @@
+//! Tests of index simplification (being written).
