@@ -10,6 +10,7 @@
 //! | [`layouts`] | `anybit-layouts` | the layout algebra: register layouts (thread, slot) → coordinates, shared layouts with swizzles, global layouts, PTX fragment layouts |
 //! | [`ir`] | `anybit-ir` | data types of any bit width with exact codecs, packed bit streams; the tile IR: program model, builder, kernel language, verifier, CPU interpreter |
 //! | [`frontend`] | `anybit-frontend` | kernels generated from weight formats (the low-bit matmul), weight packing, f64 references |
+//! | [`passes`] | `anybit-passes` | the pass manager and the optimization passes |
 //! | [`backends`] | `anybit-backends` | the LLVM backend: tile IR → PTX, the launch manifest |
 //! | [`npy`] | `anybit-runtime` | NumPy `.npy` files, for kernel inputs and outputs |
 //!
@@ -32,4 +33,5 @@ pub use anybit_backends as backends;
 pub use anybit_frontend as frontend;
 pub use anybit_ir as ir;
 pub use anybit_layouts as layouts;
+pub use anybit_passes as passes;
 pub use anybit_runtime::npy;

@@ -62,6 +62,16 @@ enum Command {
         /// What to write per kernel.
         #[arg(long, value_enum, default_value = "ptx")]
         emit: cli::compile::Emit,
+        /// Optimization level: the pass pipeline run before code generation (0, 1 or 2).
+        #[arg(short = 'O', long = "opt-level", default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
+        opt_level: u8,
+        /// Run these passes instead of the level's pipeline, in order (e.g. dce,infer-layouts).
+        #[arg(long, value_delimiter = ',')]
+        passes: Option<Vec<String>>,
+        /// Print the module in the kernel language after every pass (to stderr); the
+        /// environment variable ANYBIT_PRINT_AFTER_ALL=1 does the same.
+        #[arg(long)]
+        print_after_all: bool,
     },
     /// Print a kernel file in canonical form.
     Fmt {
@@ -110,7 +120,11 @@ fn main() -> ExitCode {
         Command::Dtype { name, table } => cli::dtype::run(name, *table, &mut out),
         Command::Layout { expr, table } => cli::layout::run(expr, *table, &mut out),
         Command::Check { file, strict } => cli::source::check(file, *strict, &mut out),
-        Command::Compile { file, target, out_dir, emit } => cli::compile::compile(file, target, out_dir, *emit, &mut out),
+        Command::Compile { file, target, out_dir, emit, opt_level, passes, print_after_all } => {
+            let print = *print_after_all || std::env::var_os("ANYBIT_PRINT_AFTER_ALL").is_some_and(|v| v != "0");
+            let pipeline = cli::compile::Pipeline { opt_level: *opt_level, passes: passes.clone(), print_after_all: print };
+            cli::compile::compile(file, target, out_dir, *emit, &pipeline, &mut out)
+        }
         Command::Fmt { file, check, write } => {
             let mode = match (check, write) {
                 (true, _) => cli::source::FmtMode::Check,

@@ -7,5 +7,6 @@ mod main {
     mod kernel_cli;
     mod layout_cli;
     mod npy;
+    mod passes;
     pub mod run;
 }

@@ -8,7 +8,6 @@ use std::collections::HashSet;
 
 use anybit_ir::program::{InstId, Kernel, Module, Operand, ValueDef};
 
-
 use crate::rebuild::retain_insts;
 
 /// Removes instructions whose results nothing uses.
@@ -30,7 +29,9 @@ pub fn live_instructions(kernel: &Kernel) -> HashSet<InstId> {
             let Operand::Value(v) = operand else { continue };
             if let Some(data) = kernel.values.get(v) {
                 match data.def {
-                    ValueDef::Result(def, _) | ValueDef::LoopIndex(def) | ValueDef::LoopCarried(def, _) => work.push(def),
+                    ValueDef::Result(def, _) | ValueDef::LoopIndex(def) | ValueDef::LoopCarried(def, _) => {
+                        work.push(def)
+                    }
                     ValueDef::Param(_) => {}
                 }
             }
@@ -58,4 +59,3 @@ impl crate::manager::Pass for DeadCodeElimination {
         Ok(())
     }
 }
-

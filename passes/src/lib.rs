@@ -26,7 +26,9 @@
 #![warn(missing_docs)]
 
 pub mod dce;
+pub mod infer;
 pub mod manager;
 pub mod rebuild;
+pub mod simplify;
 
 pub use manager::{OptLevel, Pass, PassError, PassManager};

@@ -51,11 +51,11 @@ pub enum PassError {
 /// Optimization levels: which pipeline runs by default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OptLevel {
-    /// Only what code generation needs (missing layouts inferred).
+    /// Only what code generation needs: missing layouts inferred.
     O0,
-    /// Plus cleanups.
+    /// Plus index simplification and dead code elimination.
     O1,
-    /// Everything.
+    /// Everything (today the same as `-O1`).
     O2,
 }
 
@@ -63,9 +63,11 @@ impl OptLevel {
     /// The pass names of this level's pipeline, in order.
     pub fn pipeline(self) -> &'static [&'static str] {
         match self {
-            OptLevel::O0 => &[],
-            OptLevel::O1 => &["dce"],
-            OptLevel::O2 => &["dce"],
+            OptLevel::O0 => &["infer-layouts"],
+            OptLevel::O1 => &["simplify-indices", "dce", "infer-layouts"],
+            // Until the dequantization, vectorization and instruction-selection passes move
+            // out of the backend, -O2 runs the same pipeline as -O1.
+            OptLevel::O2 => &["simplify-indices", "dce", "infer-layouts"],
         }
     }
 }
@@ -84,6 +86,8 @@ impl fmt::Display for OptLevel {
 pub fn registry() -> Vec<Box<dyn Pass>> {
     vec![
         Box::new(crate::dce::DeadCodeElimination),
+        Box::new(crate::infer::InferLayouts),
+        Box::new(crate::simplify::SimplifyIndices::default()),
     ]
 }
 
@@ -132,11 +136,7 @@ impl<'a> PassManager<'a> {
 
     /// A pipeline of these passes.
     pub fn new(passes: Vec<Box<dyn Pass>>) -> PassManager<'a> {
-        PassManager {
-            passes,
-            verify: cfg!(debug_assertions).then(VerifyOptions::default),
-            after_pass: None,
-        }
+        PassManager { passes, verify: cfg!(debug_assertions).then(VerifyOptions::default), after_pass: None }
     }
 
     /// Verify after every pass with these options, or never (`None`).

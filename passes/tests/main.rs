@@ -2,4 +2,6 @@
 
 mod main {
     mod dce;
+    mod infer;
+    mod simplify;
 }

@@ -18,12 +18,56 @@ pub enum Emit {
     Llvm,
 }
 
+/// Which passes run before code generation.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    /// 0, 1 or 2.
+    pub opt_level: u8,
+    /// Explicit pass names, replacing the level's pipeline.
+    pub passes: Option<Vec<String>>,
+    /// Print the module after every pass (to stderr).
+    pub print_after_all: bool,
+}
+
+/// Runs the pipeline on `module`.
+pub fn run_passes(module: &mut anybit::ir::program::Module, pipeline: &Pipeline) -> Result<()> {
+    use anybit::passes::{OptLevel, PassManager};
+    let manager = match &pipeline.passes {
+        Some(names) => {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            PassManager::from_names(&names)?
+        }
+        None => PassManager::for_level(match pipeline.opt_level {
+            0 => OptLevel::O0,
+            1 => OptLevel::O1,
+            _ => OptLevel::O2,
+        }),
+    };
+    let mut manager = manager.verify_each(Some(anybit::ir::verify::VerifyOptions::default()));
+    if pipeline.print_after_all {
+        manager = manager.after_each(Box::new(|pass, module| {
+            eprintln!("// ----- after {pass} -----\n{}", anybit::ir::text::print_module(module));
+        }));
+    }
+    manager.run(module)?;
+    Ok(())
+}
+
 /// Compiles `file` for `target` into `out_dir`. Every file is written to a temporary name first
 /// and renamed when all are ready, so a failure leaves no partial output.
-pub fn compile(file: &Path, target: &str, out_dir: &Path, emit: Emit, out: &mut dyn Write) -> Result<()> {
+pub fn compile(
+    file: &Path,
+    target: &str,
+    out_dir: &Path,
+    emit: Emit,
+    pipeline: &Pipeline,
+    out: &mut dyn Write,
+) -> Result<()> {
     let target: Target = target.parse()?;
-    let module = super::source::load(file, true)?;
+    // Layouts may be missing here: the pipeline infers them, the backend then checks strictly.
+    let mut module = super::source::load(file, false)?;
     let start = Instant::now();
+    run_passes(&mut module, pipeline).with_context(|| format!("cannot optimize {}", file.display()))?;
     let options = CompileOptions { emit_llvm_ir: emit == Emit::Llvm };
     let compiled = LlvmBackend
         .compile(&module, target, &options)

@@ -169,11 +169,35 @@ fn compile_writes_ptx_and_a_manifest() {
     assert!(ir.contains("define") && ir.contains("ptx_kernel"), "{ir}");
     let message = failure(&["compile", &example("vector_add.abk"), "--target", "sm_75", "-o", dir.to_str().unwrap()]);
     assert!(message.contains("unsupported target `sm_75`"), "{message}");
-    // A module that does not verify in strict mode: nothing is written.
+    // Missing layouts are inferred by the pipeline; a pipeline without inference leaves them
+    // missing, and the backend refuses the module: nothing is written.
     let lax = temp("lax-compile.abk");
-    std::fs::write(&lax, "kernel k() grid(1) warps(1) {\n    %t = fill 0.0 : f32[32]\n}\n").unwrap();
+    std::fs::write(
+        &lax,
+        "kernel k(x: ptr f32[32]) grid(1) warps(1) {\n    %g = global_view %x [32] strides [1]\n    %t = fill 0.0 : f32[32]\n    store_global %t, %g [0]\n}\n",
+    )
+    .unwrap();
+    let inferred = temp("inferred");
+    success(&["compile", lax.to_str().unwrap(), "-o", inferred.to_str().unwrap()]);
+    assert!(inferred.join("k.ptx").exists());
     let nothing = temp("nothing");
-    let message = failure(&["compile", lax.to_str().unwrap(), "-o", nothing.to_str().unwrap()]);
+    let message = failure(&["compile", lax.to_str().unwrap(), "--passes", "dce", "-o", nothing.to_str().unwrap()]);
     assert!(message.contains("layout"), "{message}");
     assert!(!nothing.join("manifest.json").exists());
+    let message = failure(&["compile", lax.to_str().unwrap(), "--passes", "dce,nope", "-o", nothing.to_str().unwrap()]);
+    assert!(message.contains("unknown pass `nope`"), "{message}");
+    // --print-after-all prints the module after each pass, to stderr.
+    let run = super::run::anybit(&[
+        "compile",
+        lax.to_str().unwrap(),
+        "-O0",
+        "--print-after-all",
+        "-o",
+        inferred.to_str().unwrap(),
+    ]);
+    assert!(
+        run.success && run.stderr.contains("// ----- after infer-layouts -----") && run.stderr.contains("layout"),
+        "{}",
+        run.stderr
+    );
 }
