@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod dce;
+pub mod dequant;
 pub mod infer;
 pub mod manager;
 pub mod rebuild;

@@ -53,6 +53,7 @@ use inkwell::types::BasicMetadataTypeEnum;
 use inkwell::values::{BasicValueEnum, IntValue, PhiValue, PointerValue};
 
 use super::arith;
+use super::dequant;
 use super::emit::{Em, KernelFn, LResult, LowerError, Platform, internal};
 use super::memory::SharedPlan;
 use super::nan::{self, NanState};
@@ -180,6 +181,10 @@ impl<'ctx> Lane<'ctx> {
                 None => internal("slot out of range"),
             },
         }
+    }
+
+    pub(crate) fn tile_ref(&self) -> Option<&Rc<Tile<'ctx>>> {
+        self.tile()
     }
 
     fn tile(&self) -> Option<&Rc<Tile<'ctx>>> {
@@ -651,6 +656,13 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                 let (dtype, a) = self.lane(*lhs, context)?;
                 let (_, b) = self.lane(*rhs, context)?;
                 let op = *op;
+                if let Some(pairs) = dequant::pairable(&self.em, op, dtype, &a, &b) {
+                    let slots = dequant::paired_binary(&self.em, op, dtype, &pairs, |i| a.at(i), |i| b.at(i))?;
+                    let id = Self::result(inst, 0)?;
+                    let (rd, shape, layout) = self.register_type(id)?;
+                    let tile = Tile { dtype: rd, shape: shape.to_vec(), layout: layout.clone(), slots, origin: None };
+                    return self.bind(id, Val::Register(Rc::new(tile)));
+                }
                 self.elementwise(inst, dtype, &[a, b], |em, v| arith::binary(em, op, dtype, v[0], v[1]))
             }
             Op::Compare { op, lhs, rhs } => {
@@ -671,6 +683,11 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                 self.elementwise(inst, dtype, &[c, a, b], |em, v| arith::select(em, v[0], v[1], v[2]))
             }
             Op::Cast { x, to } => {
+                if let Operand::Value(v) = x
+                    && self.dequant_cast(inst, *v, *to)?
+                {
+                    return Ok(());
+                }
                 let (from, lane) = self.lane(*x, *to)?;
                 let to = *to;
                 self.elementwise(inst, to, &[lane], |em, v| arith::cast(em, from, to, v[0]))
@@ -718,6 +735,38 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     }
 
     /// Applies `f` per slot (or once, for scalars) and binds the result.
+    /// `cast(view(packed → w)) : f16/bf16` through the selected dequantization program
+    /// (`dequant.rs`); false when the pattern or no program applies.
+    fn dequant_cast(&mut self, inst: &InstData, x: ValueId, to: DType) -> LResult<bool> {
+        let view_source = match self.kernel.values.get(x).map(|v| v.def) {
+            Some(anybit_ir::program::ValueDef::Result(def, _)) => match self.kernel.insts.get(def).map(|i| &i.op) {
+                Some(Op::View { x: source, .. }) => *source,
+                _ => return Ok(false),
+            },
+            _ => return Ok(false),
+        };
+        let source = match self.canonical(view_source, self.val(view_source)?)? {
+            Val::Register(t) => t,
+            _ => return Ok(false),
+        };
+        let (from, _, _) = self.register_type(x)?;
+        let code_bits = source.dtype.bits();
+        let Some(program) = dequant::program_for(&self.em, from, to, source.slots.len() * code_bits as usize) else {
+            return Ok(false);
+        };
+        let codes =
+            source.slots.iter().map(|&v| arith::to_code(&self.em, source.dtype, v)).collect::<LResult<Vec<_>>>()?;
+        let slots = dequant::run(&self.em, &program, code_bits, &codes)?;
+        let id = Self::result(inst, 0)?;
+        let (dtype, shape, layout) = self.register_type(id)?;
+        if slots.len() != layout.num_slots() {
+            return internal("dequantization gave the wrong number of slots");
+        }
+        let tile = Tile { dtype, shape: shape.to_vec(), layout: layout.clone(), slots, origin: None };
+        self.bind(id, Val::Register(Rc::new(tile)))?;
+        Ok(true)
+    }
+
     fn elementwise(
         &mut self,
         inst: &InstData,

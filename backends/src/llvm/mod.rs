@@ -18,6 +18,8 @@
 //! - `arith.rs`: value carriers (integers in normalized `i32`s; `f32`/`f16`/`bf16` natively;
 //!   every other float type as its code in an `i32`) and exact elementwise arithmetic,
 //!   comparisons and casts, as the interpreter defines them;
+//! - `dequant.rs`: casts of viewed packed weights to `f16`/`bf16` by the programs the
+//!   dequantization search selected (`anybit_passes::dequant`): `LOP3`/`PRMT`/`HFMA2` pairs;
 //! - `codec.rs`: exact encoders and decoders of every float format as branch-free integer IR
 //!   (tested over every code of every type of at most 12 bits on the host);
 //! - `mathfn.rs`: `exp`, `exp2`, `log`, `log2`, `tanh` in software (≤ 1 ulp in `f32`);
@@ -47,6 +49,7 @@
 mod address;
 mod arith;
 mod codec;
+mod dequant;
 mod dot;
 mod emit;
 mod layout;
