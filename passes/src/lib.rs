@@ -18,7 +18,11 @@
 //!   powers of two, known ranges, common subexpressions;
 //! - [`infer`] — layout inference: every missing register and shared layout filled from
 //!   per-instruction rules (MMA fragments for `dot`, vector-friendly loads, propagation through
-//!   elementwise operations and `view`, swizzled shared layouts).
+//!   elementwise operations and `view`, swizzled shared layouts);
+//! - [`dequant`] — not a pass over kernels but the instruction-selection search the backend
+//!   asks for every `cast(view(packed → w))` to `f16`/`bf16`: machine sequences (`lop3`,
+//!   `prmt`, half-pair arithmetic) found in an e-graph, extracted by cost and proven over
+//!   every input code.
 //!
 //! Dependencies point one way: this crate uses `anybit-ir` and `anybit-layouts`; the backends
 //! use it.
