@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build machine side of the GPU check: writes bench/out/ (git-ignored) with
 #   bin/gpu-cases      the case data generator (no LLVM, no CUDA; runs on the GPU machine)
+#   bin/gpu-run        runs every case through anybit's own runtime and checks it (no LLVM)
 #   kernels/<case>/    every case's and benchmark's kernel, as .abk
 #   ptx/<case>/        those kernels compiled for TARGET (default sm_90): .ptx + manifest.json
 # Then, on the GPU machine: bench/gpu.sh (carry bench/out).
@@ -12,10 +13,10 @@ out=bench/out
 rm -rf "$out"
 mkdir -p "$out/bin"
 ./scripts/setup.sh
-cargo build --release --locked -p anybit-bench --bin gpu-cases
+cargo build --release --locked -p anybit-bench --bin gpu-cases --bin gpu-run
 cargo build --release --locked --bin anybit
-cp target/release/gpu-cases "$out/bin/"
-strip "$out/bin/gpu-cases" 2>/dev/null || true
+cp target/release/gpu-cases target/release/gpu-run "$out/bin/"
+strip "$out/bin/gpu-cases" "$out/bin/gpu-run" 2>/dev/null || true
 "$out/bin/gpu-cases" kernels "$out/kernels"
 for dir in "$out"/kernels/*/; do
     case=$(basename "$dir")

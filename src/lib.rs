@@ -2,8 +2,11 @@
 //!
 //! anybit compiles tile-level kernel programs — above all low-bit matrix multiplies
 //! `y = x · dequant(W)ᵀ` with 1- to 8-bit integer and float weights and f16/bf16 activations —
-//! to PTX. This crate is the facade: it re-exports the compiler's crates under short names and
-//! builds the `anybit` command-line tool.
+//! to PTX. This crate is the facade: it re-exports the compiler's crates under short names, holds
+//! what needs the whole compiler at run time — [`jit`] (a module or weight format to PTX through
+//! the compile cache) and [`linear`] (a quantized linear layer a host program builds for any
+//! weight format and runs on the GPU or the interpreter) — and builds the `anybit` command-line
+//! tool.
 //!
 //! | module | crate | what it holds |
 //! |---|---|---|
@@ -12,7 +15,9 @@
 //! | [`frontend`] | `anybit-frontend` | kernels generated from weight formats (the low-bit matmul), weight packing, f64 references |
 //! | [`passes`] | `anybit-passes` | the pass manager and the optimization passes |
 //! | [`backends`] | `anybit-backends` | the LLVM backend: tile IR → PTX, the launch manifest |
-//! | [`npy`] | `anybit-runtime` | NumPy `.npy` files, for kernel inputs and outputs |
+//! | [`runtime`] | `anybit-runtime` | CUDA loading and checked launches (cudarc, no LLVM), the compile cache; [`npy`]: NumPy `.npy` files |
+//! | [`jit`] | this crate | JIT compilation through the compile cache: module or weight format → PTX |
+//! | [`linear`] | this crate | [`linear::QuantizedLinear`]: a quantized linear layer built at run time, on the GPU or the interpreter |
 //!
 //! The pipeline these pieces build towards: kernel language, builder or model importer → tile IR
 //! → verifier → passes (layout inference, e-graph rewrites, vectorization, instruction selection)
@@ -34,4 +39,13 @@ pub use anybit_frontend as frontend;
 pub use anybit_ir as ir;
 pub use anybit_layouts as layouts;
 pub use anybit_passes as passes;
+pub use anybit_runtime as runtime;
 pub use anybit_runtime::npy;
+
+pub mod jit;
+pub mod linear;
+
+/// The README's Rust examples, run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -4,8 +4,11 @@ mod main {
     mod docs;
     mod dtype_cli;
     mod examples;
+    mod gpu;
+    mod jit;
     mod kernel_cli;
     mod layout_cli;
+    pub mod linear;
     mod npy;
     mod passes;
     pub mod run;

@@ -20,8 +20,9 @@
 
 #![warn(missing_docs)]
 
-pub mod manifest;
-pub mod target;
+// The manifest and the targets live in `anybit-ir`, so that hosts (the runtime) can read them
+// without linking a code generator; they stay reachable here under their old paths.
+pub use anybit_ir::{manifest, target};
 
 #[cfg(feature = "llvm")]
 pub mod llvm;

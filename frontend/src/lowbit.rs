@@ -397,25 +397,34 @@ impl QuantizedWeights {
         scales: Vec<u32>,
         zeros: Vec<u32>,
     ) -> Result<QuantizedWeights, FormatError> {
+        let weights = QuantizedWeights { format, k, n, codes, scales, zeros };
+        weights.validate()?;
+        Ok(weights)
+    }
+
+    /// Checks the format, the shape, the lengths and the code ranges (what [`QuantizedWeights::new`]
+    /// checks, for values built field by field).
+    pub fn validate(&self) -> Result<(), FormatError> {
+        let (format, k, n) = (self.format, self.k, self.n);
         format.validate_shape(1, n, k)?;
         let groups = k / format.group_size;
         let expect = |what: &str, got: usize, want: usize| {
             if got == want { Ok(()) } else { Err(FormatError::Data(format!("{what}: {got} values, expected {want}"))) }
         };
-        expect("weight codes", codes.len(), k * n)?;
-        expect("scales", scales.len(), groups * n)?;
-        expect("zero points", zeros.len(), if format.zero_point { groups * n } else { 0 })?;
+        expect("weight codes", self.codes.len(), k * n)?;
+        expect("scales", self.scales.len(), groups * n)?;
+        expect("zero points", self.zeros.len(), if format.zero_point { groups * n } else { 0 })?;
         let limit = |d: DType| d.num_codes();
         for (what, values, dtype) in [
-            ("weight code", &codes, format.weight),
-            ("scale", &scales, format.scale),
-            ("zero point", &zeros, format.weight),
+            ("weight code", &self.codes, format.weight),
+            ("scale", &self.scales, format.scale),
+            ("zero point", &self.zeros, format.weight),
         ] {
             if let Some((i, c)) = values.iter().enumerate().find(|(_, c)| u64::from(**c) >= limit(dtype)) {
                 return Err(FormatError::Data(format!("{what} {i} is {c:#x}, not a code of {dtype}")));
             }
         }
-        Ok(QuantizedWeights { format, k, n, codes, scales, zeros })
+        Ok(())
     }
 
     /// Random quantized weights of `format` (for tests, examples and benchmarks): codes drawn

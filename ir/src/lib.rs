@@ -30,6 +30,10 @@
 //! - [`interp`]: the CPU interpreter, which *defines* what a kernel computes — bit-exact,
 //!   deterministic, with packed sub-byte global memory, per-thread register slots, shared memory
 //!   with race and initialization checks, and errors that name the instruction.
+//!
+//! And what a host needs to launch compiled kernels without the compiler: [`target`] (the
+//! `sm_XX` targets and their limits) and [`manifest`] (each kernel's parameters and their ABI,
+//! grid expressions, threads, shared memory and argument constraints).
 
 #![warn(missing_docs)]
 
@@ -38,9 +42,11 @@ pub mod builder;
 pub mod diag;
 pub mod dtype;
 pub mod interp;
+pub mod manifest;
 pub mod packing;
 pub mod program;
 pub mod random;
+pub mod target;
 pub mod text;
 pub mod verify;
 

@@ -7,7 +7,8 @@ fn example(name: &str) -> String {
 }
 
 fn temp(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("anybit-cli-{}", std::process::id()));
+    // Inside the target directory (cargo gives integration tests one), not the system /tmp.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("anybit-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }

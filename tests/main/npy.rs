@@ -17,7 +17,7 @@ fn python() -> std::path::PathBuf {
 
 #[test]
 fn numpy_agrees() {
-    let dir = std::env::temp_dir().join(format!("anybit-npy-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("anybit-npy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ours = NpyArray::new(
         NpyType::I16,

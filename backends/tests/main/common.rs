@@ -53,7 +53,8 @@ pub struct PtxasReport {
 /// Assembles `ptx` for `target` into `cubin` (if given), returning ptxas's resource report,
 /// or panicking with ptxas's messages.
 pub fn ptxas(ptx: &str, target: Target, cubin: Option<&Path>) -> PtxasReport {
-    let dir = std::env::temp_dir().join(format!("anybit-ptxas-{}", std::process::id()));
+    // Inside the target directory (cargo gives integration tests one), not the system /tmp.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("anybit-ptxas-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!("{:016x}.ptx", fxhash(ptx)));
     std::fs::write(&file, ptx).unwrap();

@@ -52,7 +52,11 @@ fn lowbit_matmul_sass_uses_tensor_cores_and_no_local_memory() {
     let (_, module) = examples().into_iter().find(|(n, _)| n == "lowbit_matmul_u4_g128").unwrap();
     for target in [Target::Sm80, Target::Sm90] {
         let compiled = compile(&module, target);
-        let cubin = std::env::temp_dir().join(format!("anybit-lowbit-{}-{}.cubin", target.name(), std::process::id()));
+        let cubin = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "anybit-lowbit-{}-{}.cubin",
+            target.name(),
+            std::process::id()
+        ));
         ptxas(&compiled.kernels[0].ptx, target, Some(&cubin));
         let sass = sass(&cubin);
         assert!(sass.contains("EXIT"), "{target}: no SASS?\n{sass}");

@@ -166,7 +166,7 @@ fn scalar_argument(name: &str, dtype: crate::DType, arg: &Arg) -> Result<u32, In
 
 /// The pointer parameters some `store_global` writes through (all of them when that cannot be
 /// told from the program).
-fn stored_params(kernel: &Kernel) -> Vec<bool> {
+pub(crate) fn stored_params(kernel: &Kernel) -> Vec<bool> {
     let mut stored = vec![false; kernel.params.len()];
     let mut unknown = false;
     // Every instruction once, nested blocks included (`Kernel::walk` would recurse forever on

@@ -28,7 +28,10 @@ pub(crate) fn check_ptx(ptx: &str, target: Target, what: &str) -> Option<String>
     let ptxas = ptxas()?;
     let dir = std::env::temp_dir().join(format!("anybit-ptx-{}", std::process::id()));
     std::fs::create_dir_all(&dir).ok()?;
-    let file = dir.join(format!("{what}-{}.ptx", target.name()));
+    // Tests run in parallel and compile the same kernels: a file per call.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = dir.join(format!("{what}-{}-{call}.ptx", target.name()));
     std::fs::write(&file, ptx).ok()?;
     let out = Command::new(ptxas)
         .arg(format!("-arch={}", target.name()))
@@ -40,6 +43,8 @@ pub(crate) fn check_ptx(ptx: &str, target: Target, what: &str) -> Option<String>
         .ok()?;
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "ptxas rejected {what} for {target}:\n{report}\n(PTX in {})", file.display());
+    // Kept only when ptxas rejects it (above), for the report.
+    let _ = std::fs::remove_file(&file);
     Some(report)
 }
 

@@ -70,6 +70,25 @@ impl Target {
         }
     }
 
+    /// Whether the target uses architecture-specific features (`sm_90a`, `sm_100a`): its PTX
+    /// then runs only on devices of exactly its compute capability.
+    pub fn is_arch_specific(self) -> bool {
+        matches!(self, Target::Sm90a | Target::Sm100a)
+    }
+
+    /// Whether PTX for this target runs on a device of compute capability `major.minor`: the
+    /// same or a newer capability, exactly the same for architecture-specific targets.
+    pub fn runs_on(self, major: u32, minor: u32) -> bool {
+        let device = major * 10 + minor;
+        if self.is_arch_specific() { device == self.compute_capability() } else { device >= self.compute_capability() }
+    }
+
+    /// The newest portable (not architecture-specific) target that runs on a device of compute
+    /// capability `major.minor`; `None` for devices older than sm_80.
+    pub fn newest_portable_for(major: u32, minor: u32) -> Option<Target> {
+        Target::ALL.into_iter().rev().find(|t| !t.is_arch_specific() && t.runs_on(major, minor))
+    }
+
     /// The most shared memory one block may use, in bytes (with the dynamic opt-in).
     pub fn max_shared_memory(self) -> usize {
         match self {
@@ -94,5 +113,23 @@ impl FromStr for Target {
 
     fn from_str(name: &str) -> Result<Target, UnknownTarget> {
         Target::ALL.into_iter().find(|t| t.name() == name).ok_or_else(|| UnknownTarget(name.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_run_on_their_devices() {
+        assert!(Target::Sm80.runs_on(9, 0));
+        assert!(!Target::Sm90.runs_on(8, 9));
+        assert!(Target::Sm90a.runs_on(9, 0));
+        assert!(!Target::Sm90a.runs_on(10, 0));
+        assert_eq!(Target::newest_portable_for(9, 0), Some(Target::Sm90));
+        assert_eq!(Target::newest_portable_for(8, 7), Some(Target::Sm86));
+        assert_eq!(Target::newest_portable_for(12, 0), Some(Target::Sm90));
+        assert_eq!(Target::newest_portable_for(7, 5), None);
+        assert_eq!("sm_90a".parse::<Target>(), Ok(Target::Sm90a));
     }
 }

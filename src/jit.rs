@@ -1,0 +1,153 @@
+//! Just-in-time compilation through the compile cache: a tile-IR module (or a weight format)
+//! to PTX and its launch manifest, in process — no nvcc, no files unless the disk cache is on.
+//!
+//! The cache key ([`cache_key`]) is the SHA-256 of everything the output depends on: the
+//! module's canonical text (the kernel language's printer, before any pass), the target, the
+//! optimization level and its pass pipeline, and the compiler's identity — the crate version
+//! and the identity (size, modification time) of the running executable, so that a rebuilt
+//! compiler never reads entries an older build wrote. On a miss, [`compile`] runs the level's
+//! passes and the LLVM backend, and the cache keeps the result in memory and on disk (see
+//! [`anybit_runtime::cache`]).
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use anybit_backends::llvm::LlvmBackend;
+use anybit_backends::{Backend, BackendError, CompileOptions, Target};
+use anybit_frontend::lowbit::{FormatError, WeightFormat, build_module};
+use anybit_ir::manifest::Manifest;
+use anybit_ir::program::Module;
+use anybit_passes::{OptLevel, PassError, PassManager};
+use anybit_runtime::cache::{CacheKey, CachedModule, CompileCache, Source};
+use std::sync::Arc;
+
+/// What to compile for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JitOptions {
+    /// The GPU target.
+    pub target: Target,
+    /// The pass pipeline run before code generation.
+    pub opt_level: OptLevel,
+}
+
+impl Default for JitOptions {
+    /// `sm_90`, `-O2`.
+    fn default() -> JitOptions {
+        JitOptions { target: Target::Sm90, opt_level: OptLevel::O2 }
+    }
+}
+
+/// Why a module could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum JitError {
+    /// The weight format or shape is not supported.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// A pass failed.
+    #[error("optimizing the module failed: {0}")]
+    Passes(#[from] PassError),
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Where the time of a lookup went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// Printing the module and hashing the key.
+    pub key: Duration,
+    /// The passes (on a miss).
+    pub passes: Duration,
+    /// The backend: LLVM IR, LLVM's optimizations, PTX emission (on a miss).
+    pub backend: Duration,
+    /// The whole lookup, from the module to the PTX.
+    pub total: Duration,
+}
+
+/// A compiled module and how it was obtained.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    /// The manifest and the PTX of each kernel.
+    pub module: Arc<CachedModule>,
+    /// Memory, disk, or compiled now.
+    pub source: Source,
+    /// The cache key.
+    pub key: CacheKey,
+    /// A disk-cache problem met on the way (the module is good regardless).
+    pub warning: Option<String>,
+    /// Where the time went.
+    pub timings: Timings,
+}
+
+/// The compiler's identity in cache keys: version and executable (see the module doc).
+pub fn compiler_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let executable = std::env::current_exe()
+            .and_then(std::fs::metadata)
+            .map(|m| {
+                let modified = m.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).unwrap_or_default();
+                format!("{} bytes, modified {}", m.len(), modified.as_nanos())
+            })
+            .unwrap_or_else(|_| "unknown executable".into());
+        format!("anybit {} ({executable})", env!("CARGO_PKG_VERSION"))
+    })
+}
+
+/// The cache key of `module` compiled with `options` (see the module doc).
+pub fn cache_key(module: &Module, options: &JitOptions) -> CacheKey {
+    let text = anybit_ir::text::print_module(module);
+    let passes = format!("{} {}", options.opt_level, options.opt_level.pipeline().join(","));
+    CacheKey::new(&[
+        ("ir", text.as_bytes()),
+        ("target", options.target.name().as_bytes()),
+        ("passes", passes.as_bytes()),
+        ("compiler", compiler_id().as_bytes()),
+    ])
+}
+
+/// Compiles `module` through `cache`.
+pub fn compile(module: &Module, options: &JitOptions, cache: &CompileCache) -> Result<Compiled, JitError> {
+    compile_then(module, options, cache, |_| {})
+}
+
+/// Compiles `module` through `cache`; `finish` completes the manifest of a fresh compile
+/// before it is cached (e.g. with constraints). What it adds must follow from the module, since
+/// it is not part of the key.
+fn compile_then(
+    module: &Module,
+    options: &JitOptions,
+    cache: &CompileCache,
+    finish: impl FnOnce(&mut Manifest),
+) -> Result<Compiled, JitError> {
+    let start = Instant::now();
+    let key = cache_key(module, options);
+    let mut timings = Timings { key: start.elapsed(), ..Timings::default() };
+    let lookup = cache.get_or_compile(&key, || {
+        let mut optimized = module.clone();
+        let passes = Instant::now();
+        PassManager::for_level(options.opt_level).run(&mut optimized)?;
+        timings.passes = passes.elapsed();
+        let backend = Instant::now();
+        let compiled = LlvmBackend.compile(&optimized, options.target, &CompileOptions::default())?;
+        timings.backend = backend.elapsed();
+        let mut manifest = compiled.manifest;
+        finish(&mut manifest);
+        Ok::<_, JitError>(CachedModule { manifest, ptx: compiled.kernels.into_iter().map(|k| k.ptx).collect() })
+    })?;
+    timings.total = start.elapsed();
+    Ok(Compiled { module: lookup.module, source: lookup.source, key, warning: lookup.warning, timings })
+}
+
+/// The low-bit matmul kernel for `format`, compiled through `cache`: from the format
+/// description to PTX. The manifest carries the kernel's constraint that K is a multiple of
+/// the group size.
+pub fn compile_lowbit(format: &WeightFormat, options: &JitOptions, cache: &CompileCache) -> Result<Compiled, JitError> {
+    let module = build_module(format)?;
+    let group_size = format.group_size as u64;
+    compile_then(&module, options, cache, |manifest| {
+        for kernel in &mut manifest.kernels {
+            kernel.require_multiple("k", group_size);
+        }
+    })
+}

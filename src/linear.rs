@@ -1,0 +1,396 @@
+//! [`QuantizedLinear`]: a quantized linear layer `y = x · dequant(W)` that a host program builds
+//! at run time for whatever weight format it meets, and runs on the GPU — or on the CPU
+//! interpreter where there is none.
+//!
+//! # The weight format
+//!
+//! A [`WeightFormat`] describes the weights: the type of one weight code (`u1`…`u8`,
+//! `i2`…`i8`, or any float of at most 8 bits such as `f4e2m1`, `f6e3m2`, `f8e4m3`), the group
+//! size (a power of two from 16: that many consecutive rows of W along K share one scale and
+//! zero point per column), the scale type (`f16` or `bf16`), whether there are integer zero
+//! points, and the activation type of x and y (`f16` or `bf16`).
+//!
+//! # The canonical host layout
+//!
+//! The weights come as [`QuantizedWeights`], all row-major, all *codes* (the bits of a value of
+//! the type, in the low bits of a `u32`):
+//!
+//! - `codes`: K × N weight codes, `codes[k * N + n]` is `q[k][n]`, W's row k (input feature k)
+//!   and column n (output feature n) — the transpose of PyTorch's `Linear.weight`, which is
+//!   `[out_features, in_features]`;
+//! - `scales`: K/G × N scale codes, `scales[g * N + n]` for rows `g·G … g·G + G − 1` of column n;
+//! - `zeros`: K/G × N zero-point codes in the weight type, the same way (empty without zero
+//!   points).
+//!
+//! The weight is `w[k][n] = (q[k][n] − z[k/G][n]) · s[k/G][n]`. K must be a multiple of G.
+//! [`QuantizedLinear::new`] checks all of it — shapes, group divisibility, every code in range
+//! of its type — and returns a typed error naming what is wrong.
+//!
+//! # What building a layer does
+//!
+//! It re-packs the weights once into the kernel's layout (rows of packed bit streams, see
+//! [`anybit_frontend::lowbit`]), then, on a GPU, JIT-compiles the kernel for the device's
+//! target through the compile cache (in memory and on disk: the first layer of a format pays
+//! the compile, every later layer and process of the same format hits the cache), loads it and
+//! uploads the packed weights. [`QuantizedLinear::forward`] then computes y for any number of
+//! rows M; [`QuantizedLinear::forward_on`] does the same on device buffers and the caller's
+//! stream, without synchronizing.
+//!
+//! ```
+//! use anybit::ir::DType;
+//! use anybit::ir::random::SplitMix64;
+//! use anybit::frontend::lowbit::{QuantizedWeights, WeightFormat};
+//! use anybit::linear::{Device, LinearOptions, QuantizedLinear};
+//!
+//! let format = WeightFormat {
+//!     weight: "u4".parse()?,
+//!     group_size: 32,
+//!     scale: DType::F16,
+//!     zero_point: true,
+//!     activation: DType::F16,
+//! };
+//! let weights = QuantizedWeights::random(format, 64, 16, &mut SplitMix64::new(1))?;
+//! let options = LinearOptions { device: Device::Interpreter, ..LinearOptions::default() };
+//! let layer = QuantizedLinear::new(&weights, &options)?;
+//! let x = vec![1.0f32; 2 * 64]; // M = 2 rows of K = 64
+//! let y = layer.forward_f32(&x)?; // M × N = 2 × 16
+//! assert_eq!(y.len(), 2 * 16);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::sync::{Arc, OnceLock};
+
+use anybit_backends::Target;
+use anybit_frontend::lowbit::{FormatError, QuantizedWeights, WeightFormat, build_kernel};
+use anybit_ir::DType;
+use anybit_ir::interp::{Arg, Buffer, ErrorKind, InterpError, RunOptions, run_kernel};
+use anybit_ir::program::Kernel;
+use anybit_passes::OptLevel;
+use anybit_runtime::cache::{CacheKey, CompileCache, Source};
+use anybit_runtime::{DeviceBuffer, Gpu, GpuModule, LaunchArg, RuntimeError, Stream};
+
+use crate::jit::{JitError, JitOptions, compile_lowbit};
+
+/// Where a layer runs.
+#[derive(Clone, Debug, Default)]
+pub enum Device {
+    /// The first GPU when there is one (shared by every layer that asks), else the interpreter.
+    #[default]
+    Auto,
+    /// The CPU interpreter (bit-exact reference semantics; slow).
+    Interpreter,
+    /// This GPU.
+    Gpu(Arc<Gpu>),
+}
+
+impl Device {
+    /// What [`Device::Auto`] stands for in this process: GPU 0 when a driver and a device are
+    /// present, else the interpreter (decided once).
+    pub fn detect() -> Device {
+        static FIRST_GPU: OnceLock<Option<Arc<Gpu>>> = OnceLock::new();
+        match FIRST_GPU.get_or_init(|| Gpu::new(0).ok().map(Arc::new)) {
+            Some(gpu) => Device::Gpu(gpu.clone()),
+            None => Device::Interpreter,
+        }
+    }
+}
+
+/// How to build a layer.
+#[derive(Clone, Debug, Default)]
+pub struct LinearOptions {
+    /// Where it runs.
+    pub device: Device,
+    /// The GPU target; by default the newest portable one the device runs.
+    pub target: Option<Target>,
+    /// The pass pipeline; by default `-O2`.
+    pub opt_level: Option<OptLevel>,
+    /// The compile cache; by default the process-wide one ([`CompileCache::global`]).
+    pub cache: Option<Arc<CompileCache>>,
+}
+
+/// Why a layer could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum LinearError {
+    /// The format, the shape or the weights are not valid.
+    #[error("invalid quantized weights: {0}")]
+    Format(#[from] FormatError),
+    /// The input's length is not a whole number of rows.
+    #[error("x has {len} values, which is not a whole number of rows of K = {k}")]
+    InputShape {
+        /// x's length.
+        len: usize,
+        /// K.
+        k: usize,
+    },
+    /// A device buffer of the wrong type or size.
+    #[error("{what}: expected {expected} elements of {dtype}, got {got} of {got_dtype}")]
+    DeviceBuffer {
+        /// Which buffer.
+        what: &'static str,
+        /// Its type.
+        dtype: DType,
+        /// The elements it must have.
+        expected: usize,
+        /// The buffer's type.
+        got_dtype: DType,
+        /// Its length.
+        got: usize,
+    },
+    /// The kernel could not be compiled.
+    #[error("compiling the kernel failed: {0}")]
+    Jit(#[from] JitError),
+    /// No target runs on this GPU.
+    #[error("no anybit target runs on {device} (compute capability {major}.{minor}; sm_80 or newer is needed)")]
+    NoTarget {
+        /// The device.
+        device: String,
+        /// Its capability.
+        major: u32,
+        /// Its capability.
+        minor: u32,
+    },
+    /// The GPU failed.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The interpreter failed (a bug if it ever happens: the inputs are checked).
+    #[error("the interpreter failed: {0}")]
+    Interpreter(#[from] InterpError),
+    /// A GPU-only call on an interpreter layer.
+    #[error("{0} needs a layer on a GPU; this one runs on the interpreter")]
+    NotOnGpu(&'static str),
+}
+
+/// How a GPU layer's kernel was compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompileInfo {
+    /// The target.
+    pub target: Target,
+    /// Memory, disk, or compiled now.
+    pub source: Source,
+    /// The cache key.
+    pub key: CacheKey,
+    /// Milliseconds from the format to the PTX.
+    pub milliseconds: u64,
+    /// The PTX's size in bytes.
+    pub ptx_bytes: usize,
+    /// A disk-cache problem met on the way.
+    pub warning: Option<String>,
+}
+
+#[derive(Debug)]
+enum Engine {
+    Interpreter {
+        kernel: Box<Kernel>,
+        w: Buffer,
+        s: Buffer,
+        z: Option<Buffer>,
+    },
+    Gpu {
+        gpu: Arc<Gpu>,
+        module: Arc<GpuModule>,
+        stream: Stream,
+        w: DeviceBuffer,
+        s: DeviceBuffer,
+        z: Option<DeviceBuffer>,
+        compiled: CompileInfo,
+    },
+}
+
+/// A quantized linear layer (see the module doc).
+#[derive(Debug)]
+pub struct QuantizedLinear {
+    format: WeightFormat,
+    k: usize,
+    n: usize,
+    engine: Engine,
+}
+
+impl QuantizedLinear {
+    /// Builds the layer: checks the weights, packs them, and on a GPU compiles (through the
+    /// cache), loads the kernel and uploads the weights.
+    pub fn new(weights: &QuantizedWeights, options: &LinearOptions) -> Result<QuantizedLinear, LinearError> {
+        weights.validate()?;
+        let format = weights.format;
+        let packed = weights.pack_weights()?;
+        let u8 = DType::uint(8).map_err(|e| FormatError::Data(e.to_string()))?;
+        let buffer = |r: Result<Buffer, anybit_ir::packing::PackError>| r.map_err(|e| FormatError::Data(e.to_string()));
+        let w = buffer(Buffer::from_bytes(u8, packed.len(), packed))?;
+        let s = buffer(Buffer::from_codes(format.scale, &weights.scales))?;
+        let z = match format.zero_point {
+            true => Some(buffer(Buffer::from_codes(format.weight, &weights.zeros))?),
+            false => None,
+        };
+        let device = match &options.device {
+            Device::Auto => Device::detect(),
+            other => other.clone(),
+        };
+        let engine = match device {
+            Device::Gpu(gpu) => QuantizedLinear::gpu_engine(gpu, &format, options, (w, s, z))?,
+            _ => Engine::Interpreter { kernel: Box::new(build_kernel(&format)?), w, s, z },
+        };
+        Ok(QuantizedLinear { format, k: weights.k, n: weights.n, engine })
+    }
+
+    fn gpu_engine(
+        gpu: Arc<Gpu>,
+        format: &WeightFormat,
+        options: &LinearOptions,
+        (w, s, z): (Buffer, Buffer, Option<Buffer>),
+    ) -> Result<Engine, LinearError> {
+        let (major, minor) = gpu.compute_capability();
+        let target = match options.target.or_else(|| Target::newest_portable_for(major, minor)) {
+            Some(target) => target,
+            None => return Err(LinearError::NoTarget { device: gpu.name().to_owned(), major, minor }),
+        };
+        let jit = JitOptions { target, opt_level: options.opt_level.unwrap_or(OptLevel::O2) };
+        let compiled = match &options.cache {
+            Some(cache) => compile_lowbit(format, &jit, cache)?,
+            None => compile_lowbit(format, &jit, CompileCache::global())?,
+        };
+        let module = gpu.load_module(&compiled.module.manifest, &compiled.module.ptx)?;
+        let info = CompileInfo {
+            target,
+            source: compiled.source,
+            key: compiled.key,
+            milliseconds: compiled.timings.total.as_millis() as u64,
+            ptx_bytes: compiled.module.ptx.iter().map(String::len).sum(),
+            warning: compiled.warning,
+        };
+        let stream = gpu.new_stream()?;
+        let w = DeviceBuffer::upload(&stream, &w)?;
+        let s = DeviceBuffer::upload(&stream, &s)?;
+        let z = z.map(|z| DeviceBuffer::upload(&stream, &z)).transpose()?;
+        Ok(Engine::Gpu { gpu, module, stream, w, s, z, compiled: info })
+    }
+
+    /// The weight format.
+    pub fn format(&self) -> &WeightFormat {
+        &self.format
+    }
+
+    /// Input features.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Output features.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Where it runs: `interpreter` or `GPU 0 (NVIDIA H100 80GB HBM3)`.
+    pub fn device_name(&self) -> String {
+        match &self.engine {
+            Engine::Interpreter { .. } => "interpreter".into(),
+            Engine::Gpu { gpu, .. } => format!("GPU {} ({})", gpu.ordinal(), gpu.name()),
+        }
+    }
+
+    /// Whether it runs on a GPU.
+    pub fn is_gpu(&self) -> bool {
+        matches!(self.engine, Engine::Gpu { .. })
+    }
+
+    /// How its kernel was compiled (GPU layers).
+    pub fn compile_info(&self) -> Option<&CompileInfo> {
+        match &self.engine {
+            Engine::Gpu { compiled, .. } => Some(compiled),
+            Engine::Interpreter { .. } => None,
+        }
+    }
+
+    /// The number of rows of an input of `len` values.
+    fn rows(&self, len: usize) -> Result<usize, LinearError> {
+        if !len.is_multiple_of(self.k) {
+            return Err(LinearError::InputShape { len, k: self.k });
+        }
+        let m = len / self.k;
+        if m > 0 {
+            self.format.validate_shape(m, self.n, self.k)?;
+        }
+        Ok(m)
+    }
+
+    /// `y = x · dequant(W)`: x is M × K activation codes (f16 or bf16 bits, row-major, any M),
+    /// y the M × N result's codes. On a GPU this uploads x, launches on the layer's own stream
+    /// and waits for y.
+    pub fn forward(&self, x: &[u16]) -> Result<Vec<u16>, LinearError> {
+        let m = self.rows(x.len())?;
+        if m == 0 {
+            return Ok(Vec::new());
+        }
+        let act = self.format.activation;
+        let codes: Vec<u32> = x.iter().map(|&c| u32::from(c)).collect();
+        let x = Buffer::from_codes(act, &codes).map_err(|e| FormatError::Data(e.to_string()))?;
+        let y = match &self.engine {
+            Engine::Interpreter { kernel, w, s, z } => {
+                let mut args = vec![Arg::Buffer(x), Arg::Buffer(w.clone()), Arg::Buffer(s.clone())];
+                args.extend(z.iter().map(|z| Arg::Buffer(z.clone())));
+                let y = args.len();
+                let zeros = Buffer::zeros(act, m * self.n).map_err(|e| FormatError::Data(e.to_string()))?;
+                args.push(Arg::Buffer(zeros));
+                args.extend([Arg::Int(m as i64), Arg::Int(self.n as i64), Arg::Int(self.k as i64)]);
+                let options = RunOptions { max_instructions: u64::MAX, ..RunOptions::default() };
+                run_kernel(kernel, &mut args, &options)?;
+                match args.swap_remove(y) {
+                    Arg::Buffer(y) => y,
+                    _ => {
+                        let what = format!("argument {y} is not the output buffer");
+                        return Err(InterpError::new(ErrorKind::BadArgument, what).into());
+                    }
+                }
+            }
+            Engine::Gpu { stream, .. } => {
+                let x = DeviceBuffer::upload(stream, &x)?;
+                let mut y = DeviceBuffer::zeros(stream, act, m * self.n)?;
+                self.forward_on(stream, &x, &mut y)?;
+                y.download(stream)?
+            }
+        };
+        Ok(y.codes().into_iter().map(|c| c as u16).collect())
+    }
+
+    /// [`QuantizedLinear::forward`] on `f32` values: x is rounded to the activation type, y
+    /// converted from it exactly.
+    pub fn forward_f32(&self, x: &[f32]) -> Result<Vec<f32>, LinearError> {
+        let act = self.format.activation;
+        let codes: Vec<u16> = x.iter().map(|&v| act.encode(f64::from(v)) as u16).collect();
+        let y = self.forward(&codes)?;
+        Ok(y.into_iter().map(|c| act.decode_f64(u32::from(c)).unwrap_or(f64::NAN) as f32).collect())
+    }
+
+    /// `y = x · dequant(W)` on device buffers (x: M × K, y: M × N, of the activation type),
+    /// enqueued on `stream` — the caller's — without synchronizing (GPU layers only).
+    pub fn forward_on(&self, stream: &Stream, x: &DeviceBuffer, y: &mut DeviceBuffer) -> Result<(), LinearError> {
+        let Engine::Gpu { module, w, s, z, .. } = &self.engine else {
+            return Err(LinearError::NotOnGpu("forward_on"));
+        };
+        let act = self.format.activation;
+        if x.dtype() != act {
+            return Err(LinearError::DeviceBuffer {
+                what: "x",
+                dtype: act,
+                expected: x.len(),
+                got_dtype: x.dtype(),
+                got: x.len(),
+            });
+        }
+        let m = self.rows(x.len())?;
+        if y.dtype() != act || y.len() != m * self.n {
+            return Err(LinearError::DeviceBuffer {
+                what: "y",
+                dtype: act,
+                expected: m * self.n,
+                got_dtype: y.dtype(),
+                got: y.len(),
+            });
+        }
+        let kernel = module.kernel(&self.format.kernel_name())?;
+        let mut args = vec![LaunchArg::Buffer(x), LaunchArg::Buffer(w), LaunchArg::Buffer(s)];
+        args.extend(z.iter().map(LaunchArg::Buffer));
+        args.push(LaunchArg::Output(y));
+        args.extend([LaunchArg::Int(m as i64), LaunchArg::Int(self.n as i64), LaunchArg::Int(self.k as i64)]);
+        kernel.launch(stream, &mut args)?;
+        Ok(())
+    }
+}

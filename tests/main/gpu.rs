@@ -1,0 +1,125 @@
+//! `QuantizedLinear` on the GPU, for every weight type (u1–u8, i2–i8, every float type of the
+//! kernel cases), with and without zero points, f16 and bf16: each output within its bound of
+//! the exact reference and close to the interpreter's, launched through the JIT, the compile
+//! cache and the runtime's checked launches. Where there is no CUDA driver or device the test
+//! prints why it is skipped and passes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anybit::frontend::lowbit::QuantizedWeights;
+use anybit::ir::DType;
+use anybit::ir::random::SplitMix64;
+use anybit::linear::{Device, LinearOptions, QuantizedLinear};
+use anybit::runtime::cache::{CacheConfig, CompileCache, Source};
+use anybit::runtime::{DeviceBuffer, Gpu, RuntimeError};
+use anybit_bench::cases::WEIGHT_TYPES;
+
+use super::linear::{activations, format, worst_ratio};
+
+/// A fresh directory for `name`: inside the target directory (cargo gives integration tests
+/// one), or the system's temporary folder where that is not writable (a test binary copied to
+/// another machine).
+fn scratch(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let root = if std::fs::create_dir_all(root).is_ok() { root.to_path_buf() } else { std::env::temp_dir() };
+    root.join(format!("{name}-{}", std::process::id()))
+}
+
+/// GPU 0, or `None` after saying (on stderr, past the test harness's capture) why not.
+fn gpu() -> Option<Arc<Gpu>> {
+    match Gpu::new(0) {
+        Ok(gpu) => Some(Arc::new(gpu)),
+        Err(e @ (RuntimeError::NoDriver | RuntimeError::NoDevice { .. })) => {
+            let _ = writeln!(std::io::stderr(), "GPU test of QuantizedLinear: skipped: no CUDA driver/GPU ({e})");
+            None
+        }
+        Err(e) => panic!("a GPU is present but unusable: {e}"),
+    }
+}
+
+fn decode(act: DType, codes: &[u16]) -> Vec<f64> {
+    codes.iter().map(|&c| act.decode_f64(u32::from(c)).unwrap()).collect()
+}
+
+#[test]
+fn every_weight_type_runs_on_the_gpu_like_on_the_interpreter() {
+    let Some(gpu) = gpu() else { return };
+    let dir = scratch("anybit-gpu-test-cache");
+    let cache = Arc::new(CompileCache::new(CacheConfig::in_dir(&dir)));
+    let on_gpu =
+        LinearOptions { device: Device::Gpu(gpu.clone()), cache: Some(cache.clone()), ..LinearOptions::default() };
+    let on_interpreter = LinearOptions { device: Device::Interpreter, ..LinearOptions::default() };
+    let mut rng = SplitMix64::new(2027);
+    let mut failures = Vec::new();
+    let mut rows = 0;
+    println!("{} (compute capability {:?}, driver {:?})", gpu.name(), gpu.compute_capability(), gpu.driver_version());
+    println!(
+        "{:<40} {:>4} {:>8} {:>10} {:>14} {:>14} {:>8}",
+        "kernel", "m", "source", "compile ms", "error / bound", "max |gpu-int|", "equal"
+    );
+    for (t, &name) in WEIGHT_TYPES.iter().enumerate() {
+        let weight: DType = name.parse().unwrap();
+        let zero_point = weight.is_integer() && t % 2 == 1;
+        let activation = if t % 3 == 0 { DType::BF16 } else { DType::F16 };
+        let group_size = [32, 64, 128][t % 3];
+        let fmt = format(name, group_size, zero_point, activation);
+        let (k, n) = (256, 200);
+        let weights = QuantizedWeights::random(fmt, k, n, &mut rng).unwrap();
+        let layer = QuantizedLinear::new(&weights, &on_gpu).unwrap();
+        let twin = QuantizedLinear::new(&weights, &on_interpreter).unwrap();
+        let info = layer.compile_info().unwrap().clone();
+        assert!(info.warning.is_none(), "{:?}", info.warning);
+        for m in [1, 16, 33] {
+            let x = activations(&fmt, m, k, &mut rng);
+            let y = layer.forward(&x).unwrap();
+            let expected = twin.forward(&x).unwrap();
+            let ratio = worst_ratio(&weights, &x, &y);
+            let (got, interp) = (decode(activation, &y), decode(activation, &expected));
+            let diff = got.iter().zip(&interp).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            let equal = y.iter().zip(&expected).filter(|(a, b)| a == b).count();
+            println!(
+                "{:<40} {m:>4} {:>8} {:>10} {ratio:>14.3} {diff:>14.3e} {:>7.1}%",
+                fmt.kernel_name(),
+                info.source.to_string(),
+                info.milliseconds,
+                100.0 * equal as f64 / y.len() as f64
+            );
+            if ratio > 1.0 {
+                failures.push(format!("{} m={m}: error / bound = {ratio}", fmt.kernel_name()));
+            }
+            rows += 1;
+        }
+        // A second layer of the same format comes from the cache.
+        let again = QuantizedLinear::new(&weights, &on_gpu).unwrap();
+        assert_eq!(again.compile_info().unwrap().source, Source::Memory);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{} of {rows} runs fail their bound:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn forward_on_launches_on_the_callers_stream() {
+    let Some(gpu) = gpu() else { return };
+    let fmt = format("u4", 128, true, DType::F16);
+    let mut rng = SplitMix64::new(5);
+    let weights = QuantizedWeights::random(fmt, 512, 4096, &mut rng).unwrap();
+    let options = LinearOptions { device: Device::Gpu(gpu.clone()), ..LinearOptions::default() };
+    let layer = QuantizedLinear::new(&weights, &options).unwrap();
+    let stream = gpu.new_stream().unwrap();
+    let m = 16;
+    let x_codes = activations(&fmt, m, 512, &mut rng);
+    let host =
+        anybit::ir::interp::Buffer::from_codes(DType::F16, &x_codes.iter().map(|&c| u32::from(c)).collect::<Vec<_>>())
+            .unwrap();
+    let x = DeviceBuffer::upload(&stream, &host).unwrap();
+    let mut y = DeviceBuffer::zeros(&stream, DType::F16, m * 4096).unwrap();
+    layer.forward_on(&stream, &x, &mut y).unwrap();
+    let codes: Vec<u16> = y.download(&stream).unwrap().codes().into_iter().map(|c| c as u16).collect();
+    assert!(worst_ratio(&weights, &x_codes, &codes) <= 1.0);
+    assert_eq!(codes, layer.forward(&x_codes).unwrap(), "the same kernel on another stream");
+    // A y of the wrong size is refused before launching.
+    let mut small = DeviceBuffer::zeros(&stream, DType::F16, 10).unwrap();
+    assert!(layer.forward_on(&stream, &x, &mut small).unwrap_err().to_string().starts_with("y: expected 65536"));
+}

@@ -1,0 +1,118 @@
+//! `QuantizedLinear` on the interpreter: several weight types (odd widths included) against the
+//! exact f64 reference within its bound, and every kind of invalid input as a typed error.
+
+use anybit::frontend::lowbit::{FormatError, QuantizedWeights, WeightFormat, reference};
+use anybit::ir::DType;
+use anybit::ir::random::SplitMix64;
+use anybit::linear::{Device, LinearError, LinearOptions, QuantizedLinear};
+
+pub fn format(weight: &str, group_size: usize, zero_point: bool, activation: DType) -> WeightFormat {
+    let scale = if activation == DType::F16 { DType::BF16 } else { DType::F16 };
+    WeightFormat { weight: weight.parse().unwrap(), group_size, scale, zero_point, activation }
+}
+
+/// `m` rows of random activations in [−1, 1) (codes).
+pub fn activations(format: &WeightFormat, m: usize, k: usize, rng: &mut SplitMix64) -> Vec<u16> {
+    (0..m * k).map(|_| format.activation.encode(rng.uniform(-1.0, 1.0)) as u16).collect()
+}
+
+/// The largest |y − exact| / bound over the outputs (must be ≤ 1).
+pub fn worst_ratio(weights: &QuantizedWeights, x: &[u16], y: &[u16]) -> f64 {
+    let m = x.len() / weights.k;
+    let codes: Vec<u32> = x.iter().map(|&c| u32::from(c)).collect();
+    let expected = reference(weights, &codes, m).unwrap();
+    assert_eq!(y.len(), expected.len());
+    let act = weights.format.activation;
+    y.iter()
+        .zip(&expected)
+        .map(|(&code, &(exact, bound))| {
+            let got = act.decode_f64(u32::from(code)).unwrap();
+            let error = (got - exact).abs();
+            if error == 0.0 { 0.0 } else { error / bound }
+        })
+        .fold(0.0, f64::max)
+}
+
+fn interpreter() -> LinearOptions {
+    LinearOptions { device: Device::Interpreter, ..LinearOptions::default() }
+}
+
+#[test]
+fn layers_of_several_types_match_the_reference_on_the_interpreter() {
+    let mut rng = SplitMix64::new(6);
+    let formats = [
+        format("u4", 32, true, DType::F16),
+        format("i4", 64, false, DType::BF16),
+        format("u3", 32, true, DType::F16),
+        format("i5", 128, false, DType::F16),
+        format("u1", 16, false, DType::BF16),
+        format("f4e2m1", 32, false, DType::F16),
+        format("f6e3m2", 64, false, DType::BF16),
+        format("f8e4m3", 128, false, DType::F16),
+        format("u8", 32, true, DType::BF16),
+    ];
+    for format in formats {
+        let (k, n) = (128, 72);
+        let weights = QuantizedWeights::random(format, k, n, &mut rng).unwrap();
+        let layer = QuantizedLinear::new(&weights, &interpreter()).unwrap();
+        assert!(!layer.is_gpu() && layer.compile_info().is_none());
+        assert_eq!((layer.k(), layer.n(), layer.device_name().as_str()), (k, n, "interpreter"));
+        for m in [1, 5, 17] {
+            let x = activations(&format, m, k, &mut rng);
+            let y = layer.forward(&x).unwrap();
+            let ratio = worst_ratio(&weights, &x, &y);
+            assert!(ratio <= 1.0, "{} m={m}: error / bound = {ratio}", format.kernel_name());
+        }
+        assert!(layer.forward(&[]).unwrap().is_empty());
+    }
+}
+
+#[test]
+fn forward_f32_rounds_to_the_activation_type() {
+    let format = format("u4", 32, false, DType::F16);
+    let weights = QuantizedWeights::random(format, 64, 16, &mut SplitMix64::new(2)).unwrap();
+    let layer = QuantizedLinear::new(&weights, &interpreter()).unwrap();
+    let x: Vec<f32> = (0..2 * 64).map(|i| (i as f32 - 64.0) / 50.0).collect();
+    let codes: Vec<u16> = x.iter().map(|&v| DType::F16.encode(f64::from(v)) as u16).collect();
+    let by_codes: Vec<f32> = layer
+        .forward(&codes)
+        .unwrap()
+        .into_iter()
+        .map(|c| DType::F16.decode_f64(u32::from(c)).unwrap() as f32)
+        .collect();
+    assert_eq!(layer.forward_f32(&x).unwrap(), by_codes);
+}
+
+#[test]
+fn invalid_weights_and_inputs_are_typed_errors() {
+    let fmt = format("u4", 32, true, DType::F16);
+    let good = QuantizedWeights::random(fmt, 64, 8, &mut SplitMix64::new(3)).unwrap();
+    let build = |w: &QuantizedWeights| QuantizedLinear::new(w, &interpreter()).unwrap_err();
+
+    let mut short = good.clone();
+    short.codes.pop();
+    let e = build(&short);
+    assert_eq!(e.to_string(), "invalid quantized weights: weight codes: 511 values, expected 512");
+
+    let mut out_of_range = good.clone();
+    out_of_range.codes[3] = 16;
+    assert_eq!(build(&out_of_range).to_string(), "invalid quantized weights: weight code 3 is 0x10, not a code of u4");
+
+    let mut ragged = good.clone();
+    ragged.k = 48;
+    assert!(matches!(build(&ragged), LinearError::Format(FormatError::KNotMultipleOfGroup { k: 48, group_size: 32 })));
+
+    let mut float_zero = good.clone();
+    float_zero.format.weight = "f4e2m1".parse().unwrap();
+    assert!(matches!(build(&float_zero), LinearError::Format(FormatError::ZeroPointForFloat(_))));
+
+    let mut odd_group = good.clone();
+    odd_group.format.group_size = 24;
+    assert!(matches!(build(&odd_group), LinearError::Format(FormatError::GroupSize(24))));
+
+    let layer = QuantizedLinear::new(&good, &interpreter()).unwrap();
+    assert_eq!(
+        layer.forward(&[0; 65]).unwrap_err().to_string(),
+        "x has 65 values, which is not a whole number of rows of K = 64"
+    );
+}
