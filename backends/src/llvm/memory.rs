@@ -404,48 +404,8 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     /// The element index and in-view mask of the element at `off` from the thread's base.
     fn global_element(&self, acc: &mut GlobalAccess<'ctx>, off: &[i64]) -> LResult<(IntValue<'ctx>, IntValue<'ctx>)> {
         let em = &self.em;
-        let index = self.global_index(acc, off)?;
-        let mut mask: Option<IntValue<'ctx>> = None;
-        for (d, &o) in off.iter().enumerate() {
-            let m = match acc.masks.get(&(d, o)) {
-                Some(&m) => m,
-                None => {
-                    let c = em.add(acc.base_coord[d], em.c64(o))?;
-                    let inside = em.and(em.sge(c, em.c64(0))?, em.slt(c, acc.view.shape[d])?)?;
-                    acc.masks.insert((d, o), inside);
-                    inside
-                }
-            };
-            mask = Some(match mask {
-                None => m,
-                Some(prev) => em.and(prev, m)?,
-            });
-        }
-        Ok((index, mask.unwrap_or_else(|| em.ctrue())))
-    }
-
-    /// Whether every element the thread accesses (its base plus each of `offsets`) lies inside
-    /// the view: two comparisons per dimension, against the smallest and largest offsets.
-    fn thread_inside(&self, acc: &GlobalAccess<'ctx>, offsets: &[Vec<i64>]) -> LResult<IntValue<'ctx>> {
-        let em = &self.em;
-        let mut conds = Vec::new();
-        for d in 0..acc.base_coord.len() {
-            let (lo, hi) = offsets.iter().fold((i64::MAX, i64::MIN), |(lo, hi), o| (lo.min(o[d]), hi.max(o[d])));
-            if lo > hi {
-                continue;
-            }
-            let first = em.add(acc.base_coord[d], em.c64(lo))?;
-            let last = em.add(acc.base_coord[d], em.c64(hi))?;
-            conds.push(em.sge(first, em.c64(0))?);
-            conds.push(em.slt(last, acc.view.shape[d])?);
-        }
-        em.and_all(&conds)
-    }
-
-    /// The element index of the element at `off` from the thread's base (no mask).
-    fn global_index(&self, acc: &mut GlobalAccess<'ctx>, off: &[i64]) -> LResult<IntValue<'ctx>> {
-        let em = &self.em;
         let mut index = acc.base_index;
+        let mut mask: Option<IntValue<'ctx>> = None;
         for (d, &o) in off.iter().enumerate() {
             if o != 0 {
                 let term = match acc.stride_terms.get(&(d, o)) {
@@ -461,26 +421,21 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                 };
                 index = em.add(index, term)?;
             }
+            let m = match acc.masks.get(&(d, o)) {
+                Some(&m) => m,
+                None => {
+                    let c = em.add(acc.base_coord[d], em.c64(o))?;
+                    let inside = em.and(em.sge(c, em.c64(0))?, em.slt(c, acc.view.shape[d])?)?;
+                    acc.masks.insert((d, o), inside);
+                    inside
+                }
+            };
+            mask = Some(match mask {
+                None => m,
+                Some(prev) => em.and(prev, m)?,
+            });
         }
-        Ok(index)
-    }
-
-    /// An unpredicated load of `bits` (8 … 128) at `addr`, as `i32` words (see
-    /// [`Lower::load_pred`]); for accesses known to be inside their view.
-    fn load_plain(&self, addr: PointerValue<'ctx>, bits: u32, invariant: bool) -> LResult<Vec<IntValue<'ctx>>> {
-        let em = &self.em;
-        let words = bits.div_ceil(32) as usize;
-        let v = em.load(access_type(em, bits), addr, bits / 8)?;
-        if invariant {
-            self.mark_invariant(v);
-        }
-        match v {
-            BasicValueEnum::VectorValue(vec) => (0..words)
-                .map(|k| Ok(em.b.build_extract_element(vec, em.c32(k as i64), "")?.into_int_value()))
-                .collect(),
-            BasicValueEnum::IntValue(i) => Ok(vec![em.zext(i, em.i32())?]),
-            _ => internal("unexpected load value"),
-        }
+        Ok((index, mask.unwrap_or_else(|| em.ctrue())))
     }
 
     fn mark_invariant(&self, v: BasicValueEnum<'ctx>) {
@@ -800,42 +755,8 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                 .collect();
         }
         let whole = self.runs_whole(&acc, &coords.offsets, &runs)?;
-        let inside = self.thread_inside(&acc, &coords.offsets)?;
-        let interior = self.em.and(whole, inside)?;
-        let (inner, edge, vector, scalar, merge) = (
-            self.block_named("ld.inner")?,
-            self.block_named("ld.edge")?,
-            self.block_named("ld.vec")?,
-            self.block_named("ld.elem")?,
-            self.block_named("ld.merge")?,
-        );
-        self.em.b.build_conditional_branch(interior, inner, edge)?;
-        // Every element inside the view (nearly every thread of a large problem): vector loads
-        // without masks, and no per-element bounds arithmetic.
-        self.em.b.position_at_end(inner);
-        let mut inner_codes: Vec<Option<IntValue<'ctx>>> = vec![None; coords.offsets.len()];
-        for run in &runs {
-            let Some(&first) = run.slots.first() else { continue };
-            let index = self.global_index(&mut acc, &coords.offsets[first])?;
-            let total = run.slots.len() as u32 * acc.bits;
-            let addr = self.em.byte_offset(acc.view.ptr, em_byte_of(&self.em, index, acc.bits)?)?;
-            let words = self.load_plain(addr, total, acc.invariant)?;
-            for (&slot, &f) in run.slots.iter().zip(&unpack_words(&self.em, &words, run.slots.len(), acc.bits)?) {
-                inner_codes[slot] = Some(f);
-            }
-        }
-        for (i, off) in coords.offsets.iter().enumerate() {
-            if inner_codes[i].is_none() {
-                let index = self.global_index(&mut acc, off)?;
-                inner_codes[i] = Some(self.load_global_element(&acc, index, self.em.ctrue())?);
-            }
-        }
-        let inner_end = self.current_block_of()?;
-        self.em.b.build_unconditional_branch(merge)?;
-        // Values computed in that block do not dominate the others.
-        acc.stride_terms.clear();
-        acc.masks.clear();
-        self.em.b.position_at_end(edge);
+        let (vector, scalar, merge) =
+            (self.block_named("ld.vec")?, self.block_named("ld.elem")?, self.block_named("ld.merge")?);
         self.em.b.build_conditional_branch(whole, vector, scalar)?;
         // Vector accesses.
         self.em.b.position_at_end(vector);
@@ -869,11 +790,10 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         self.em.b.position_at_end(merge);
         fast.into_iter()
             .zip(slow)
-            .zip(inner_codes)
-            .map(|((f, s), i)| match (f, s, i) {
-                (Some(f), Some(s), Some(i)) => {
+            .map(|(f, s)| match (f, s) {
+                (Some(f), Some(s)) => {
                     let phi = self.em.b.build_phi(self.em.i32(), "")?;
-                    phi.add_incoming(&[(&i, inner_end), (&f, vector_end), (&s, scalar_end)]);
+                    phi.add_incoming(&[(&f, vector_end), (&s, scalar_end)]);
                     Ok(phi.as_basic_value().into_int_value())
                 }
                 _ => internal("slot not loaded"),
