@@ -92,3 +92,67 @@ fn format_variants_on_host() {
     run(format(f4, 256, DType::BF16, DType::F16, false), 33, 64, 256, 102);
     run(format(DType::int(3).expect("i3"), 16, DType::F16, DType::F16, true), 5, 70, 64, 103);
 }
+
+/// The emitted dequantization programs (`dequant.rs`), every weight type to f16 and bf16, on
+/// the host against the interpreter bit for bit: each of 64 threads converts four word groups,
+/// and the codes are laid out so that every code of the type appears at every element position
+/// of a word group (the programs themselves are proven in `anybit_passes::dequant`; this checks
+/// their lowering to LLVM IR).
+#[test]
+fn every_dequantization_program_on_host_is_exact() {
+    use anybit_ir::text::parse_module;
+    let u32t = DType::uint(32).expect("u32");
+    for weight in weight_types() {
+        let bits = weight.bits() as usize;
+        let group_words = bits / gcd(bits, 32);
+        let words = 4 * group_words;
+        let elements = words * 32 / bits;
+        let per_group = group_words * 32 / bits;
+        for half in ["f16", "bf16"] {
+            let text = format!(
+                "kernel dq(w: ptr u32[{total_words}], y: ptr {half}[{total}]) grid(1) warps(2) {{
+    %wv = global_view %w [64, {words}] strides [{words}, 1]
+    %yv = global_view %y [64, {elements}] strides [{elements}, 1]
+    %words = load_global %wv [0, 0] : u32[64, {words}] layout spatial(64,1).local(1,{words})
+    %q = view %words : {weight}[64, {elements}] layout spatial(64,1).local(1,{elements})
+    %h = cast %q : {half}
+    store_global %h, %yv [0, 0]
+}}
+",
+                total_words = 64 * words,
+                total = 64 * elements,
+            );
+            let module = parse_module(&text).unwrap_or_else(|e| panic!("{weight} → {half}: {e:?}"));
+            // Instance i (thread · 4 + group) holds code (i + 37·position) mod 2^N at each
+            // element position: all 2^N codes at every position (256 instances).
+            let mut codes = vec![0u32; 64 * elements];
+            for (slot, code) in codes.iter_mut().enumerate() {
+                let (instance, position) = (slot / per_group, slot % per_group);
+                *code = ((instance + 37 * position) % (1 << bits)) as u32;
+            }
+            let packed = anybit_ir::packing::pack(bits as u32, &codes).expect("pack");
+            let word_codes: Vec<u32> = packed
+                .chunks(4)
+                .map(|b| {
+                    u32::from_le_bytes([
+                        b[0],
+                        b.get(1).copied().unwrap_or(0),
+                        b.get(2).copied().unwrap_or(0),
+                        b.get(3).copied().unwrap_or(0),
+                    ])
+                })
+                .collect();
+            let half_type: DType = half.parse().expect("half");
+            let args = vec![
+                Arg::Buffer(Buffer::from_codes(u32t, &word_codes).expect("w")),
+                Arg::Buffer(Buffer::zeros(half_type, 64 * elements).expect("y")),
+            ];
+            let kernel = &module.kernels[0];
+            compare(kernel, args, None);
+        }
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
