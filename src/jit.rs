@@ -3,7 +3,7 @@
 //!
 //! The cache key ([`cache_key`]) is the SHA-256 of everything the output depends on: the
 //! module's canonical text (the kernel language's printer, before any pass), the target, the
-//! optimization level and its pass pipeline, and the compiler's identity — the crate version
+//! optimization level and its pass pipeline, LLVM's pipeline, and the compiler's identity — the crate version
 //! and the identity (size, modification time) of the running executable, so that a rebuilt
 //! compiler never reads entries an older build wrote. On a miss, [`compile`] runs the level's
 //! passes and the LLVM backend, and the cache keeps the result in memory and on disk (see
@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anybit_backends::llvm::LlvmBackend;
-use anybit_backends::{Backend, BackendError, CompileOptions, Target};
+use anybit_backends::{Backend, BackendError, CompileOptions, LlvmOptimization, Target};
 use anybit_frontend::lowbit::{FormatError, WeightFormat, build_module};
 use anybit_ir::manifest::Manifest;
 use anybit_ir::program::Module;
@@ -28,12 +28,16 @@ pub struct JitOptions {
     pub target: Target,
     /// The pass pipeline run before code generation.
     pub opt_level: OptLevel,
+    /// LLVM's pipeline: `Fast` by default here, since a host waits for the compile (about 60%
+    /// of `Full`'s compile time for kernels within a few percent of `Full`'s speed; see
+    /// [`LlvmOptimization`]).
+    pub llvm: LlvmOptimization,
 }
 
 impl Default for JitOptions {
-    /// `sm_90`, `-O2`.
+    /// `sm_90`, `-O2`, fast LLVM pipeline.
     fn default() -> JitOptions {
-        JitOptions { target: Target::Sm90, opt_level: OptLevel::O2 }
+        JitOptions { target: Target::Sm90, opt_level: OptLevel::O2, llvm: LlvmOptimization::Fast }
     }
 }
 
@@ -102,6 +106,7 @@ pub fn cache_key(module: &Module, options: &JitOptions) -> CacheKey {
         ("ir", text.as_bytes()),
         ("target", options.target.name().as_bytes()),
         ("passes", passes.as_bytes()),
+        ("llvm", options.llvm.name().as_bytes()),
         ("compiler", compiler_id().as_bytes()),
     ])
 }
@@ -129,7 +134,8 @@ fn compile_then(
         PassManager::for_level(options.opt_level).run(&mut optimized)?;
         timings.passes = passes.elapsed();
         let backend = Instant::now();
-        let compiled = LlvmBackend.compile(&optimized, options.target, &CompileOptions::default())?;
+        let compile_options = CompileOptions { llvm: options.llvm, ..CompileOptions::default() };
+        let compiled = LlvmBackend.compile(&optimized, options.target, &compile_options)?;
         timings.backend = backend.elapsed();
         let mut manifest = compiled.manifest;
         finish(&mut manifest);

@@ -242,7 +242,7 @@ impl QuantizedLinear {
             Some(target) => target,
             None => return Err(LinearError::NoTarget { device: gpu.name().to_owned(), major, minor }),
         };
-        let jit = JitOptions { target, opt_level: options.opt_level.unwrap_or(OptLevel::O2) };
+        let jit = JitOptions { target, opt_level: options.opt_level.unwrap_or(OptLevel::O2), ..JitOptions::default() };
         let compiled = match &options.cache {
             Some(cache) => compile_lowbit(format, &jit, cache)?,
             None => compile_lowbit(format, &jit, CompileCache::global())?,

@@ -68,6 +68,10 @@ enum Command {
         /// Run these passes instead of the level's pipeline, in order (e.g. dce,infer-layouts).
         #[arg(long, value_delimiter = ',')]
         passes: Option<Vec<String>>,
+        /// LLVM's optimization pipeline: full (default<O3>) or fast (a short pipeline, about
+        /// 60% of the compile time).
+        #[arg(long, default_value = "full")]
+        llvm: String,
         /// Print the module in the kernel language after every pass (to stderr); the
         /// environment variable ANYBIT_PRINT_AFTER_ALL=1 does the same.
         #[arg(long)]
@@ -120,9 +124,14 @@ fn main() -> ExitCode {
         Command::Dtype { name, table } => cli::dtype::run(name, *table, &mut out),
         Command::Layout { expr, table } => cli::layout::run(expr, *table, &mut out),
         Command::Check { file, strict } => cli::source::check(file, *strict, &mut out),
-        Command::Compile { file, target, out_dir, emit, opt_level, passes, print_after_all } => {
+        Command::Compile { file, target, out_dir, emit, opt_level, passes, print_after_all, llvm } => {
             let print = *print_after_all || std::env::var_os("ANYBIT_PRINT_AFTER_ALL").is_some_and(|v| v != "0");
-            let pipeline = cli::compile::Pipeline { opt_level: *opt_level, passes: passes.clone(), print_after_all: print };
+            let pipeline = cli::compile::Pipeline {
+                opt_level: *opt_level,
+                passes: passes.clone(),
+                print_after_all: print,
+                llvm: llvm.clone(),
+            };
             cli::compile::compile(file, target, out_dir, *emit, &pipeline, &mut out)
         }
         Command::Fmt { file, check, write } => {

@@ -69,11 +69,60 @@ pub enum BackendError {
     },
 }
 
-/// What to emit besides PTX.
+/// What to emit besides PTX, and how hard LLVM optimizes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CompileOptions {
     /// Also return each kernel's LLVM IR (optimized, before PTX emission).
     pub emit_llvm_ir: bool,
+    /// LLVM's optimization pipeline.
+    pub llvm: LlvmOptimization,
+}
+
+/// LLVM's optimization pipeline: the trade between compile time and kernel speed.
+///
+/// Measured (BENCHMARKS.md, 2026-11-22): `Fast` compiles the low-bit matmul in about 60% of
+/// `Full`'s time (median 73 vs 122 ms on the 2-core build machine) and its kernels ran within
+/// −3…+2% of `Full`'s on the H100.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LlvmOptimization {
+    /// `default<O3>`: for ahead-of-time compilation.
+    #[default]
+    Full,
+    /// A short function pipeline (SROA, early CSE, InstCombine, SimplifyCFG, LICM, GVN,
+    /// InstCombine, DCE, SimplifyCFG): for compilation at run time.
+    Fast,
+}
+
+impl LlvmOptimization {
+    /// The pipeline in LLVM's pass-pipeline syntax.
+    pub fn pipeline(self) -> &'static str {
+        match self {
+            LlvmOptimization::Full => "default<O3>",
+            LlvmOptimization::Fast => {
+                "function(sroa,early-cse<memssa>,instcombine<no-verify-fixpoint>,simplifycfg,loop-mssa(licm),gvn,\
+                 instcombine<no-verify-fixpoint>,dce,simplifycfg)"
+            }
+        }
+    }
+
+    /// `full` or `fast`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LlvmOptimization::Full => "full",
+            LlvmOptimization::Fast => "fast",
+        }
+    }
+}
+
+impl std::str::FromStr for LlvmOptimization {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "full" => Ok(LlvmOptimization::Full),
+            "fast" => Ok(LlvmOptimization::Fast),
+            other => Err(format!("unknown LLVM optimization `{other}`: use full or fast")),
+        }
+    }
 }
 
 /// One compiled kernel.

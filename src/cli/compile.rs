@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anybit::backends::llvm::LlvmBackend;
-use anybit::backends::{Backend, CompileOptions, Target};
+use anybit::backends::{Backend, CompileOptions, LlvmOptimization, Target};
 use anyhow::{Context, Result, bail};
 
 /// What to write.
@@ -27,6 +27,8 @@ pub struct Pipeline {
     pub passes: Option<Vec<String>>,
     /// Print the module after every pass (to stderr).
     pub print_after_all: bool,
+    /// LLVM's pipeline, by name (`full` or `fast`).
+    pub llvm: String,
 }
 
 /// Runs the pipeline on `module`.
@@ -64,11 +66,12 @@ pub fn compile(
     out: &mut dyn Write,
 ) -> Result<()> {
     let target: Target = target.parse()?;
+    let llvm: LlvmOptimization = pipeline.llvm.parse().map_err(anyhow::Error::msg)?;
     // Layouts may be missing here: the pipeline infers them, the backend then checks strictly.
     let mut module = super::source::load(file, false)?;
     let start = Instant::now();
     run_passes(&mut module, pipeline).with_context(|| format!("cannot optimize {}", file.display()))?;
-    let options = CompileOptions { emit_llvm_ir: emit == Emit::Llvm };
+    let options = CompileOptions { emit_llvm_ir: emit == Emit::Llvm, llvm };
     let compiled = LlvmBackend
         .compile(&module, target, &options)
         .with_context(|| format!("cannot compile {} for {target}", file.display()))?;

@@ -32,7 +32,7 @@ fn u4() -> WeightFormat {
 #[test]
 fn a_format_compiles_once_then_hits_memory_then_disk() {
     let dir = temp_dir("hits");
-    let options = JitOptions { target: Target::Sm80, opt_level: OptLevel::O2 };
+    let options = JitOptions { target: Target::Sm80, opt_level: OptLevel::O2, ..JitOptions::default() };
     let cache = CompileCache::new(CacheConfig::in_dir(&dir));
     let first = compile_lowbit(&u4(), &options, &cache).unwrap();
     assert_eq!(first.source, Source::Compiled);
@@ -72,6 +72,11 @@ fn keys_change_with_the_ir_the_target_and_the_passes() {
     assert_eq!(key, cache_key(&build_module(&u4()).unwrap(), &base), "deterministic");
     assert_ne!(key, cache_key(&module, &JitOptions { target: Target::Sm80, ..base }));
     assert_ne!(key, cache_key(&module, &JitOptions { opt_level: OptLevel::O0, ..base }));
+    let other_llvm = match base.llvm {
+        anybit::backends::LlvmOptimization::Fast => anybit::backends::LlvmOptimization::Full,
+        anybit::backends::LlvmOptimization::Full => anybit::backends::LlvmOptimization::Fast,
+    };
+    assert_ne!(key, cache_key(&module, &JitOptions { llvm: other_llvm, ..base }));
     let other = WeightFormat { group_size: 64, ..u4() };
     assert_ne!(key, cache_key(&build_module(&other).unwrap(), &base));
     assert!(anybit::jit::compiler_id().starts_with("anybit "));

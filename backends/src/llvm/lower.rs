@@ -101,7 +101,7 @@ pub(crate) fn compile_kernel(
     em.module.set_data_layout(&machine.get_target_data().get_data_layout());
     em.module.verify().map_err(|e| llvm(format!("the generated module does not verify: {e}")))?;
     em.module
-        .run_passes("default<O3>", &machine, PassBuilderOptions::create())
+        .run_passes(options.llvm.pipeline(), &machine, PassBuilderOptions::create())
         .map_err(|e| llvm(format!("optimization failed: {e}")))?;
     let llvm_ir = options.emit_llvm_ir.then(|| em.module.print_to_string().to_string());
     let buffer = machine

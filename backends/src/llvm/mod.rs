@@ -1,7 +1,8 @@
 //! The LLVM backend: tile IR → LLVM IR (inkwell) → PTX (LLVM 22's NVPTX target).
 //!
 //! One LLVM module per kernel, whose entry (calling convention `ptx_kernel`) is named like the
-//! kernel; LLVM's `default<O3>` pipeline runs on it before PTX is emitted for the target
+//! kernel; LLVM's `default<O3>` pipeline (or, for run-time compilation, a short one:
+//! `LlvmOptimization::Fast`) runs on it before PTX is emitted for the target
 //! (`sm_XX`, `+ptxYY` from [`Target`]). Parameters follow the manifest's ABI: pointers are
 //! `noalias` global pointers, every scalar a 32-bit word (integers extended, floats as their
 //! code).
