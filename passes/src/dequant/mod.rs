@@ -25,7 +25,7 @@
 //! the result; the LLVM backend emits the selected program for casts of viewed packed bytes.
 
 pub mod machine;
-mod search;
+pub mod search;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -4,7 +4,7 @@
 //! For a weight type of N bits, one *word group* is `lcm(N, 32)/32` words, holding
 //! `lcm(N, 32)/N` elements (element `e` at stream bits `[e·N, (e+1)·N)`). Outputs are half
 //! pairs; which two elements share a register is the *pairing*, a search dimension of its
-//! own: [`Pairing::Adjacent`] (`2k, 2k+1`) or, when N divides 16, [`Pairing::Stride`]
+//! own: *adjacent* (`2k, 2k+1`) or, when N divides 16, *stride*
 //! (elements 16 bits apart in a word, the classic form: `e` and `e + 16/N`).
 //!
 //! For every pair, the candidate rules below add sequences to one e-class; equal subterms are
