@@ -77,6 +77,12 @@ enum Command {
         #[arg(long)]
         print_after_all: bool,
     },
+    /// List a model file's tensors (name, type, shape, bytes) and metadata keys; reads only
+    /// the header (GGUF v2/v3 for now).
+    Inspect {
+        /// The model file (`.gguf`).
+        model: PathBuf,
+    },
     /// Print a kernel file in canonical form.
     Fmt {
         /// The kernel file.
@@ -122,6 +128,7 @@ fn main() -> ExitCode {
     let mut out = BufWriter::new(stdout.lock());
     let result = match &cli.command {
         Command::Dtype { name, table } => cli::dtype::run(name, *table, &mut out),
+        Command::Inspect { model } => cli::inspect::run(model, &mut out),
         Command::Layout { expr, table } => cli::layout::run(expr, *table, &mut out),
         Command::Check { file, strict } => cli::source::check(file, *strict, &mut out),
         Command::Compile { file, target, out_dir, emit, opt_level, passes, print_after_all, llvm } => {

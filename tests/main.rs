@@ -5,6 +5,7 @@ mod main {
     mod dtype_cli;
     mod examples;
     mod gpu;
+    mod inspect_cli;
     mod jit;
     mod kernel_cli;
     mod layout_cli;

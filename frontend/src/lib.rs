@@ -9,9 +9,14 @@
 //!   with f16 or bf16 activations: the kernel generator, the canonical host form of quantized
 //!   weights and its packing, and the exact f64 reference with its error bound.
 //!
+//! - [`gguf`]: reading GGUF model files (v2/v3): header, metadata and tensor infos checked
+//!   against the file, tensor data read on demand and decoded bit for bit like ggml's
+//!   reference dequantizers (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 so far).
+//!
 //! Model importers (GGUF, GPTQ/AWQ/compressed-tensors safetensors, ONNX `MatMulNBits`) will map
 //! each quantized layer to a [`lowbit::WeightFormat`] and re-pack its weights the same way.
 
 #![warn(missing_docs)]
 
+pub mod gguf;
 pub mod lowbit;

@@ -1,5 +1,6 @@
 //! Integration tests of anybit-frontend, in one harness binary.
 
 mod main {
+    mod gguf;
     mod lowbit;
 }

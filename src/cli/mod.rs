@@ -3,6 +3,7 @@
 
 pub mod compile;
 pub mod dtype;
+pub mod inspect;
 pub mod layout;
 pub mod run;
 pub mod source;

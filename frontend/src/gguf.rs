@@ -1,0 +1,472 @@
+//! Reading GGUF model files (versions 2 and 3): header, metadata, tensor infos, and tensor
+//! data decoded to exact values.
+//!
+//! # The format
+//!
+//! Little-endian throughout: the magic `GGUF`, a `u32` version, `u64` tensor and metadata
+//! counts; the metadata as (string key, `u32` value type, value) — strings are a `u64` length
+//! and UTF-8 bytes, arrays a `u32` element type, a `u64` count and the elements; then per
+//! tensor its name, `u32` dimension count, `u64` dimensions (innermost first), `u32` ggml type
+//! and `u64` offset. Tensor data starts at the next multiple of `general.alignment` (default
+//! 32) after the tensor infos; each offset is relative to that start.
+//!
+//! # How it reads
+//!
+//! [`GgufFile::open`] reads only the header, metadata and tensor infos, with every length and
+//! count checked against the bytes left in the file before anything is allocated, so a
+//! corrupt or hostile file gets an error (naming the file, the byte offset and what was
+//! wrong), never a panic or a huge allocation. Tensor data is read on demand, one tensor at
+//! a time, with positioned reads ([`GgufFile::tensor_bytes`]): a large model is never read
+//! into memory whole. (A memory map would save a copy, but mapping is `unsafe` — the file may
+//! change underneath — and the workspace keeps `unsafe` to the places that need it.)
+//!
+//! # Decoding
+//!
+//! [`dequantize`] turns a tensor's bytes into `f32` values exactly as ggml's reference
+//! dequantizers compute them (`f16` scales widened to `f32`, one `f32` multiplication, and for
+//! the types with a minimum one `f32` addition): F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1 and
+//! Q8_0 so far. The other quantization types are recognized (names, block sizes) and reported
+//! as not yet decodable.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Why a GGUF file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum GgufError {
+    /// The file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid GGUF file.
+    #[error("{path}: at byte {offset}: {what}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// Where.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// A tensor that cannot be decoded (yet).
+    #[error("{path}: tensor `{tensor}`: {what}")]
+    Tensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// A metadata value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetaValue {
+    /// Unsigned integers (`u8` … `u64`).
+    Uint(u64),
+    /// Signed integers (`i8` … `i64`).
+    Int(i64),
+    /// `f32` or `f64`.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A string.
+    String(String),
+    /// An array (of one element type).
+    Array(Vec<MetaValue>),
+}
+
+/// A ggml tensor type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GgmlType(pub u32);
+
+impl GgmlType {
+    /// F32.
+    pub const F32: GgmlType = GgmlType(0);
+    /// F16.
+    pub const F16: GgmlType = GgmlType(1);
+    /// Q4_0.
+    pub const Q4_0: GgmlType = GgmlType(2);
+    /// Q4_1.
+    pub const Q4_1: GgmlType = GgmlType(3);
+    /// Q5_0.
+    pub const Q5_0: GgmlType = GgmlType(6);
+    /// Q5_1.
+    pub const Q5_1: GgmlType = GgmlType(7);
+    /// Q8_0.
+    pub const Q8_0: GgmlType = GgmlType(8);
+    /// BF16.
+    pub const BF16: GgmlType = GgmlType(30);
+
+    /// (name, elements per block, bytes per block) of the known types.
+    fn info(self) -> Option<(&'static str, u64, u64)> {
+        Some(match self.0 {
+            0 => ("F32", 1, 4),
+            1 => ("F16", 1, 2),
+            2 => ("Q4_0", 32, 18),
+            3 => ("Q4_1", 32, 20),
+            6 => ("Q5_0", 32, 22),
+            7 => ("Q5_1", 32, 24),
+            8 => ("Q8_0", 32, 34),
+            9 => ("Q8_1", 32, 40),
+            10 => ("Q2_K", 256, 84),
+            11 => ("Q3_K", 256, 110),
+            12 => ("Q4_K", 256, 144),
+            13 => ("Q5_K", 256, 176),
+            14 => ("Q6_K", 256, 210),
+            15 => ("Q8_K", 256, 292),
+            16 => ("IQ2_XXS", 256, 66),
+            17 => ("IQ2_XS", 256, 74),
+            18 => ("IQ3_XXS", 256, 98),
+            19 => ("IQ1_S", 256, 50),
+            20 => ("IQ4_NL", 32, 18),
+            21 => ("IQ3_S", 256, 110),
+            22 => ("IQ2_S", 256, 82),
+            23 => ("IQ4_XS", 256, 136),
+            24 => ("I8", 1, 1),
+            25 => ("I16", 1, 2),
+            26 => ("I32", 1, 4),
+            27 => ("I64", 1, 8),
+            28 => ("F64", 1, 8),
+            29 => ("IQ1_M", 256, 56),
+            30 => ("BF16", 1, 2),
+            _ => return None,
+        })
+    }
+
+    /// Its ggml name (`Q4_0`), or `type N` for an unknown one.
+    pub fn name(self) -> String {
+        self.info().map_or_else(|| format!("type {}", self.0), |(n, _, _)| n.to_string())
+    }
+
+    /// Elements per block and bytes per block, for known types.
+    pub fn block(self) -> Option<(u64, u64)> {
+        self.info().map(|(_, e, b)| (e, b))
+    }
+}
+
+/// One tensor's description.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorInfo {
+    /// Its name.
+    pub name: String,
+    /// Dimensions, innermost (contiguous) first, as GGUF stores them.
+    pub dims: Vec<u64>,
+    /// Its type.
+    pub ggml_type: GgmlType,
+    /// Byte offset of its data in the file.
+    pub offset: u64,
+    /// Bytes of data.
+    pub bytes: u64,
+}
+
+impl TensorInfo {
+    /// Number of elements.
+    pub fn elements(&self) -> u64 {
+        self.dims.iter().product()
+    }
+}
+
+/// An open GGUF file: its metadata and tensor infos; data is read on demand.
+#[derive(Debug)]
+pub struct GgufFile {
+    path: PathBuf,
+    file: File,
+    /// The format version (2 or 3).
+    pub version: u32,
+    /// Metadata, by key.
+    pub metadata: BTreeMap<String, MetaValue>,
+    /// Tensors, in file order.
+    pub tensors: Vec<TensorInfo>,
+}
+
+/// A cursor over the header bytes, checking every read against the file's length.
+struct Reader<'a> {
+    path: &'a Path,
+    file: &'a File,
+    len: u64,
+    at: u64,
+}
+
+impl Reader<'_> {
+    fn malformed(&self, what: impl Into<String>) -> GgufError {
+        GgufError::Malformed { path: self.path.to_path_buf(), offset: self.at, what: what.into() }
+    }
+
+    fn bytes(&mut self, n: u64, what: &str) -> Result<Vec<u8>, GgufError> {
+        if n > self.len.saturating_sub(self.at) {
+            return Err(self.malformed(format!("{what}: {n} bytes needed, {} left", self.len.saturating_sub(self.at))));
+        }
+        let mut buf = vec![0u8; n as usize];
+        self.file
+            .read_exact_at(&mut buf, self.at)
+            .map_err(|source| GgufError::Io { path: self.path.to_path_buf(), source })?;
+        self.at += n;
+        Ok(buf)
+    }
+
+    fn fixed<const N: usize>(&mut self, what: &str) -> Result<[u8; N], GgufError> {
+        let v = self.bytes(N as u64, what)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(&v);
+        Ok(a)
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, GgufError> {
+        Ok(u32::from_le_bytes(self.fixed(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, GgufError> {
+        Ok(u64::from_le_bytes(self.fixed(what)?))
+    }
+
+    fn string(&mut self, what: &str) -> Result<String, GgufError> {
+        let n = self.u64(what)?;
+        let start = self.at;
+        let bytes = self.bytes(n, what)?;
+        String::from_utf8(bytes).map_err(|_| GgufError::Malformed {
+            path: self.path.to_path_buf(),
+            offset: start,
+            what: format!("{what}: not UTF-8"),
+        })
+    }
+
+    /// The smallest encoding of a value of metadata type `t`, to bound array counts.
+    fn min_size(t: u32) -> u64 {
+        match t {
+            0 | 1 | 7 => 1,
+            2 | 3 => 2,
+            4..=6 => 4,
+            8 => 8,
+            9 => 12,
+            _ => 8,
+        }
+    }
+
+    fn value(&mut self, t: u32, what: &str, depth: u32) -> Result<MetaValue, GgufError> {
+        Ok(match t {
+            0 => MetaValue::Uint(u64::from(self.fixed::<1>(what)?[0])),
+            1 => MetaValue::Int(i64::from(self.fixed::<1>(what)?[0] as i8)),
+            2 => MetaValue::Uint(u64::from(u16::from_le_bytes(self.fixed(what)?))),
+            3 => MetaValue::Int(i64::from(i16::from_le_bytes(self.fixed(what)?))),
+            4 => MetaValue::Uint(u64::from(self.u32(what)?)),
+            5 => MetaValue::Int(i64::from(i32::from_le_bytes(self.fixed(what)?))),
+            6 => MetaValue::Float(f64::from(f32::from_le_bytes(self.fixed(what)?))),
+            7 => match self.fixed::<1>(what)?[0] {
+                0 => MetaValue::Bool(false),
+                1 => MetaValue::Bool(true),
+                b => return Err(self.malformed(format!("{what}: boolean byte {b}"))),
+            },
+            8 => MetaValue::String(self.string(what)?),
+            9 => {
+                if depth > 4 {
+                    return Err(self.malformed(format!("{what}: arrays nested too deeply")));
+                }
+                let element = self.u32(what)?;
+                let count = self.u64(what)?;
+                if count.saturating_mul(Self::min_size(element)) > self.len.saturating_sub(self.at) {
+                    return Err(self.malformed(format!("{what}: array of {count} elements does not fit the file")));
+                }
+                let mut items = Vec::with_capacity(count.min(1 << 20) as usize);
+                for _ in 0..count {
+                    items.push(self.value(element, what, depth + 1)?);
+                }
+                MetaValue::Array(items)
+            }
+            10 => MetaValue::Uint(self.u64(what)?),
+            11 => MetaValue::Int(i64::from_le_bytes(self.fixed(what)?)),
+            12 => MetaValue::Float(f64::from_le_bytes(self.fixed(what)?)),
+            other => return Err(self.malformed(format!("{what}: unknown metadata value type {other}"))),
+        })
+    }
+}
+
+impl GgufFile {
+    /// Opens a GGUF file and reads its header, metadata and tensor infos (not the data).
+    pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
+        let path = path.as_ref();
+        let io = |source| GgufError::Io { path: path.to_path_buf(), source };
+        let file = File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let mut r = Reader { path, file: &file, len, at: 0 };
+        let magic = r.fixed::<4>("magic")?;
+        if &magic != b"GGUF" {
+            return Err(GgufError::Malformed {
+                path: path.to_path_buf(),
+                offset: 0,
+                what: "not a GGUF file (no `GGUF` magic)".into(),
+            });
+        }
+        let version = r.u32("version")?;
+        if !(2..=3).contains(&version) {
+            return Err(r.malformed(format!("GGUF version {version} is not supported (2 or 3)")));
+        }
+        let tensor_count = r.u64("tensor count")?;
+        let kv_count = r.u64("metadata count")?;
+        // Every entry takes at least 8 + 4 + 1 bytes (metadata) or 8 + 4 + 4 + 8 (tensor).
+        if kv_count.saturating_mul(13).saturating_add(tensor_count.saturating_mul(24)) > len {
+            return Err(
+                r.malformed(format!("{kv_count} metadata entries and {tensor_count} tensors do not fit the file"))
+            );
+        }
+        let mut metadata = BTreeMap::new();
+        for _ in 0..kv_count {
+            let key = r.string("metadata key")?;
+            let t = r.u32("metadata value type")?;
+            let value = r.value(t, &format!("metadata `{key}`"), 0)?;
+            metadata.insert(key, value);
+        }
+        let alignment = match metadata.get("general.alignment") {
+            None => 32,
+            Some(MetaValue::Uint(a)) if *a > 0 && a.is_power_of_two() && *a <= 1 << 20 => *a,
+            Some(other) => return Err(r.malformed(format!("general.alignment {other:?} is not a power of two"))),
+        };
+        let mut infos = Vec::with_capacity(tensor_count as usize);
+        for _ in 0..tensor_count {
+            let name = r.string("tensor name")?;
+            let what = format!("tensor `{name}`");
+            let n_dims = r.u32(&what)?;
+            if n_dims == 0 || n_dims > 8 {
+                return Err(r.malformed(format!("{what}: {n_dims} dimensions")));
+            }
+            let mut dims = Vec::with_capacity(n_dims as usize);
+            for _ in 0..n_dims {
+                dims.push(r.u64(&what)?);
+            }
+            let ggml_type = GgmlType(r.u32(&what)?);
+            let offset = r.u64(&what)?;
+            infos.push((name, dims, ggml_type, offset));
+        }
+        let data_start = r.at.div_ceil(alignment) * alignment;
+        let mut tensors = Vec::with_capacity(infos.len());
+        for (name, dims, ggml_type, offset) in infos {
+            let malformed = |what: String| GgufError::Tensor { path: path.to_path_buf(), tensor: name.clone(), what };
+            let elements = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+            let Some(elements) = elements else { return Err(malformed(format!("dimensions {dims:?} overflow"))) };
+            let bytes = match ggml_type.block() {
+                Some((per, size)) => {
+                    let inner = dims.first().copied().unwrap_or(1);
+                    if !inner.is_multiple_of(per) {
+                        return Err(malformed(format!(
+                            "{} blocks hold {per} elements, but rows have {inner}",
+                            ggml_type.name()
+                        )));
+                    }
+                    (elements / per).checked_mul(size)
+                }
+                None => return Err(malformed(format!("unknown ggml type {}", ggml_type.0))),
+            };
+            let start = data_start.checked_add(offset);
+            match (bytes, start) {
+                (Some(bytes), Some(start)) if start.checked_add(bytes).is_some_and(|end| end <= len) => {
+                    if !offset.is_multiple_of(alignment) {
+                        return Err(malformed(format!(
+                            "offset {offset} is not a multiple of the alignment {alignment}"
+                        )));
+                    }
+                    tensors.push(TensorInfo { name, dims, ggml_type, offset: start, bytes });
+                }
+                _ => {
+                    return Err(malformed(format!(
+                        "data at offset {offset} ({} bytes) lies outside the file ({len} bytes)",
+                        bytes.map_or("too many".to_string(), |b| b.to_string())
+                    )));
+                }
+            }
+        }
+        Ok(GgufFile { path: path.to_path_buf(), file, version, metadata, tensors })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The tensor called `name`.
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// A tensor's raw bytes (one positioned read).
+    pub fn tensor_bytes(&self, tensor: &TensorInfo) -> Result<Vec<u8>, GgufError> {
+        let mut buf = vec![0u8; tensor.bytes as usize];
+        self.file
+            .read_exact_at(&mut buf, tensor.offset)
+            .map_err(|source| GgufError::Io { path: self.path.clone(), source })?;
+        Ok(buf)
+    }
+
+    /// A tensor's values, decoded to `f32` (see [`dequantize`]).
+    pub fn tensor_f32(&self, tensor: &TensorInfo) -> Result<Vec<f32>, GgufError> {
+        let bytes = self.tensor_bytes(tensor)?;
+        dequantize(tensor.ggml_type, &bytes).map_err(|what| GgufError::Tensor {
+            path: self.path.clone(),
+            tensor: tensor.name.clone(),
+            what,
+        })
+    }
+}
+
+fn f16_at(b: &[u8], at: usize) -> f32 {
+    let bits = u16::from_le_bytes([b[at], b[at + 1]]);
+    anybit_ir::DType::F16.decode_f64(u32::from(bits)).unwrap_or(f64::NAN) as f32
+}
+
+/// Decodes `bytes` of ggml type `t` to `f32`, bit for bit as ggml's reference dequantizers.
+pub fn dequantize(t: GgmlType, bytes: &[u8]) -> Result<Vec<f32>, String> {
+    let Some((per, size)) = t.block() else { return Err(format!("unknown ggml type {}", t.0)) };
+    let (per, size) = (per as usize, size as usize);
+    if !bytes.len().is_multiple_of(size) {
+        return Err(format!("{} bytes are not whole {} blocks of {size} bytes", bytes.len(), t.name()));
+    }
+    let mut out = Vec::with_capacity(bytes.len() / size * per);
+    for block in bytes.chunks_exact(size) {
+        match t {
+            GgmlType::F32 => out.push(f32::from_le_bytes([block[0], block[1], block[2], block[3]])),
+            GgmlType::F16 => out.push(f16_at(block, 0)),
+            GgmlType::BF16 => out.push(f32::from_bits(u32::from(u16::from_le_bytes([block[0], block[1]])) << 16)),
+            GgmlType::Q4_0 => {
+                let d = f16_at(block, 0);
+                let qs = &block[2..18];
+                out.extend(qs.iter().map(|&q| d * f32::from(i8::try_from(q & 0xF).unwrap_or(0) - 8)));
+                out.extend(qs.iter().map(|&q| d * f32::from(i8::try_from(q >> 4).unwrap_or(0) - 8)));
+            }
+            GgmlType::Q4_1 => {
+                let (d, m) = (f16_at(block, 0), f16_at(block, 2));
+                let qs = &block[4..20];
+                out.extend(qs.iter().map(|&q| d * f32::from(q & 0xF) + m));
+                out.extend(qs.iter().map(|&q| d * f32::from(q >> 4) + m));
+            }
+            GgmlType::Q5_0 | GgmlType::Q5_1 => {
+                let with_min = t == GgmlType::Q5_1;
+                let d = f16_at(block, 0);
+                let m = if with_min { f16_at(block, 2) } else { 0.0 };
+                let at = if with_min { 4 } else { 2 };
+                let qh = u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]);
+                let qs = &block[at + 4..at + 20];
+                for j in 0..32 {
+                    let low = if j < 16 { qs[j] & 0xF } else { qs[j - 16] >> 4 };
+                    let q = low | ((((qh >> j) & 1) as u8) << 4);
+                    out.push(if with_min {
+                        d * f32::from(q) + m
+                    } else {
+                        d * f32::from(i8::try_from(q).unwrap_or(0) - 16)
+                    });
+                }
+            }
+            GgmlType::Q8_0 => {
+                let d = f16_at(block, 0);
+                out.extend(block[2..34].iter().map(|&q| f32::from(q as i8) * d));
+            }
+            other => return Err(format!("decoding {} tensors is not supported yet", other.name())),
+        }
+    }
+    Ok(out)
+}

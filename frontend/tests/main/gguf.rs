@@ -1,0 +1,139 @@
+//! The GGUF reader against files written, quantized and dequantized by the `gguf` PyPI
+//! package (`tests/fixtures/gguf_fixture.py`), and against corrupted files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anybit_frontend::gguf::{GgufError, GgufFile, MetaValue};
+use proptest::prelude::*;
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("ANYBIT_PYTHON") {
+        return p.into();
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(path.exists(), "{} is missing: run scripts/setup.sh", path.display());
+    path
+}
+
+/// Writes the fixture for `seed` into a fresh directory under the target directory.
+fn fixture(seed: u64) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("gguf-{}-{seed}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf_fixture.py");
+    let out = Command::new(python()).arg(&script).arg(&dir).arg(seed.to_string()).output().expect("python");
+    assert!(out.status.success(), "fixture script failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
+
+#[test]
+fn tensors_decode_bit_for_bit_like_the_gguf_package() {
+    for seed in [1u64, 2] {
+        let dir = fixture(seed);
+        let file = GgufFile::open(dir.join("model.gguf")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(file.version, 3);
+        assert_eq!(file.metadata.get("anybit.test.seed"), Some(&MetaValue::Uint(seed)));
+        assert_eq!(file.metadata.get("anybit.test.note"), Some(&MetaValue::String("random weights".into())));
+        let listing = std::fs::read_to_string(dir.join("tensors.txt")).expect("listing");
+        let mut checked = 0;
+        for line in listing.lines() {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let (name, type_name) = (parts[0], parts[1]);
+            let dims: Vec<u64> = parts[2..].iter().map(|d| d.parse().expect("dim")).collect();
+            let tensor = file.tensor(name).unwrap_or_else(|| panic!("{name} missing"));
+            assert_eq!(tensor.ggml_type.name(), type_name, "{name}");
+            assert_eq!(tensor.dims, dims, "{name}");
+            let got = file.tensor_f32(tensor).unwrap_or_else(|e| panic!("{e}"));
+            let raw = std::fs::read(dir.join(format!("{name}.f32"))).expect("reference");
+            let want: Vec<f32> = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            assert_eq!(got.len(), want.len(), "{name}");
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), w.to_bits(), "{name}[{i}]: anybit {g}, gguf {w}");
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 8);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn bad_files_are_errors_naming_the_file() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("gguf-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let not_gguf = dir.join("not.gguf");
+    std::fs::write(&not_gguf, b"GGML\x03\0\0\0").expect("write");
+    let message = GgufFile::open(&not_gguf).expect_err("bad magic").to_string();
+    assert!(message.contains("not.gguf") && message.contains("magic"), "{message}");
+    let missing = GgufFile::open(dir.join("missing.gguf")).expect_err("missing");
+    assert!(matches!(missing, GgufError::Io { .. }), "{missing}");
+    let version = dir.join("v9.gguf");
+    std::fs::write(&version, b"GGUF\x09\0\0\0").expect("write");
+    assert!(GgufFile::open(&version).expect_err("version").to_string().contains("version 9"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn good_file() -> Vec<u8> {
+    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BYTES
+        .get_or_init(|| {
+            let dir = fixture(3);
+            let bytes = std::fs::read(dir.join("model.gguf")).expect("model");
+            let _ = std::fs::remove_dir_all(&dir);
+            bytes
+        })
+        .clone()
+}
+
+/// Where the good file's last tensor data ends.
+fn data_end() -> u64 {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("gguf-end-{}.gguf", std::process::id()));
+    std::fs::write(&path, good_file()).expect("write");
+    let file = GgufFile::open(&path).expect("good file");
+    let end = file.tensors.iter().map(|t| t.offset + t.bytes).max().unwrap_or(0);
+    let _ = std::fs::remove_file(&path);
+    end
+}
+
+fn open_bytes(bytes: &[u8], tag: &str) -> Result<(), GgufError> {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "gguf-fuzz-{}-{tag}-{:?}.gguf",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::write(&path, bytes).expect("write");
+    let result = GgufFile::open(&path).map(|file| {
+        for t in &file.tensors {
+            let _ = file.tensor_f32(t);
+        }
+    });
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Truncated files: an error (never a panic) whenever a tensor's data is cut; cutting
+    /// only the padding after the last tensor is harmless.
+    #[test]
+    fn truncated_files_never_panic(cut in 0usize..2560) {
+        let bytes = good_file();
+        let cut = cut.min(bytes.len());
+        let result = open_bytes(&bytes[..cut], "cut");
+        if (cut as u64) < data_end() {
+            prop_assert!(result.is_err());
+        }
+    }
+
+    /// Corrupted bytes: whatever the reader says, it does not panic or allocate wildly.
+    #[test]
+    fn corrupted_files_never_panic(flips in proptest::collection::vec((0usize..2560, any::<u8>()), 1..8)) {
+        let mut bytes = good_file();
+        for (at, value) in flips {
+            let n = bytes.len();
+            bytes[at % n] = value;
+        }
+        let _ = open_bytes(&bytes, "flip");
+    }
+}
