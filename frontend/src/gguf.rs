@@ -24,8 +24,8 @@
 //!
 //! [`dequantize`] turns a tensor's bytes into `f32` values exactly as ggml's reference
 //! dequantizers compute them (`f16` scales widened to `f32`, one `f32` multiplication, and for
-//! the types with a minimum one `f32` addition): F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1 and
-//! Q8_0 so far. The other quantization types are recognized (names, block sizes) and reported
+//! the types with a minimum one `f32` addition): F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
+//! and IQ4_NL so far. The other quantization types are recognized (names, block sizes) and reported
 //! as not yet decodable.
 
 use std::collections::BTreeMap;
@@ -102,6 +102,8 @@ impl GgmlType {
     pub const Q5_1: GgmlType = GgmlType(7);
     /// Q8_0.
     pub const Q8_0: GgmlType = GgmlType(8);
+    /// IQ4_NL: 4-bit indices into a fixed 16-entry table of int8 levels, one f16 scale per 32.
+    pub const IQ4_NL: GgmlType = GgmlType(20);
     /// BF16.
     pub const BF16: GgmlType = GgmlType(30);
 
@@ -414,6 +416,9 @@ impl GgufFile {
     }
 }
 
+/// The levels IQ4_NL's 4-bit indices select (ggml's `kvalues_iq4nl`).
+const IQ4_NL_LEVELS: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
 fn f16_at(b: &[u8], at: usize) -> f32 {
     let bits = u16::from_le_bytes([b[at], b[at + 1]]);
     anybit_ir::DType::F16.decode_f64(u32::from(bits)).unwrap_or(f64::NAN) as f32
@@ -464,6 +469,13 @@ pub fn dequantize(t: GgmlType, bytes: &[u8]) -> Result<Vec<f32>, String> {
             GgmlType::Q8_0 => {
                 let d = f16_at(block, 0);
                 out.extend(block[2..34].iter().map(|&q| f32::from(q as i8) * d));
+            }
+            GgmlType::IQ4_NL => {
+                let d = f16_at(block, 0);
+                let qs = &block[2..18];
+                let level = |q: u8| f32::from(IQ4_NL_LEVELS[usize::from(q & 0xF)]);
+                out.extend(qs.iter().map(|&q| d * level(q)));
+                out.extend(qs.iter().map(|&q| d * level(q >> 4)));
             }
             other => return Err(format!("decoding {} tensors is not supported yet", other.name())),
         }

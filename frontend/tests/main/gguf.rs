@@ -52,7 +52,7 @@ fn tensors_decode_bit_for_bit_like_the_gguf_package() {
             }
             checked += 1;
         }
-        assert_eq!(checked, 8);
+        assert_eq!(checked, 9);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -117,7 +117,7 @@ proptest! {
     /// Truncated files: an error (never a panic) whenever a tensor's data is cut; cutting
     /// only the padding after the last tensor is harmless.
     #[test]
-    fn truncated_files_never_panic(cut in 0usize..2560) {
+    fn truncated_files_never_panic(cut in 0usize..4096) {
         let bytes = good_file();
         let cut = cut.min(bytes.len());
         let result = open_bytes(&bytes[..cut], "cut");
@@ -128,7 +128,7 @@ proptest! {
 
     /// Corrupted bytes: whatever the reader says, it does not panic or allocate wildly.
     #[test]
-    fn corrupted_files_never_panic(flips in proptest::collection::vec((0usize..2560, any::<u8>()), 1..8)) {
+    fn corrupted_files_never_panic(flips in proptest::collection::vec((0usize..4096, any::<u8>()), 1..8)) {
         let mut bytes = good_file();
         for (at, value) in flips {
             let n = bytes.len();
