@@ -482,3 +482,65 @@ pub fn dequantize(t: GgmlType, bytes: &[u8]) -> Result<Vec<f32>, String> {
     }
     Ok(out)
 }
+
+/// The canonical quantized weights ([`crate::lowbit::QuantizedWeights`]) of a 2-D linear
+/// layer's tensor, for the GGUF types that are exactly anybit weight formats: Q4_0 (u4 codes,
+/// zero point 8), Q5_0 (u5 codes, zero point 16) and Q8_0 (i8 codes), each with one f16 scale
+/// per 32 weights along K. GGUF stores the layer as N rows of K (K innermost); the canonical
+/// form is K × N, so the codes are transposed. `activation` is the kernel's x/y type.
+///
+/// The other types are refused with a clear error: Q4_1/Q5_1 (their minimum is an f16, not an
+/// integer zero point), the K-quants (two-level scales, to be folded at import) and IQ4_NL (a
+/// lookup-table weight type) come next.
+pub fn linear_weights(
+    file: &GgufFile,
+    tensor: &TensorInfo,
+    activation: anybit_ir::DType,
+) -> Result<crate::lowbit::QuantizedWeights, GgufError> {
+    use crate::lowbit::{QuantizedWeights, WeightFormat};
+    use anybit_ir::DType;
+    let refuse = |what: String| GgufError::Tensor { path: file.path.clone(), tensor: tensor.name.clone(), what };
+    let (weight, zero, bits) = match tensor.ggml_type {
+        GgmlType::Q4_0 => (DType::uint(4), Some(8u32), 4),
+        GgmlType::Q5_0 => (DType::uint(5), Some(16), 5),
+        GgmlType::Q8_0 => (DType::int(8), None, 8),
+        other => return Err(refuse(format!("{} weights cannot be imported as a linear layer yet", other.name()))),
+    };
+    let weight = weight.map_err(|e| refuse(e.to_string()))?;
+    let [k, n] = tensor.dims[..] else {
+        return Err(refuse(format!("a linear layer has 2 dimensions, not {}", tensor.dims.len())));
+    };
+    let (k, n) = (
+        usize::try_from(k).map_err(|e| refuse(e.to_string()))?,
+        usize::try_from(n).map_err(|e| refuse(e.to_string()))?,
+    );
+    let bytes = file.tensor_bytes(tensor)?;
+    let (groups, block_bytes) = (k / 32, tensor.ggml_type.block().map_or(0, |(_, b)| b as usize));
+    let mut codes = vec![0u32; k * n];
+    let mut scales = vec![0u32; groups * n];
+    for row in 0..n {
+        for g in 0..groups {
+            let block = &bytes[(row * groups + g) * block_bytes..(row * groups + g + 1) * block_bytes];
+            scales[g * n + row] = u32::from(u16::from_le_bytes([block[0], block[1]]));
+            for j in 0..32 {
+                let code = match bits {
+                    4 => {
+                        let q = block[2 + j % 16];
+                        u32::from(if j < 16 { q & 0xF } else { q >> 4 })
+                    }
+                    5 => {
+                        let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+                        let q = block[6 + j % 16];
+                        u32::from(if j < 16 { q & 0xF } else { q >> 4 }) | (((qh >> j) & 1) << 4)
+                    }
+                    // i8 codes: the byte itself (two's complement).
+                    _ => u32::from(block[2 + j]),
+                };
+                codes[(g * 32 + j) * n + row] = code;
+            }
+        }
+    }
+    let format = WeightFormat { weight, group_size: 32, scale: DType::F16, zero_point: zero.is_some(), activation };
+    let zeros = zero.map_or_else(Vec::new, |z| vec![z; groups * n]);
+    QuantizedWeights::new(format, k, n, codes, scales, zeros).map_err(|e| refuse(e.to_string()))
+}

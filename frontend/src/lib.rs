@@ -11,7 +11,8 @@
 //!
 //! - [`gguf`]: reading GGUF model files (v2/v3): header, metadata and tensor infos checked
 //!   against the file, tensor data read on demand and decoded bit for bit like ggml's
-//!   reference dequantizers (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL so far).
+//!   reference dequantizers (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL so far);
+//!   Q4_0, Q5_0 and Q8_0 layers imported exactly as [`lowbit::QuantizedWeights`].
 //!
 //! Model importers (GGUF, GPTQ/AWQ/compressed-tensors safetensors, ONNX `MatMulNBits`) will map
 //! each quantized layer to a [`lowbit::WeightFormat`] and re-pack its weights the same way.

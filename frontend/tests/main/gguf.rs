@@ -137,3 +137,38 @@ proptest! {
         let _ = open_bytes(&bytes, "flip");
     }
 }
+
+/// Q4_0, Q5_0 and Q8_0 layers as canonical quantized weights: every weight's exact value
+/// `(q − z)·s` equals the `gguf` package's dequantized value; other types are refused.
+#[test]
+fn linear_layers_import_exactly() {
+    use anybit_frontend::gguf::linear_weights;
+    use anybit_ir::DType;
+    let dir = fixture(4);
+    let file = GgufFile::open(dir.join("model.gguf")).unwrap_or_else(|e| panic!("{e}"));
+    for name in ["blk.0.q4_0.weight", "blk.0.q5_0.weight", "blk.0.q8_0.weight"] {
+        let tensor = file.tensor(name).expect("tensor");
+        let weights = linear_weights(&file, tensor, DType::F16).unwrap_or_else(|e| panic!("{e}"));
+        let raw = std::fs::read(dir.join(format!("{name}.f32"))).expect("reference");
+        let want: Vec<f32> = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let f = weights.format;
+        for n in 0..weights.n {
+            for k in 0..weights.k {
+                let g = k / f.group_size;
+                let q = f.weight.decode_f64(weights.codes[k * weights.n + n]).expect("code");
+                let z = if f.zero_point {
+                    f.weight.decode_f64(weights.zeros[g * weights.n + n]).expect("zero")
+                } else {
+                    0.0
+                };
+                let s = f.scale.decode_f64(weights.scales[g * weights.n + n]).expect("scale");
+                let value = (q - z) * s;
+                assert_eq!(value, f64::from(want[n * weights.k + k]), "{name} row {n} column {k}");
+            }
+        }
+    }
+    let q4_1 = file.tensor("blk.0.q4_1.weight").expect("q4_1");
+    let message = linear_weights(&file, q4_1, DType::F16).expect_err("Q4_1 is not a zero-point format").to_string();
+    assert!(message.contains("blk.0.q4_1.weight") && message.contains("Q4_1"), "{message}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
