@@ -4,6 +4,7 @@ mod main {
     mod docs;
     mod dtype_cli;
     mod examples;
+    mod gguf_linear;
     mod gpu;
     mod inspect_cli;
     mod jit;
