@@ -82,7 +82,7 @@ pub struct CompileOptions {
 ///
 /// Measured (BENCHMARKS.md, 2026-11-22): `Fast` compiles the low-bit matmul in about 60% of
 /// `Full`'s time (median 73 vs 122 ms on the 2-core build machine) and its kernels ran within
-/// −3…+2% of `Full`'s on the H100.
+/// −3…+5% of `Full`'s on the H100.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum LlvmOptimization {
     /// `default<O3>`: for ahead-of-time compilation.
