@@ -13,9 +13,10 @@
 //! the exact scalar paths, so the host-JIT tests execute the very same program.
 
 use anybit_ir::dtype::DType;
+use anybit_ir::program::BinaryOp;
 use anybit_passes::dequant::{self, Features, Half, MOp, Program};
 use inkwell::types::BasicType;
-use inkwell::values::{AsValueRef, BasicValue, BasicValueEnum, IntValue};
+use inkwell::values::{AsValueRef, BasicValue, BasicValueEnum, IntValue, VectorValue};
 
 use super::arith;
 use super::emit::{Em, LResult, LowerError, Platform, internal};
@@ -148,9 +149,9 @@ fn emit_ops<'ctx>(em: &Em<'ctx>, program: &Program, words: &[IntValue<'ctx>]) ->
             }
             MOp::Lop3(a, b, c, table) => lop3(em, r(a)?, r(b)?, r(c)?, table)?,
             MOp::Prmt(a, b, selector) => prmt(em, r(a)?, r(b)?, selector)?,
-            MOp::Add2(h, a, b) => pair_binary(em, h, PairOp::Add, r(a)?, r(b)?)?,
-            MOp::Sub2(h, a, b) => pair_binary(em, h, PairOp::Sub, r(a)?, r(b)?)?,
-            MOp::Mul2(h, a, b) => pair_binary(em, h, PairOp::Mul, r(a)?, r(b)?)?,
+            MOp::Add2(h, a, b) => pair_binary(em, h, BinaryOp::Add, r(a)?, r(b)?)?,
+            MOp::Sub2(h, a, b) => pair_binary(em, h, BinaryOp::Sub, r(a)?, r(b)?)?,
+            MOp::Mul2(h, a, b) => pair_binary(em, h, BinaryOp::Mul, r(a)?, r(b)?)?,
             MOp::Fma2(h, a, b, c) => pair_fma(em, h, r(a)?, r(b)?, r(c)?)?,
             MOp::SubF32(a, b) => {
                 let (x, y) = (em.from_bits(r(a)?, em.f32())?, em.from_bits(r(b)?, em.f32())?);
@@ -243,21 +244,29 @@ fn prmt<'ctx>(em: &Em<'ctx>, a: IntValue<'ctx>, b: IntValue<'ctx>, selector: u16
     Ok(acc)
 }
 
-#[derive(Clone, Copy)]
-enum PairOp {
-    Add,
-    Sub,
-    Mul,
-}
-
 fn vector_type<'ctx>(em: &Em<'ctx>, h: Half) -> inkwell::types::VectorType<'ctx> {
     half_type(em, h).vec_type(2)
+}
+
+/// `a op b` on half pairs (add, sub or mul), one vector instruction.
+fn vector_binary<'ctx>(
+    em: &Em<'ctx>,
+    op: BinaryOp,
+    x: VectorValue<'ctx>,
+    y: VectorValue<'ctx>,
+) -> LResult<VectorValue<'ctx>> {
+    Ok(match op {
+        BinaryOp::Add => em.b.build_float_add(x, y, "")?,
+        BinaryOp::Sub => em.b.build_float_sub(x, y, "")?,
+        BinaryOp::Mul => em.b.build_float_mul(x, y, "")?,
+        _ => return internal("paired operation other than add/sub/mul"),
+    })
 }
 
 fn pair_binary<'ctx>(
     em: &Em<'ctx>,
     h: Half,
-    op: PairOp,
+    op: BinaryOp,
     a: IntValue<'ctx>,
     b: IntValue<'ctx>,
 ) -> LResult<IntValue<'ctx>> {
@@ -265,21 +274,12 @@ fn pair_binary<'ctx>(
         let ty = vector_type(em, h);
         let x = em.b.build_bit_cast(a, ty, "")?.into_vector_value();
         let y = em.b.build_bit_cast(b, ty, "")?.into_vector_value();
-        let v = match op {
-            PairOp::Add => em.b.build_float_add(x, y, "")?,
-            PairOp::Sub => em.b.build_float_sub(x, y, "")?,
-            PairOp::Mul => em.b.build_float_mul(x, y, "")?,
-        };
+        let v = vector_binary(em, op, x, y)?;
         return Ok(em.b.build_bit_cast(v, em.i32(), "")?.into_int_value());
     }
-    let binary = match op {
-        PairOp::Add => anybit_ir::program::BinaryOp::Add,
-        PairOp::Sub => anybit_ir::program::BinaryOp::Sub,
-        PairOp::Mul => anybit_ir::program::BinaryOp::Mul,
-    };
     let ((al, ah), (bl, bh)) = (split(em, h, a)?, split(em, h, b)?);
-    let lo = arith::binary(em, binary, h.dtype(), al, bl)?;
-    let hi = arith::binary(em, binary, h.dtype(), ah, bh)?;
+    let lo = arith::binary(em, op, h.dtype(), al, bl)?;
+    let hi = arith::binary(em, op, h.dtype(), ah, bh)?;
     join(em, lo, hi)
 }
 
@@ -317,12 +317,11 @@ fn pair_fma<'ctx>(
 /// one of those, a side is not a tile with an even number of slots, or on the host.
 pub(crate) fn pairable(
     em: &Em<'_>,
-    op: anybit_ir::program::BinaryOp,
+    op: BinaryOp,
     dtype: DType,
     a: &super::lower::Lane<'_>,
     b: &super::lower::Lane<'_>,
 ) -> Option<Vec<(usize, usize)>> {
-    use anybit_ir::program::BinaryOp;
     let Platform::Nvptx(target) = &em.platform else { return None };
     let half = Half::of(dtype)?;
     if !matches!(op, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul) {
@@ -388,16 +387,15 @@ pub(crate) fn pairable(
 /// The binary operation computed on slot pairs as half-pair vectors.
 pub(crate) fn paired_binary<'ctx>(
     em: &Em<'ctx>,
-    op: anybit_ir::program::BinaryOp,
+    op: BinaryOp,
     dtype: DType,
     pairs: &[(usize, usize)],
     a: impl Fn(usize) -> LResult<BasicValueEnum<'ctx>>,
     b: impl Fn(usize) -> LResult<BasicValueEnum<'ctx>>,
 ) -> LResult<Vec<BasicValueEnum<'ctx>>> {
-    use anybit_ir::program::BinaryOp;
     let Some(half) = Half::of(dtype) else { return internal("pairs of a non-half type") };
     let ty = vector_type(em, half);
-    let pack = |x: BasicValueEnum<'ctx>, y: BasicValueEnum<'ctx>| -> LResult<inkwell::values::VectorValue<'ctx>> {
+    let pack = |x: BasicValueEnum<'ctx>, y: BasicValueEnum<'ctx>| -> LResult<VectorValue<'ctx>> {
         let v = ty.get_undef();
         let v = em.b.build_insert_element(v, x, em.c32(0), "")?;
         Ok(em.b.build_insert_element(v, y, em.c32(1), "")?)
@@ -405,12 +403,7 @@ pub(crate) fn paired_binary<'ctx>(
     let mut out: Vec<Option<BasicValueEnum<'ctx>>> = vec![None; pairs.len() * 2];
     for &(p, q) in pairs {
         let (x, y) = (pack(a(p)?, a(q)?)?, pack(b(p)?, b(q)?)?);
-        let r = match op {
-            BinaryOp::Add => em.b.build_float_add(x, y, "")?,
-            BinaryOp::Sub => em.b.build_float_sub(x, y, "")?,
-            BinaryOp::Mul => em.b.build_float_mul(x, y, "")?,
-            _ => return internal("paired operation other than add/sub/mul"),
-        };
+        let r = vector_binary(em, op, x, y)?;
         out[p] = Some(em.b.build_extract_element(r, em.c32(0), "")?);
         out[q] = Some(em.b.build_extract_element(r, em.c32(1), "")?);
     }

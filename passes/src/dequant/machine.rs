@@ -10,7 +10,8 @@
 //! codecs, so that a test can run a program over every input code and compare it with the
 //! codecs' exact decode.
 
-use anybit_ir::dtype::DType;
+use anybit_ir::dtype::{DType, FloatFormat};
+use anybit_ir::interp::numeric;
 
 /// A register: the index of the operation that defines it.
 pub type Reg = usize;
@@ -62,7 +63,14 @@ impl Half {
 
     /// The code of a value that must be exactly representable.
     pub(crate) fn code(self, value: f64) -> u16 {
-        self.dtype().encode(value) as u16
+        round_half(self, value)
+    }
+
+    fn format(self) -> FloatFormat {
+        match self {
+            Half::F16 => FloatFormat::F16,
+            Half::Bf16 => FloatFormat::BF16,
+        }
     }
 }
 
@@ -143,17 +151,25 @@ pub enum MOp {
 impl MOp {
     /// The registers it reads.
     pub fn operands(&self) -> Vec<Reg> {
+        let (regs, n) = self.regs();
+        regs[..n].to_vec()
+    }
+
+    /// The registers it reads, without allocating: (registers, how many).
+    fn regs(&self) -> ([Reg; 3], usize) {
         match *self {
-            MOp::Word(_) | MOp::Const(_) => vec![],
-            MOp::Shr(a, _) | MOp::Shl(a, _) | MOp::CvtFp8(_, a) | MOp::Half16(a, _) | MOp::WidenF16(a, _) => vec![a],
-            MOp::Shf { lo, hi, .. } => vec![lo, hi],
-            MOp::Lop3(a, b, c, _) | MOp::Fma2(_, a, b, c) => vec![a, b, c],
+            MOp::Word(_) | MOp::Const(_) => ([0; 3], 0),
+            MOp::Shr(a, _) | MOp::Shl(a, _) | MOp::CvtFp8(_, a) | MOp::Half16(a, _) | MOp::WidenF16(a, _) => {
+                ([a, 0, 0], 1)
+            }
+            MOp::Shf { lo, hi, .. } => ([lo, hi, 0], 2),
+            MOp::Lop3(a, b, c, _) | MOp::Fma2(_, a, b, c) => ([a, b, c], 3),
             MOp::Prmt(a, b, _)
             | MOp::Add2(_, a, b)
             | MOp::Sub2(_, a, b)
             | MOp::Mul2(_, a, b)
             | MOp::SubF32(a, b)
-            | MOp::PackF32(_, a, b) => vec![a, b],
+            | MOp::PackF32(_, a, b) => ([a, b, 0], 2),
         }
     }
 
@@ -198,12 +214,11 @@ pub fn prmt(a: u32, b: u32, selector: u16) -> u32 {
 
 /// The exact value of a `lop3.b32`.
 pub fn lop3(a: u32, b: u32, c: u32, lut: u8) -> u32 {
-    let mut out = 0u32;
-    for bit in 0..32 {
-        let index = (((a >> bit) & 1) << 2) | (((b >> bit) & 1) << 1) | ((c >> bit) & 1);
-        out |= u32::from((lut >> index) & 1) << bit;
-    }
-    out
+    // The OR of the table's minterms, 32 bits at a time.
+    (0..8u8).filter(|i| (lut >> i) & 1 == 1).fold(0, |out, i| {
+        let pick = |v: u32, bit: u8| if i & bit != 0 { v } else { !v };
+        out | (pick(a, 4) & pick(b, 2) & pick(c, 1))
+    })
 }
 
 /// The truth table of a function of the three lop3 inputs.
@@ -218,12 +233,14 @@ pub fn lut(f: impl Fn(bool, bool, bool) -> bool) -> u8 {
 }
 
 /// `x` rounded to the half type, to nearest even (through `anybit_ir`'s exact encoder).
+// The interpreter's fast codecs (checked against the exact ones in `anybit_ir`'s tests): the
+// search evaluates programs thousands of times per weight type, on the compile path.
 fn round_half(half: Half, x: f64) -> u16 {
-    half.dtype().encode(x) as u16
+    numeric::encode_float(half.format(), x) as u16
 }
 
 fn lane_value(half: Half, code: u16) -> f64 {
-    half.dtype().decode_f64(u32::from(code)).unwrap_or(f64::NAN)
+    numeric::decode_float(half.format(), u32::from(code)).unwrap_or(f64::NAN)
 }
 
 /// `a + b` rounded to odd in f64 (exact when representable): after this, rounding to any
@@ -267,14 +284,15 @@ fn f32_value(bits: u32) -> f64 {
 }
 
 fn f32_round(x: f64) -> u32 {
-    DType::F32.encode(x)
+    numeric::encode_float(FloatFormat::F32, x)
 }
 
 impl MOp {
-    /// The operation's result given its operands' values (in [`MOp::operands`] order) and the
-    /// input words.
-    pub fn eval(&self, args: &[u32], words: &[u32]) -> u32 {
-        let arg = |i: usize| args.get(i).copied().unwrap_or(0);
+    /// The operation's result given the values of the registers so far (indexed by register)
+    /// and the input words.
+    pub fn eval(&self, values: &[u32], words: &[u32]) -> u32 {
+        let (regs, _) = self.regs();
+        let arg = |i: usize| values.get(regs[i]).copied().unwrap_or(0);
         match *self {
             MOp::Word(i) => words.get(i).copied().unwrap_or(0),
             MOp::Const(c) => c,
@@ -297,10 +315,10 @@ impl MOp {
                 u32::from(lo) | (u32::from(hi) << 16)
             }
             MOp::CvtFp8(kind, _) => {
-                let ty = kind.dtype();
+                let format = kind.dtype().float_format().unwrap_or(FloatFormat::F16);
                 let x = arg(0);
-                let lo = ty.decode_f64(x & 0xFF).unwrap_or(f64::NAN);
-                let hi = ty.decode_f64((x >> 8) & 0xFF).unwrap_or(f64::NAN);
+                let lo = numeric::decode_float(format, x & 0xFF).unwrap_or(f64::NAN);
+                let hi = numeric::decode_float(format, (x >> 8) & 0xFF).unwrap_or(f64::NAN);
                 u32::from(round_half(Half::F16, lo)) | (u32::from(round_half(Half::F16, hi)) << 16)
             }
             MOp::WidenF16(_, high) => {
@@ -350,8 +368,8 @@ impl Program {
     pub fn eval(&self, words: &[u32]) -> Vec<u32> {
         let mut values: Vec<u32> = Vec::with_capacity(self.ops.len());
         for op in &self.ops {
-            let args: Vec<u32> = op.operands().iter().map(|&r| values.get(r).copied().unwrap_or(0)).collect();
-            values.push(op.eval(&args, words));
+            let v = op.eval(&values, words);
+            values.push(v);
         }
         values
     }

@@ -67,57 +67,42 @@ use egg::{
 
 use super::machine::{Fp8, Half, MOp, Program, lut};
 
-/// A constant operand (`#0x64006400`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct Bits(pub u32);
+/// An e-graph leaf wrapping a number, printed and parsed with a prefix (`#0x…`, `w3`, `!12`).
+macro_rules! leaf {
+    ($(#[$doc:meta])* $name:ident($ty:ty), $prefix:literal, $show:literal, $parse:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub(crate) struct $name(pub $ty);
 
-impl fmt::Display for Bits {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{:#x}", self.0)
-    }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($prefix, $show), self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ();
+            fn from_str(s: &str) -> Result<Self, ()> {
+                let digits = s.strip_prefix($prefix).ok_or(())?;
+                let parse: fn(&str) -> Option<$ty> = $parse;
+                parse(digits).map($name).ok_or(())
+            }
+        }
+    };
 }
 
-impl FromStr for Bits {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        let hex = s.strip_prefix("#0x").ok_or(())?;
-        u32::from_str_radix(hex, 16).map(Bits).map_err(|_| ())
-    }
-}
-
-/// An input word (`w3`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct WordIx(pub usize);
-
-impl fmt::Display for WordIx {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "w{}", self.0)
-    }
-}
-
-impl FromStr for WordIx {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        s.strip_prefix('w').ok_or(())?.parse().map(WordIx).map_err(|_| ())
-    }
-}
-
-/// An immediate field (shift amount, truth table, selector, type tag): `!12`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct Imm(pub u32);
-
-impl fmt::Display for Imm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "!{}", self.0)
-    }
-}
-
-impl FromStr for Imm {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        s.strip_prefix('!').ok_or(())?.parse().map(Imm).map_err(|_| ())
-    }
-}
+leaf!(
+    /// A constant operand (`#0x64006400`).
+    Bits(u32), "#0x", "{:x}", |d| u32::from_str_radix(d, 16).ok()
+);
+leaf!(
+    /// An input word (`w3`).
+    WordIx(usize), "w", "{}", |d| d.parse().ok()
+);
+leaf!(
+    /// An immediate field (shift amount, truth table, selector, type tag): `!12`.
+    Imm(u32), "!", "{}", |d| d.parse().ok()
+);
 
 define_language! {
     /// The machine vocabulary as an e-graph language. Immediates are leaves; the half type of
@@ -911,4 +896,20 @@ fn lcm(a: u32, b: u32) -> u32 {
         x
     };
     a / gcd(a, b) * b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaves_print_and_parse_back() {
+        assert_eq!(Bits(0x6400_6400).to_string(), "#0x64006400");
+        assert_eq!("#0x64006400".parse(), Ok(Bits(0x6400_6400)));
+        assert_eq!(WordIx(3).to_string(), "w3");
+        assert_eq!("w3".parse(), Ok(WordIx(3)));
+        assert_eq!(Imm(12).to_string(), "!12");
+        assert_eq!("!12".parse(), Ok(Imm(12)));
+        assert!("12".parse::<Imm>().is_err() && "#12".parse::<Bits>().is_err());
+    }
 }

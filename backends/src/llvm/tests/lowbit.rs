@@ -104,7 +104,7 @@ fn every_dequantization_program_on_host_is_exact() {
     let u32t = DType::uint(32).expect("u32");
     for weight in weight_types() {
         let bits = weight.bits() as usize;
-        let group_words = bits / gcd(bits, 32);
+        let group_words = bits / crate::llvm::memory::gcd(bits as u32, 32) as usize;
         let words = 4 * group_words;
         let elements = words * 32 / bits;
         let per_group = group_words * 32 / bits;
@@ -151,8 +151,4 @@ fn every_dequantization_program_on_host_is_exact() {
             compare(kernel, args, None);
         }
     }
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 { a } else { gcd(b, a % b) }
 }
