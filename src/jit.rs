@@ -14,8 +14,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anybit_backends::llvm::LlvmBackend;
 use anybit_backends::{Backend, BackendError, CompileOptions, LlvmOptimization, Target};
-use anybit_frontend::lowbit::{FormatError, WeightFormat, build_module};
-use anybit_ir::manifest::Manifest;
+use anybit_frontend::lowbit::{FormatError, WeightFormat, build_module_for};
 use anybit_ir::program::Module;
 use anybit_passes::{OptLevel, PassError, PassManager};
 use anybit_runtime::cache::{CacheKey, CachedModule, CompileCache, Source};
@@ -113,18 +112,6 @@ pub fn cache_key(module: &Module, options: &JitOptions) -> CacheKey {
 
 /// Compiles `module` through `cache`.
 pub fn compile(module: &Module, options: &JitOptions, cache: &CompileCache) -> Result<Compiled, JitError> {
-    compile_then(module, options, cache, |_| {})
-}
-
-/// Compiles `module` through `cache`; `finish` completes the manifest of a fresh compile
-/// before it is cached (e.g. with constraints). What it adds must follow from the module, since
-/// it is not part of the key.
-fn compile_then(
-    module: &Module,
-    options: &JitOptions,
-    cache: &CompileCache,
-    finish: impl FnOnce(&mut Manifest),
-) -> Result<Compiled, JitError> {
     let start = Instant::now();
     let key = cache_key(module, options);
     let mut timings = Timings { key: start.elapsed(), ..Timings::default() };
@@ -137,23 +124,30 @@ fn compile_then(
         let compile_options = CompileOptions { llvm: options.llvm, ..CompileOptions::default() };
         let compiled = LlvmBackend.compile(&optimized, options.target, &compile_options)?;
         timings.backend = backend.elapsed();
-        let mut manifest = compiled.manifest;
-        finish(&mut manifest);
-        Ok::<_, JitError>(CachedModule { manifest, ptx: compiled.kernels.into_iter().map(|k| k.ptx).collect() })
+        Ok::<_, JitError>(CachedModule {
+            manifest: compiled.manifest,
+            ptx: compiled.kernels.into_iter().map(|k| k.ptx).collect(),
+        })
     })?;
     timings.total = start.elapsed();
     Ok(Compiled { module: lookup.module, source: lookup.source, key, warning: lookup.warning, timings })
 }
 
 /// The low-bit matmul kernel for `format`, compiled through `cache`: from the format
-/// description to PTX. The manifest carries the kernel's constraint that K is a multiple of
-/// the group size.
+/// description to PTX. The manifest carries the kernel's assumption that K is a multiple of
+/// the group size (hosts check it before launching).
 pub fn compile_lowbit(format: &WeightFormat, options: &JitOptions, cache: &CompileCache) -> Result<Compiled, JitError> {
-    let module = build_module(format)?;
-    let group_size = format.group_size as u64;
-    compile_then(&module, options, cache, |manifest| {
-        for kernel in &mut manifest.kernels {
-            kernel.require_multiple("k", group_size);
-        }
-    })
+    compile_lowbit_for(format, None, options, cache)
+}
+
+/// [`compile_lowbit`] specialized for a known N ([`build_module_for`]): the kernel assumes
+/// N's power-of-two factor (up to 64), which lets the vectorizer prove its weight, scale and
+/// output accesses aligned, so they carry no run-time test.
+pub fn compile_lowbit_for(
+    format: &WeightFormat,
+    n: Option<usize>,
+    options: &JitOptions,
+    cache: &CompileCache,
+) -> Result<Compiled, JitError> {
+    compile(&build_module_for(format, n)?, options, cache)
 }

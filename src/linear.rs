@@ -61,15 +61,15 @@
 use std::sync::{Arc, OnceLock};
 
 use anybit_backends::Target;
-use anybit_frontend::lowbit::{FormatError, QuantizedWeights, WeightFormat, build_kernel};
+use anybit_frontend::lowbit::{FormatError, QuantizedWeights, WeightFormat, build_module_for};
 use anybit_ir::DType;
 use anybit_ir::interp::{Arg, Buffer, ErrorKind, InterpError, RunOptions, run_kernel};
 use anybit_ir::program::Kernel;
-use anybit_passes::OptLevel;
+use anybit_passes::{OptLevel, PassManager};
 use anybit_runtime::cache::{CacheKey, CompileCache, Source};
 use anybit_runtime::{DeviceBuffer, Gpu, GpuModule, LaunchArg, RuntimeError, Stream};
 
-use crate::jit::{JitError, JitOptions, compile_lowbit};
+use crate::jit::{JitError, JitOptions, compile_lowbit_for};
 
 /// Where a layer runs.
 #[derive(Clone, Debug, Default)]
@@ -225,8 +225,18 @@ impl QuantizedLinear {
             other => other.clone(),
         };
         let engine = match device {
-            Device::Gpu(gpu) => QuantizedLinear::gpu_engine(gpu, &format, options, (w, s, z))?,
-            _ => Engine::Interpreter { kernel: Box::new(build_kernel(&format)?), w, s, z },
+            Device::Gpu(gpu) => QuantizedLinear::gpu_engine(gpu, &format, weights.n, options, (w, s, z))?,
+            _ => {
+                // The kernel the GPU would run: specialized for N, through the same passes (so
+                // the interpreter also checks the vectorizer's alignment proofs).
+                let mut module = build_module_for(&format, Some(weights.n))?;
+                let level = options.opt_level.unwrap_or(OptLevel::O2);
+                PassManager::for_level(level).run(&mut module).map_err(JitError::from)?;
+                let Some(kernel) = module.kernels.pop() else {
+                    return Err(FormatError::Data("the low-bit matmul module has no kernel".into()).into());
+                };
+                Engine::Interpreter { kernel: Box::new(kernel), w, s, z }
+            }
         };
         Ok(QuantizedLinear { format, k: weights.k, n: weights.n, engine })
     }
@@ -234,6 +244,7 @@ impl QuantizedLinear {
     fn gpu_engine(
         gpu: Arc<Gpu>,
         format: &WeightFormat,
+        n: usize,
         options: &LinearOptions,
         (w, s, z): (Buffer, Buffer, Option<Buffer>),
     ) -> Result<Engine, LinearError> {
@@ -244,8 +255,8 @@ impl QuantizedLinear {
         };
         let jit = JitOptions { target, opt_level: options.opt_level.unwrap_or(OptLevel::O2), ..JitOptions::default() };
         let compiled = match &options.cache {
-            Some(cache) => compile_lowbit(format, &jit, cache)?,
-            None => compile_lowbit(format, &jit, CompileCache::global())?,
+            Some(cache) => compile_lowbit_for(format, Some(n), &jit, cache)?,
+            None => compile_lowbit_for(format, Some(n), &jit, CompileCache::global())?,
         };
         let module = gpu.load_module(&compiled.module.manifest, &compiled.module.ptx)?;
         let info = CompileInfo {

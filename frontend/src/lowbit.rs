@@ -200,6 +200,30 @@ impl Layouts {
 /// `z: ptr weight` (with zero points), `y: ptr act`, `m, n, k: i32`; grid
 /// `(cdiv(n, 64), cdiv(m, 16))`, 4 warps.
 pub fn build_kernel(format: &WeightFormat) -> Result<Kernel, FormatError> {
+    build_kernel_for(format, None)
+}
+
+/// The byte alignment the low-bit matmul requires of every buffer.
+pub const BUFFER_ALIGN: u32 = 16;
+
+/// [`build_kernel`], specialized for an N known when compiling: the kernel also assumes that
+/// `n` is a multiple of the largest power of two (at most 64) dividing `n`, so the vectorizer
+/// can prove the weight, scale and output rows aligned. Launches with another `n` are refused.
+pub fn build_kernel_for(format: &WeightFormat, n: Option<usize>) -> Result<Kernel, FormatError> {
+    let mut kernel = build_kernel_generic(format)?;
+    if let Some(n) = n.filter(|&n| n > 0) {
+        let divisor = 1u64 << n.trailing_zeros().min(6);
+        if divisor > 1 {
+            let position = kernel.params.iter().position(|p| p.name == "n");
+            if let Some(param) = position {
+                kernel.assumptions.push(anybit_ir::program::Assumption { param, divisor, span: None });
+            }
+        }
+    }
+    Ok(kernel)
+}
+
+fn build_kernel_generic(format: &WeightFormat) -> Result<Kernel, FormatError> {
     format.validate()?;
     let i32 = DType::int(32).map_err(|e| FormatError::Data(e.to_string()))?;
     let u8 = DType::uint(8).map_err(|e| FormatError::Data(e.to_string()))?;
@@ -228,6 +252,13 @@ pub fn build_kernel(format: &WeightFormat) -> Result<Kernel, FormatError> {
     let m = k.scalar_param("m", i32)?;
     let n = k.scalar_param("n", i32)?;
     let kk = k.scalar_param("k", i32)?;
+    // What the vectorizer may rely on: K is whole groups (validate_shape checks it too), and
+    // every buffer starts 16-byte aligned (as allocators give), so tile rows load as 128-bit
+    // vectors without a run-time test.
+    k.assume_multiple(kk, format.group_size as u64)?;
+    for p in [Some(x), Some(w), Some(s), z, Some(y)].into_iter().flatten() {
+        k.align_param(p, BUFFER_ALIGN)?;
+    }
     let grid_n = GridExpr::cdiv(k.grid_param(n)?, GridExpr::Const(BLOCK_N as u64));
     let grid_m = GridExpr::cdiv(k.grid_param(m)?, GridExpr::Const(BLOCK_M as u64));
     k.set_grid(vec![grid_n, grid_m]);
@@ -323,8 +354,13 @@ pub fn build_kernel(format: &WeightFormat) -> Result<Kernel, FormatError> {
 
 /// A module holding the kernel for `format`, with its layouts named for readable printing.
 pub fn build_module(format: &WeightFormat) -> Result<Module, FormatError> {
+    build_module_for(format, None)
+}
+
+/// [`build_module`] around [`build_kernel_for`].
+pub fn build_module_for(format: &WeightFormat, n: Option<usize>) -> Result<Module, FormatError> {
     use anybit_ir::program::{LayoutDef, NamedLayout};
-    let kernel = build_kernel(format)?;
+    let kernel = build_kernel_for(format, n)?;
     let layouts = Layouts::new(format)?;
     let named = [
         ("acc", layouts.acc),

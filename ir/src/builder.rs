@@ -89,6 +89,7 @@ impl KernelBuilder {
                 values: Default::default(),
                 insts: Default::default(),
                 body: Block::default(),
+                assumptions: Vec::new(),
                 span: None,
             },
             blocks: Vec::new(),
@@ -179,7 +180,7 @@ impl KernelBuilder {
             def: ValueDef::Param(position),
             span: None,
         });
-        self.kernel.params.push(Param { name: name.to_owned(), ty, shape, value, span: None });
+        self.kernel.params.push(Param { name: name.to_owned(), ty, shape, align: None, value, span: None });
         Ok(value)
     }
 
@@ -191,6 +192,36 @@ impl KernelBuilder {
     /// Declares a pointer parameter to packed global memory of `dtype`.
     pub fn pointer_param(&mut self, name: &str, dtype: DType) -> Result<ValueId, BuildError> {
         self.param(name, ParamType::Pointer(dtype))
+    }
+
+    /// States that the integer scalar parameter `param` is a multiple of `divisor`
+    /// (`where k % 128 == 0`): hosts refuse launches that break it, passes rely on it.
+    pub fn assume_multiple(&mut self, param: ValueId, divisor: u64) -> Result<(), BuildError> {
+        let position = match self.kernel.values.get(param).map(|v| (&v.def, &v.ty)) {
+            Some((ValueDef::Param(p), Type::Scalar(d))) if d.is_integer() => *p,
+            _ => return Err(BuildError::Invalid("assumptions name integer scalar parameters".into())),
+        };
+        if divisor == 0 {
+            return Err(BuildError::Invalid("an assumption's divisor is at least 1".into()));
+        }
+        self.kernel.assumptions.push(crate::program::Assumption { param: position, divisor, span: None });
+        Ok(())
+    }
+
+    /// Requires the buffer of pointer parameter `param` to be aligned to `bytes` (a power of
+    /// two): `x: ptr f16[m, k] align 16`.
+    pub fn align_param(&mut self, param: ValueId, bytes: u32) -> Result<(), BuildError> {
+        let position = match self.kernel.values.get(param).map(|v| (&v.def, &v.ty)) {
+            Some((ValueDef::Param(p), Type::Pointer(_))) => *p,
+            _ => return Err(BuildError::Invalid("alignments are of pointer parameters".into())),
+        };
+        if !bytes.is_power_of_two() || bytes > 4096 {
+            return Err(BuildError::Invalid(format!("alignment {bytes} is not a power of two of at most 4096")));
+        }
+        if let Some(p) = self.kernel.params.get_mut(position) {
+            p.align = Some(bytes);
+        }
+        Ok(())
     }
 
     /// The grid expression standing for an integer scalar parameter.
@@ -209,7 +240,7 @@ impl KernelBuilder {
     /// Appends an instruction to the current block and returns its results.
     pub fn push(&mut self, op: Op) -> Result<Vec<ValueId>, BuildError> {
         let types = infer::result_types(&self.kernel, &op)?;
-        let id = self.kernel.insts.append(InstData { op, results: Vec::new(), span: None });
+        let id = self.kernel.insts.append(InstData { op, results: Vec::new(), via: None, span: None });
         let results: Vec<ValueId> =
             types.into_iter().enumerate().map(|(i, ty)| self.new_value(ty, ValueDef::Result(id, i))).collect();
         self.kernel.insts[id].results = results.clone();
@@ -459,7 +490,8 @@ impl KernelBuilder {
         };
         let types = infer::result_types(&self.kernel, &provisional)?;
         let index_dtype = infer::loop_index_dtype(&self.kernel, &[(start, "start"), (end, "end"), (step, "step")])?;
-        let id: InstId = self.kernel.insts.append(InstData { op: Op::Sync, results: Vec::new(), span: None });
+        let id: InstId =
+            self.kernel.insts.append(InstData { op: Op::Sync, results: Vec::new(), via: None, span: None });
         let index = self.new_value(Type::Scalar(index_dtype), ValueDef::LoopIndex(id));
         let carried: Vec<ValueId> =
             types.iter().enumerate().map(|(i, ty)| self.new_value(ty.clone(), ValueDef::LoopCarried(id, i))).collect();
@@ -473,6 +505,7 @@ impl KernelBuilder {
         self.kernel.insts[id] = InstData {
             op: Op::For { start, end, step, unroll, index, carried, inits: inits.to_vec(), body: block },
             results: results.clone(),
+            via: None,
             span: None,
         };
         self.current().insts.push(id);

@@ -37,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod arena;
 pub mod builder;
 pub mod diag;

@@ -122,6 +122,10 @@ pub struct ParamManifest {
     /// and for manifests written before this field existed). Always false for scalars.
     #[serde(default = "default_written")]
     pub written: bool,
+    /// For pointers: the alignment the address needs, in bytes, when the kernel declares more
+    /// than the element's (`align 16`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub align: Option<u32>,
 }
 
 fn default_written() -> bool {
@@ -277,6 +281,7 @@ impl KernelManifest {
                         bits: dtype.bits(),
                         shape: p.shape.iter().map(Expr::from_grid).collect(),
                         written: kind == ParamKind::Pointer && stored.get(i).copied().unwrap_or(true),
+                        align: p.align,
                     }
                 })
                 .collect(),
@@ -285,7 +290,18 @@ impl KernelManifest {
             threads_per_block: 32 * kernel.warps,
             shared_memory_bytes,
             needs_shared_memory_opt_in: shared_memory_bytes > Target::STATIC_SHARED_MEMORY_LIMIT as u64,
-            constraints: Vec::new(),
+            constraints: kernel
+                .assumptions
+                .iter()
+                .filter_map(|a| {
+                    let name = &kernel.params.get(a.param)?.name;
+                    Some(Constraint::MultipleOf {
+                        value: Expr::Param { param: a.param },
+                        divisor: Expr::Const { value: a.divisor },
+                        text: format!("{name} % {} == 0", a.divisor),
+                    })
+                })
+                .collect(),
         }
     }
 

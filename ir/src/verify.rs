@@ -137,6 +137,16 @@
 //! 20. Parameter and value names are valid identifiers and unique within the kernel (a
 //!     parameter and its value share one name).
 //! 21. In a module: kernel names are unique; named layouts have valid, unique names.
+//! 22. Pointer alignments (`align 16`) are powers of two of at most 4096, on pointers only;
+//!     assumptions (`where k % 128 == 0`) name integer scalar parameters, with divisors ≥ 1.
+//!
+//! **Selections** (`via …`, recorded by the selection passes)
+//!
+//! 23. A selection applies to its instruction: `scalar`/`vector` to global loads and stores,
+//!     `mma`/`fma` to `dot`, `dequant` to `cast`. A vector width is a power of two ≥ 2 whose
+//!     run moves 16 to 128 bits of a power-of-two element width ≤ 32; `mma(m16n8k16)` takes
+//!     f16×f16 or bf16×bf16 into f32 and `mma(m16n8k32)` s8/u8 into 32-bit integers, with M,
+//!     N, K multiples of the shape; `dequant` casts elements of at most 8 bits to f16/bf16.
 //!
 //! [`GridExpr::Param`]: crate::program::GridExpr::Param
 //! [`infer::result_types`]: crate::program::infer::result_types
@@ -147,6 +157,7 @@
 mod kernel;
 mod layouts;
 mod shared;
+mod via;
 mod walk;
 
 use std::collections::HashMap;

@@ -19,6 +19,11 @@
 //! - [`infer`] — layout inference: every missing register and shared layout filled from
 //!   per-instruction rules (MMA fragments for `dot`, vector-friendly loads, propagation through
 //!   elementwise operations and `view`, swizzled shared layouts);
+//! - [`vectorize`] — the widest legal access of every global load and store, from a
+//!   divisibility analysis over the kernel's assumptions, recorded as `via vector(n)` (proven
+//!   aligned), `via vector(n, checked)` (tested at run time) or `via scalar`;
+//! - [`select`] — instruction selection for `dot`: `mma.sync` with its fragment plan, or
+//!   per-thread fma, recorded as `via mma(m16n8k16)` / `via fma`;
 //! - [`dequant`] — not a pass over kernels but the instruction-selection search the backend
 //!   asks for every `cast(view(packed → w))` to `f16`/`bf16`: machine sequences (`lop3`,
 //!   `prmt`, half-pair arithmetic) found in an e-graph, extracted by cost and proven over
@@ -34,6 +39,8 @@ pub mod dequant;
 pub mod infer;
 pub mod manager;
 pub mod rebuild;
+pub mod select;
 pub mod simplify;
+pub mod vectorize;
 
 pub use manager::{OptLevel, Pass, PassError, PassManager};

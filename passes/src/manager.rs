@@ -63,11 +63,9 @@ impl OptLevel {
     /// The pass names of this level's pipeline, in order.
     pub fn pipeline(self) -> &'static [&'static str] {
         match self {
-            OptLevel::O0 => &["infer-layouts"],
-            OptLevel::O1 => &["simplify-indices", "dce", "infer-layouts"],
-            // Until the dequantization, vectorization and instruction-selection passes move
-            // out of the backend, -O2 runs the same pipeline as -O1.
-            OptLevel::O2 => &["simplify-indices", "dce", "infer-layouts"],
+            OptLevel::O0 => &["infer-layouts", "select-instructions"],
+            OptLevel::O1 => &["simplify-indices", "dce", "infer-layouts", "vectorize", "select-instructions"],
+            OptLevel::O2 => &["simplify-indices", "dce", "infer-layouts", "vectorize", "select-instructions"],
         }
     }
 }
@@ -88,6 +86,8 @@ pub fn registry() -> Vec<Box<dyn Pass>> {
         Box::new(crate::dce::DeadCodeElimination),
         Box::new(crate::infer::InferLayouts),
         Box::new(crate::simplify::SimplifyIndices::default()),
+        Box::new(crate::vectorize::Vectorize),
+        Box::new(crate::select::SelectInstructions),
     ]
 }
 

@@ -144,6 +144,7 @@ pub fn retain_insts(kernel: &Kernel, keep: &dyn Fn(InstId) -> bool) -> Result<Ke
         insts.append(InstData {
             op: renumber.op(&data.op)?,
             results: data.results.iter().map(|&r| renumber.value(r)).collect::<Result<_, _>>()?,
+            via: data.via,
             span: data.span,
         });
     }

@@ -323,7 +323,7 @@ pub fn check_launch(kernel: &KernelManifest, args: &[ArgSpec]) -> Result<Checked
         if p.written && !writable {
             return Err(ArgError::NotWritable { param: param() });
         }
-        let align = alignment(dtype);
+        let align = alignment(dtype).max(p.align.map_or(1, u64::from));
         if !address.is_multiple_of(align) {
             return Err(ArgError::Misaligned { param: param(), address, align });
         }

@@ -31,8 +31,9 @@
 use std::rc::Rc;
 
 use anybit_ir::dtype::DType;
-use anybit_ir::program::{InstData, ValueId};
-use anybit_layouts::{MmaInstruction, MmaOperand, RegisterLayout};
+use anybit_ir::program::{InstData, RegisterTensorType, ValueId, Via};
+use anybit_layouts::{MmaInstruction, RegisterLayout};
+use anybit_passes::select::{MmaPlan, plan_mma};
 use inkwell::types::BasicType;
 use inkwell::values::{BasicValueEnum, FloatValue, IntValue};
 
@@ -54,25 +55,17 @@ enum Accumulate {
     Exact,
 }
 
-/// Per c quotient slot and k-tile, a quotient slot (of a, or of b).
-type SlotTable = Vec<Vec<usize>>;
-
-/// How a b tile maps to mma operand registers.
-struct MmaPlan {
-    instruction: MmaInstruction,
-    /// Per c quotient slot and k-tile: the a and b quotient slots.
-    a_slot: Vec<Vec<usize>>,
-    b_slot: Vec<Vec<usize>>,
-    k_tiles: usize,
-}
-
 impl<'k, 'ctx> Lower<'k, 'ctx> {
     pub(crate) fn dot(&mut self, inst: &InstData, a: ValueId, b: ValueId, c: ValueId) -> LResult<()> {
         let (ta, tb, tc) = (self.tile(a)?, self.tile(b)?, self.tile(c)?);
         let Some(&id) = inst.results.first() else { return internal("missing result") };
-        let slots = match self.try_mma(&ta, &tb, &tc)? {
-            Some(slots) => slots,
-            None => self.dot_generic(&ta, &tb, &tc)?,
+        // What `select-instructions` decided; without a selection, per thread.
+        let slots = match inst.via {
+            Some(Via::Mma(_)) => match self.try_mma(&ta, &tb, &tc)? {
+                Some(slots) => slots,
+                None => return internal("`dot` was selected for mma, but its types have no mma plan"),
+            },
+            _ => self.dot_generic(&ta, &tb, &tc)?,
         };
         let tile = Tile { dtype: tc.dtype, shape: tc.shape.clone(), layout: tc.layout.clone(), slots, origin: None };
         self.bind(id, Val::Register(Rc::new(tile)))
@@ -227,124 +220,25 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
 
     // ----- mma -----
 
-    /// The `mma` instruction for these element types, if any.
-    fn mma_instruction(a: DType, c: DType) -> Option<MmaInstruction> {
-        let i32t = DType::int(32).ok()?;
-        let u32t = DType::uint(32).ok()?;
-        match (a, c) {
-            (DType::F16, DType::F32) => Some(MmaInstruction::M16N8K16F16),
-            (DType::BF16, DType::F32) => Some(MmaInstruction::M16N8K16Bf16),
-            (a, c) if (c == i32t || c == u32t) && a == DType::int(8).ok()? => Some(MmaInstruction::M16N8K32S8),
-            (a, c) if (c == i32t || c == u32t) && a == DType::uint(8).ok()? => Some(MmaInstruction::M16N8K32U8),
-            _ => None,
-        }
-    }
-
-    /// Per c quotient slot and k-tile, the quotient slots of a and b in every warp, if the
-    /// same in every warp.
-    fn mma_slots(
-        qa: &RegisterLayout,
-        qb: &RegisterLayout,
-        qc: &RegisterLayout,
-        k_tiles: usize,
-    ) -> Option<(SlotTable, SlotTable)> {
-        let warps = qc.num_threads();
-        if qa.num_threads() != warps || qb.num_threads() != warps {
-            return None;
-        }
-        let mut a_slot = vec![vec![usize::MAX; k_tiles]; qc.num_slots()];
-        let mut b_slot = vec![vec![usize::MAX; k_tiles]; qc.num_slots()];
-        for w in 0..warps {
-            for q in 0..qc.num_slots() {
-                let mn = qc.map(w, q).ok()?;
-                let (mt, nt) = (*mn.first()?, *mn.get(1)?);
-                for kt in 0..k_tiles {
-                    let ha = qa.holders(&[mt, kt]).ok()?;
-                    let sa: Vec<usize> = ha.iter().filter(|h| h.0 == w).map(|h| h.1).collect();
-                    let hb = qb.holders(&[kt, nt]).ok()?;
-                    let sb: Vec<usize> = hb.iter().filter(|h| h.0 == w).map(|h| h.1).collect();
-                    for (table, mine) in [(&mut a_slot, sa), (&mut b_slot, sb)] {
-                        let cell = &mut table[q][kt];
-                        match mine.first() {
-                            None => return None,
-                            Some(&s) if *cell == usize::MAX => *cell = s,
-                            Some(_) if mine.contains(cell) => {}
-                            Some(_) => return None,
-                        }
-                    }
-                }
-            }
-        }
-        Some((a_slot, b_slot))
-    }
-
+    /// The tensor-core path, by the plan `select-instructions` made ([`plan_mma`]): operands
+    /// converted to the plan's layouts where they differ, then one `mma` per fragment.
     fn try_mma(
         &mut self,
         ta: &Tile<'ctx>,
         tb: &Tile<'ctx>,
         tc: &Tile<'ctx>,
     ) -> LResult<Option<Vec<BasicValueEnum<'ctx>>>> {
-        let Some(instruction) = Self::mma_instruction(ta.dtype, tc.dtype) else { return Ok(None) };
-        let (fa, fb, fc) = (
-            instruction.fragment(MmaOperand::A),
-            instruction.fragment(MmaOperand::B),
-            instruction.fragment(MmaOperand::Accumulator),
-        );
-        let Ok(qc) = tc.layout.divide_right(&fc) else { return Ok(None) };
-        let (_, _, kk) = instruction.mnk();
-        let Some(&k) = ta.shape.get(1) else { return Ok(None) };
-        if !k.is_multiple_of(kk) {
-            return Ok(None);
-        }
-        let k_tiles = k / kk;
-        let err = |e: anybit_layouts::LayoutError| LowerError::Llvm(format!("mma layouts: {e}"));
-        // Targets that fit c: a replicated across c's n-warps, b across its m-warps.
-        let qa_target = RegisterLayout::local(&[1, k_tiles])
-            .map_err(err)?
-            .compose(&qc.reduce(&[1], true).map_err(err)?)
-            .map_err(err)?;
-        let qb_target = RegisterLayout::local(&[k_tiles, 1])
-            .map_err(err)?
-            .compose(&qc.reduce(&[0], true).map_err(err)?)
-            .map_err(err)?;
-        let qa_now = ta.layout.divide_right(&fa).ok();
-        let qb_now = tb.layout.divide_right(&fb).ok();
-        let a_choices: Vec<(RegisterLayout, bool)> =
-            qa_now.into_iter().map(|q| (q, false)).chain([(qa_target, true)]).collect();
-        let b_choices: Vec<(RegisterLayout, bool)> =
-            qb_now.into_iter().map(|q| (q, false)).chain([(qb_target, true)]).collect();
-        let mut chosen = None;
-        'search: for (qa, convert_a) in &a_choices {
-            for (qb, convert_b) in &b_choices {
-                if let Some((a_slot, b_slot)) = Self::mma_slots(qa, qb, &qc, k_tiles) {
-                    chosen = Some((a_slot, b_slot, qa.clone(), *convert_a, qb.clone(), *convert_b));
-                    break 'search;
-                }
+        let ty = |t: &Tile<'ctx>| RegisterTensorType::new(t.dtype, t.shape.clone(), Some(t.layout.clone()));
+        let Some(plan) = plan_mma(&ty(ta), &ty(tb), &ty(tc)) else { return Ok(None) };
+        let operand = |this: &mut Self, t: &Tile<'ctx>, l: &RegisterLayout| -> LResult<Tile<'ctx>> {
+            if *l == t.layout {
+                return Ok(t.clone());
             }
-        }
-        let Some((a_slot, b_slot, qa, convert_a, qb, convert_b)) = chosen else { return Ok(None) };
-        let plan = MmaPlan { instruction, a_slot, b_slot, k_tiles };
-        let operand = |this: &mut Self,
-                       t: &Tile<'ctx>,
-                       q: &RegisterLayout,
-                       f: &RegisterLayout,
-                       convert: bool|
-         -> LResult<Option<Tile<'ctx>>> {
-            if !convert {
-                return Ok(Some(t.clone()));
-            }
-            let l = q.compose(f).map_err(err)?;
-            if l.shape() != t.shape {
-                return Ok(None);
-            }
-            if l == t.layout {
-                return Ok(Some(t.clone()));
-            }
-            let slots = this.convert_slots(t, &l, &t.shape, &CoordMap::Identity)?;
-            Ok(Some(Tile { dtype: t.dtype, shape: t.shape.clone(), layout: l, slots, origin: None }))
+            let slots = this.convert_slots(t, l, &t.shape, &CoordMap::Identity)?;
+            Ok(Tile { dtype: t.dtype, shape: t.shape.clone(), layout: l.clone(), slots, origin: None })
         };
-        let Some(a) = operand(self, ta, &qa, &fa, convert_a)? else { return Ok(None) };
-        let Some(b) = operand(self, tb, &qb, &fb, convert_b)? else { return Ok(None) };
+        let a = operand(self, ta, &plan.a_layout)?;
+        let b = operand(self, tb, &plan.b_layout)?;
         self.emit_mma(&plan, &a, &b, tc).map(Some)
     }
 

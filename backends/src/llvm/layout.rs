@@ -10,6 +10,8 @@
 //! offset** per slot and dim. Memory addresses and masks are then `f(base) + g(offset)` with
 //! the slot part folded into constants.
 
+use anybit_ir::access::modes;
+pub(crate) use anybit_ir::access::slot_offsets;
 use anybit_layouts::{RegisterLayout, ThreadAxis};
 use inkwell::values::IntValue;
 
@@ -22,26 +24,6 @@ pub(crate) struct Coords<'ctx> {
     pub base: Vec<IntValue<'ctx>>,
     /// Per slot, per dim, what the slot adds to the base.
     pub offsets: Vec<Vec<i64>>,
-}
-
-/// Static facts about one mode of a layout.
-#[derive(Clone, Copy, Debug)]
-struct Mode {
-    dim: usize,
-    size: usize,
-    /// Product of the sizes of the modes inside it in its dim.
-    weight: usize,
-}
-
-fn modes(layout: &RegisterLayout) -> Vec<Mode> {
-    let mut out = Vec::with_capacity(layout.num_modes());
-    for (d, dim) in layout.dims().iter().enumerate() {
-        for (j, &size) in dim.iter().enumerate() {
-            let weight = dim[j + 1..].iter().product();
-            out.push(Mode { dim: d, size, weight });
-        }
-    }
-    out
 }
 
 /// Per thread axis (most significant first): its size, and the product of the sizes of the
@@ -61,29 +43,6 @@ pub(crate) fn thread_axes(layout: &RegisterLayout) -> Vec<(ThreadAxis, usize, us
         out.push((*axis, sizes[k], stride));
     }
     out
-}
-
-/// Per slot, per dim, the static offsets of a layout.
-pub(crate) fn slot_offsets(layout: &RegisterLayout) -> Vec<Vec<i64>> {
-    let modes = modes(layout);
-    let rank = layout.rank();
-    let slot_modes = layout.slots();
-    let slot_sizes: Vec<usize> = slot_modes.iter().map(|&m| modes.get(m).map_or(1, |x| x.size)).collect();
-    (0..layout.num_slots())
-        .map(|i| {
-            let mut offsets = vec![0i64; rank];
-            let mut rest = i;
-            for (k, &m) in slot_modes.iter().enumerate().rev() {
-                let size = slot_sizes[k];
-                let digit = rest % size;
-                rest /= size;
-                if let Some(mode) = modes.get(m) {
-                    offsets[mode.dim] += (digit * mode.weight) as i64;
-                }
-            }
-            offsets
-        })
-        .collect()
 }
 
 /// The digit of thread axis `k` of the running thread (`i32`), computed in the prologue.

@@ -684,10 +684,13 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                 self.elementwise(inst, dtype, &[c, a, b], |em, v| arith::select(em, v[0], v[1], v[2]))
             }
             Op::Cast { x, to } => {
-                if let Operand::Value(v) = x
-                    && self.dequant_cast(inst, *v, *to)?
-                {
-                    return Ok(());
+                // `select-instructions` chose the dequantization program.
+                if inst.via == Some(anybit_ir::program::Via::Dequant) {
+                    let Operand::Value(v) = x else { return internal("`cast via dequant` of a literal") };
+                    if self.dequant_cast(inst, *v, *to)? {
+                        return Ok(());
+                    }
+                    return internal(format!("`cast via dequant` to {to}: no dequantization program applies"));
                 }
                 let (from, lane) = self.lane(*x, *to)?;
                 let to = *to;
@@ -714,7 +717,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
             Op::Dot { a, b, c } => self.dot(inst, *a, *b, *c),
             Op::GlobalView { ptr, shape, strides } => self.global_view(inst, *ptr, shape, strides),
             Op::LoadGlobal { src, offsets, .. } => self.load_global(inst, *src, offsets),
-            Op::StoreGlobal { value, dst, offsets } => self.store_global(*value, *dst, offsets),
+            Op::StoreGlobal { value, dst, offsets } => self.store_global(inst, *value, *dst, offsets),
             Op::AllocShared { .. } => self.alloc_shared(inst),
             Op::FreeShared { .. } => {
                 self.epoch += 1;

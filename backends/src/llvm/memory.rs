@@ -53,7 +53,8 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use anybit_ir::program::{InstData, Kernel, Op, Operand, Type, ValueId};
+use anybit_ir::access::{Run, plan_runs};
+use anybit_ir::program::{InstData, Kernel, Op, Operand, Type, ValueId, Via};
 use anybit_layouts::{RegisterLayout, SharedLayout};
 use inkwell::AddressSpace;
 use inkwell::module::Linkage;
@@ -274,59 +275,26 @@ fn pack_words<'ctx>(em: &Em<'ctx>, codes: &[IntValue<'ctx>], bits: u32, total: u
     Ok(words.into_iter().map(|w| w.unwrap_or_else(|| em.c32(0))).collect())
 }
 
-/// A run of a thread's slots holding consecutive elements along the last dim.
-#[derive(Clone, Debug)]
-pub(crate) struct Run {
-    /// The slots, in element order.
-    pub slots: Vec<usize>,
+/// How a global tile access is carried out, from its selection (`via …`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Vectorize {
+    /// Element by element (`via scalar`, or no selection).
+    Elements,
+    /// Runs of up to this many elements when a run-time test finds them aligned and whole,
+    /// else element by element (`via vector(n, checked)`).
+    Checked(u32),
+    /// Runs of up to this many elements, proven aligned and whole (`via vector(n)`).
+    Proven(u32),
 }
 
-/// Groups slots into aligned power-of-two runs of consecutive elements along the last dim
-/// (`offsets[slot][dim]`), of 16 to 128 bits; other slots are left out.
-pub(crate) fn plan_runs(offsets: &[Vec<i64>], bits: u32) -> Vec<Run> {
-    let Some(rank) = offsets.first().map(Vec::len) else { return vec![] };
-    if rank == 0 || !(bits.is_power_of_two() && bits <= 32) {
-        return vec![];
-    }
-    let mut index: HashMap<&[i64], usize> = HashMap::new();
-    for (i, o) in offsets.iter().enumerate() {
-        index.insert(o.as_slice(), i);
-    }
-    let mut order: Vec<usize> = (0..offsets.len()).collect();
-    order.sort_by(|&a, &b| offsets[a].cmp(&offsets[b]));
-    let mut taken = vec![false; offsets.len()];
-    let mut runs = Vec::new();
-    let max_n = (128 / bits) as i64;
-    let min_n = (16 / bits).max(2) as i64;
-    for &i in &order {
-        if taken[i] {
-            continue;
-        }
-        let start = offsets[i][rank - 1];
-        let mut n = max_n;
-        while n >= min_n {
-            if start.rem_euclid(n) == 0 {
-                let mut slots = Vec::with_capacity(n as usize);
-                let mut key = offsets[i].clone();
-                for k in 0..n {
-                    key[rank - 1] = start + k;
-                    match index.get(key.as_slice()) {
-                        Some(&s) if !taken[s] => slots.push(s),
-                        _ => break,
-                    }
-                }
-                if slots.len() == n as usize {
-                    for &s in &slots {
-                        taken[s] = true;
-                    }
-                    runs.push(Run { slots });
-                    break;
-                }
-            }
-            n /= 2;
+impl Vectorize {
+    pub(crate) fn of(via: Option<Via>) -> Vectorize {
+        match via {
+            Some(Via::Vector { width, checked: true }) => Vectorize::Checked(width),
+            Some(Via::Vector { width, checked: false }) => Vectorize::Proven(width),
+            _ => Vectorize::Elements,
         }
     }
-    runs
 }
 
 /// A tile access to global memory by the running thread.
@@ -694,13 +662,14 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         em.and_all(&conds)
     }
 
-    /// The runs a global access may vectorize (none when the last stride is not a literal 1).
-    fn global_runs(view: &GlobalView<'ctx>, offsets: &[Vec<i64>]) -> Vec<Run> {
+    /// The runs a global access may vectorize, of at most `width` elements (none when the last
+    /// stride is not a literal 1).
+    fn global_runs(view: &GlobalView<'ctx>, offsets: &[Vec<i64>], width: u32) -> Vec<Run> {
         let unit = view.static_strides.last().copied().flatten() == Some(1);
         if !unit {
             return vec![];
         }
-        plan_runs(offsets, view.dtype.bits())
+        plan_runs(offsets, view.dtype.bits(), width)
     }
 
     /// Whether the thread's runs can be vector accesses (once per access): aligned in memory
@@ -730,8 +699,12 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         view: Rc<GlobalView<'ctx>>,
         origin: &[IntValue<'ctx>],
         coords: &layout::Coords<'ctx>,
+        vectorize: Vectorize,
     ) -> LResult<Vec<IntValue<'ctx>>> {
-        let runs = Self::global_runs(&view, &coords.offsets);
+        let runs = match vectorize {
+            Vectorize::Elements => vec![],
+            Vectorize::Checked(width) | Vectorize::Proven(width) => Self::global_runs(&view, &coords.offsets, width),
+        };
         let mut acc = self.begin_global(view, origin, &coords.base)?;
         let elements =
             |this: &Self, acc: &mut GlobalAccess<'ctx>, skip: &[bool]| -> LResult<Vec<Option<IntValue<'ctx>>>> {
@@ -754,12 +727,18 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                 .map(|c| c.ok_or(LowerError::Llvm("slot not loaded".into())))
                 .collect();
         }
-        let whole = self.runs_whole(&acc, &coords.offsets, &runs)?;
-        let (vector, scalar, merge) =
-            (self.block_named("ld.vec")?, self.block_named("ld.elem")?, self.block_named("ld.merge")?);
-        self.em.b.build_conditional_branch(whole, vector, scalar)?;
+        let proven = matches!(vectorize, Vectorize::Proven(_));
+        let blocks = if proven {
+            None
+        } else {
+            let whole = self.runs_whole(&acc, &coords.offsets, &runs)?;
+            let (vector, scalar, merge) =
+                (self.block_named("ld.vec")?, self.block_named("ld.elem")?, self.block_named("ld.merge")?);
+            self.em.b.build_conditional_branch(whole, vector, scalar)?;
+            self.em.b.position_at_end(vector);
+            Some((scalar, merge))
+        };
         // Vector accesses.
-        self.em.b.position_at_end(vector);
         let mut in_run = vec![false; coords.offsets.len()];
         let mut fast: Vec<Option<IntValue<'ctx>>> = vec![None; coords.offsets.len()];
         for run in &runs {
@@ -778,6 +757,10 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                 fast[i] = code;
             }
         }
+        // Proven aligned and whole: no element path.
+        let Some((scalar, merge)) = blocks else {
+            return fast.into_iter().map(|c| c.ok_or(LowerError::Llvm("slot not loaded".into()))).collect();
+        };
         let vector_end = self.current_block_of()?;
         self.em.b.build_unconditional_branch(merge)?;
         // Element accesses.
@@ -811,8 +794,12 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         coords: &layout::Coords<'ctx>,
         codes: &[IntValue<'ctx>],
         enabled: Option<IntValue<'ctx>>,
+        vectorize: Vectorize,
     ) -> LResult<()> {
-        let runs = Self::global_runs(&view, &coords.offsets);
+        let runs = match vectorize {
+            Vectorize::Elements => vec![],
+            Vectorize::Checked(width) | Vectorize::Proven(width) => Self::global_runs(&view, &coords.offsets, width),
+        };
         let mut acc = self.begin_global(view, origin, &coords.base)?;
         let element_stores = |this: &Self, acc: &mut GlobalAccess<'ctx>, skip: &[bool]| -> LResult<()> {
             for (i, (off, &code)) in coords.offsets.iter().zip(codes).enumerate() {
@@ -831,11 +818,17 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         if runs.is_empty() {
             return element_stores(self, &mut acc, &[]);
         }
-        let whole = self.runs_whole(&acc, &coords.offsets, &runs)?;
-        let (vector, scalar, merge) =
-            (self.block_named("st.vec")?, self.block_named("st.elem")?, self.block_named("st.merge")?);
-        self.em.b.build_conditional_branch(whole, vector, scalar)?;
-        self.em.b.position_at_end(vector);
+        let proven = matches!(vectorize, Vectorize::Proven(_));
+        let blocks = if proven {
+            None
+        } else {
+            let whole = self.runs_whole(&acc, &coords.offsets, &runs)?;
+            let (vector, scalar, merge) =
+                (self.block_named("st.vec")?, self.block_named("st.elem")?, self.block_named("st.merge")?);
+            self.em.b.build_conditional_branch(whole, vector, scalar)?;
+            self.em.b.position_at_end(vector);
+            Some((scalar, merge))
+        };
         let mut in_run = vec![false; codes.len()];
         for run in &runs {
             let Some(&first) = run.slots.first() else { continue };
@@ -854,6 +847,8 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
             }
         }
         element_stores(self, &mut acc, &in_run)?;
+        // Proven aligned and whole: no element path.
+        let Some((scalar, merge)) = blocks else { return Ok(()) };
         self.em.b.build_unconditional_branch(merge)?;
         self.em.b.position_at_end(scalar);
         acc.stride_terms.clear();
@@ -882,13 +877,19 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         let Some(&id) = inst.results.first() else { return internal("missing result") };
         let (dtype, shape, layout) = self.register_type(id)?;
         let coords = layout::coords(&mut self.em, layout)?;
-        let codes = self.load_global_codes(view, &origin, &coords)?;
+        let codes = self.load_global_codes(view, &origin, &coords, Vectorize::of(inst.via))?;
         let slots = codes.into_iter().map(|c| arith::from_code(&self.em, dtype, c)).collect::<LResult<Vec<_>>>()?;
         let tile = Tile { dtype, shape: shape.to_vec(), layout: layout.clone(), slots, origin: None };
         self.bind(id, Val::Register(Rc::new(tile)))
     }
 
-    pub(crate) fn store_global(&mut self, value: ValueId, dst: ValueId, offsets: &[Operand]) -> LResult<()> {
+    pub(crate) fn store_global(
+        &mut self,
+        inst: &InstData,
+        value: ValueId,
+        dst: ValueId,
+        offsets: &[Operand],
+    ) -> LResult<()> {
         let tile = match self.canonical(value, self.val(value)?)? {
             Val::Register(t) => t,
             _ => return internal("store_global of a non-tile"),
@@ -901,7 +902,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         // Replicas hold the same values: only the first holder stores.
         let enabled =
             if tile.layout.is_replicated() { Some(layout::is_first_holder(&mut self.em, &tile.layout)?) } else { None };
-        self.store_global_codes(view, &origin, &coords, &codes, enabled)
+        self.store_global_codes(view, &origin, &coords, &codes, enabled, Vectorize::of(inst.via))
     }
 
     // ----- shared memory -----
@@ -1287,7 +1288,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         let src_origin = src_offsets.iter().map(|&o| self.index64(o)).collect::<LResult<Vec<_>>>()?;
         let dst_origin = dst_offsets.iter().map(|&o| self.index32(o)).collect::<LResult<Vec<_>>>()?;
         let coords = layout::coords(&mut self.em, &layout)?;
-        let runs = Self::global_runs(&view, &coords.offsets);
+        let runs = Self::global_runs(&view, &coords.offsets, u32::MAX);
         let asyncable = self.em.platform.is_nvptx()
             && bits % 8 == 0
             && !runs.is_empty()
@@ -1299,7 +1300,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
             && shared_access_aligned(&tile, dst_offsets, &layout)
             && !shared_vector_runs(&tile, &coords.offsets).is_empty();
         if !asyncable {
-            let codes = self.load_global_codes(view, &src_origin, &coords)?;
+            let codes = self.load_global_codes(view, &src_origin, &coords, Vectorize::Checked(u32::MAX))?;
             return self.store_shared_codes(&tile, &dst_origin, dst_offsets, &layout, &codes);
         }
         // cp.async per run when aligned and no run is partially masked; else synchronous.
@@ -1359,7 +1360,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         }
         self.em.b.build_unconditional_branch(merge)?;
         self.em.b.position_at_end(sync_block);
-        let codes = self.load_global_codes(view, &src_origin, &coords)?;
+        let codes = self.load_global_codes(view, &src_origin, &coords, Vectorize::Checked(u32::MAX))?;
         self.store_shared_codes(&tile, &dst_origin, dst_offsets, &layout, &codes)?;
         self.em.b.build_unconditional_branch(merge)?;
         self.em.b.position_at_end(merge);
@@ -1417,7 +1418,7 @@ pub(crate) fn shared_access_aligned(tile: &SharedTile, offsets: &[Operand], layo
         return false;
     }
     let slot_offsets = layout::slot_offsets(layout);
-    let runs = plan_runs(&slot_offsets, tile.dtype.bits());
+    let runs = plan_runs(&slot_offsets, tile.dtype.bits(), u32::MAX);
     let Some(longest) = runs.iter().map(|r| r.slots.len()).max() else { return false };
     let bits = tile.dtype.bits() as usize;
     let run_bytes = longest * bits / 8;
@@ -1472,7 +1473,7 @@ fn shared_vector_runs(tile: &SharedTile, offsets: &[Vec<i64>]) -> Vec<Run> {
         return vec![];
     }
     let bits = tile.dtype.bits();
-    plan_runs(offsets, bits).into_iter().filter(|r| (r.slots.len() as u32 * bits).is_multiple_of(8)).collect()
+    plan_runs(offsets, bits, u32::MAX).into_iter().filter(|r| (r.slots.len() as u32 * bits).is_multiple_of(8)).collect()
 }
 
 /// A layout spreading a copy of `shape` over `threads` threads, each thread holding runs of

@@ -7,6 +7,7 @@ use anybit_backends::llvm::LlvmBackend;
 use anybit_backends::{Backend, CompileOptions, CompiledModule, Target};
 use anybit_ir::program::Module;
 use anybit_ir::text::parse_module;
+use anybit_passes::Pass;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -30,8 +31,14 @@ pub fn examples() -> Vec<(String, Module)> {
         .collect()
 }
 
+/// Compiles with the global accesses vectorized and the `dot`s selected first (the backend
+/// emits what the passes selected; without them every access is element by element and every
+/// `dot` per thread).
 pub fn compile(module: &Module, target: Target) -> CompiledModule {
-    LlvmBackend.compile(module, target, &CompileOptions::default()).unwrap_or_else(|e| panic!("{target}: {e}"))
+    let mut module = module.clone();
+    anybit_passes::vectorize::Vectorize.run(&mut module).expect("vectorize");
+    anybit_passes::select::SelectInstructions.run(&mut module).expect("select-instructions");
+    LlvmBackend.compile(&module, target, &CompileOptions::default()).unwrap_or_else(|e| panic!("{target}: {e}"))
 }
 
 /// A tool of the project's Python environment (`scripts/setup.sh` installs them).

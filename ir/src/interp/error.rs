@@ -41,6 +41,9 @@ pub enum ErrorKind {
     DivisionByZero,
     /// A `for` loop with a step ≤ 0.
     BadLoopStep,
+    /// A global access selected as proven-aligned vector runs (`via vector(8)`) is not
+    /// aligned or whole at run time: the vectorizer's proof was wrong.
+    BrokenVectorPromise,
     /// The run executed more instructions than [`RunOptions::max_instructions`](super::RunOptions).
     BudgetExceeded,
     /// Arithmetic on a float type whose values are not all exact `f64`s (11 or more exponent

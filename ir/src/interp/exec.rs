@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::dtype::DType;
-use crate::program::{Block, InstData, InstId, Kernel, Literal, Op, Operand, RegisterTensorType, Type, ValueId, infer};
+use crate::program::{
+    Block, InstData, InstId, Kernel, Literal, Op, Operand, RegisterTensorType, Type, ValueId, Via, infer,
+};
 
 use super::buffer::Buffer;
 use super::error::{ErrorKind, InterpError, fail};
@@ -651,7 +653,7 @@ impl<'k, 'a> Machine<'k, 'a> {
                 self.define(inst, 0, Val::Global(Rc::new(GlobalView { param, dtype, shape, strides })))
             }
             Op::LoadGlobal { src, offsets, .. } => self.load_global(inst, *src, offsets),
-            Op::StoreGlobal { value, dst, offsets } => self.store_global(*value, *dst, offsets),
+            Op::StoreGlobal { value, dst, offsets } => self.store_global(inst, *value, *dst, offsets),
             Op::AllocShared { .. } => self.alloc_shared(inst),
             Op::FreeShared { tensor } => self.free_shared(*tensor),
             Op::LoadShared { src, offsets, .. } => self.load_shared(id, inst, *src, offsets),
@@ -844,15 +846,27 @@ impl<'k, 'a> Machine<'k, 'a> {
         if rt.dtype != view.dtype {
             return malformed(format!("the view holds {}, the tile is {}", view.dtype, rt.dtype));
         }
+        check_vector_promise(inst, &view, &offsets, rt.layout.as_ref())?;
         let codes = self.read_global_tile(&view, &offsets, &rt.shape)?;
         let tile = Tile { dtype: rt.dtype, shape: rt.shape.clone(), codes };
         self.define(inst, 0, Val::Register(Rc::new(tile)))
     }
 
-    fn store_global(&mut self, value: ValueId, dst: ValueId, offsets: &[Operand]) -> Result<(), InterpError> {
+    fn store_global(
+        &mut self,
+        inst: &InstData,
+        value: ValueId,
+        dst: ValueId,
+        offsets: &[Operand],
+    ) -> Result<(), InterpError> {
         let tile = self.register(value, "the stored value")?;
         let view = self.global(dst)?;
         let offsets = self.indices(offsets, "offset")?;
+        let layout = match self.kernel.values.get(value).map(|v| &v.ty) {
+            Some(Type::Register(t)) => t.layout.as_ref(),
+            _ => None,
+        };
+        check_vector_promise(inst, &view, &offsets, layout)?;
         if tile.dtype != view.dtype {
             return malformed(format!("the view holds {}, the tile is {}", view.dtype, tile.dtype));
         }
@@ -1293,4 +1307,30 @@ fn visit_global(
         advance(&mut outer, outer_shape);
     }
     Ok(())
+}
+
+/// A global access selected as proven vector runs (`via vector(n)`) must find them aligned and
+/// whole ([`crate::access::vector_promise_holds`]); a checked or element access promises nothing.
+fn check_vector_promise(
+    inst: &InstData,
+    view: &GlobalView,
+    origin: &[i64],
+    layout: Option<&anybit_layouts::RegisterLayout>,
+) -> Result<(), InterpError> {
+    let Some(Via::Vector { width, checked: false }) = inst.via else { return Ok(()) };
+    let holds =
+        layout.is_some_and(|l| crate::access::vector_promise_holds(l, origin, &view.shape, &view.strides, width));
+    if holds {
+        return Ok(());
+    }
+    Err(InterpError::new(
+        ErrorKind::BrokenVectorPromise,
+        format!(
+            "`{}` at {origin:?} of a view of shape {:?} and strides {:?} was selected as aligned runs of {width} \
+             elements (`via vector({width})`), but they are not aligned or whole here",
+            inst.op.mnemonic(),
+            view.shape,
+            view.strides
+        ),
+    ))
 }

@@ -266,6 +266,18 @@ pub fn run_kernel(kernel: &Kernel, args: &mut [Arg], options: &RunOptions) -> Re
             }
         }
     }
+    // The kernel's assumptions (`where k % 128 == 0`) must hold: passes relied on them.
+    for a in &kernel.assumptions {
+        let Some(param) = kernel.params.get(a.param) else { continue };
+        if let Some(Some(v)) = grid_params.get(a.param)
+            && (a.divisor == 0 || i128::from(*v).rem_euclid(i128::from(a.divisor)) != 0)
+        {
+            return Err(bad_argument(format!(
+                "argument `{}` = {v} breaks the kernel's assumption `{} % {} == 0`",
+                param.name, param.name, a.divisor
+            )));
+        }
+    }
     // Buffers must hold exactly the elements their parameters' declared shapes give.
     for (param, arg) in kernel.params.iter().zip(args.iter()) {
         let (Some(declared), Some(buffer)) = (param.buffer_len(&grid_params), arg.buffer()) else { continue };

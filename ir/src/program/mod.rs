@@ -20,9 +20,11 @@
 pub mod infer;
 mod ops;
 mod types;
+mod via;
 
 pub use ops::{Axis, BinaryOp, CompareOp, Literal, Op, Operand, ReduceOp, UnaryOp};
 pub use types::{GlobalTensorType, RegisterTensorType, SharedTensorType, Type};
+pub use via::{MmaShape, Via};
 
 use std::fmt;
 
@@ -90,6 +92,8 @@ pub struct Kernel {
     pub insts: Arena<InstData>,
     /// The top-level block. It yields nothing.
     pub body: Block,
+    /// What the kernel assumes of its scalar arguments (`where k % 128 == 0`).
+    pub assumptions: Vec<Assumption>,
     /// Where the kernel was defined.
     pub span: Option<Span>,
 }
@@ -103,6 +107,27 @@ impl PartialEq for Kernel {
             && self.values == other.values
             && self.insts == other.insts
             && self.body == other.body
+            && self.assumptions == other.assumptions
+    }
+}
+
+/// A fact a kernel assumes of a scalar argument, stated in its header after the parameters:
+/// `where k % 128 == 0`. Hosts refuse a launch that breaks it — the interpreter, and the
+/// runtime through the manifest's constraints — so passes may rely on it (the vectorizer
+/// proves accesses aligned with it).
+#[derive(Clone, Debug)]
+pub struct Assumption {
+    /// The position of the integer scalar parameter.
+    pub param: usize,
+    /// What it is a multiple of (at least 1).
+    pub divisor: u64,
+    /// Where it was written.
+    pub span: Option<Span>,
+}
+
+impl PartialEq for Assumption {
+    fn eq(&self, other: &Assumption) -> bool {
+        self.param == other.param && self.divisor == other.divisor
     }
 }
 
@@ -117,6 +142,10 @@ pub struct Param {
     /// expressions of the scalar parameters — `x: ptr f16[m, k]`. Empty when not declared.
     /// Hosts (the interpreter, the runtime) check buffers against it and size new ones by it.
     pub shape: Vec<GridExpr>,
+    /// For a pointer: the alignment of the buffer's address in bytes, when the kernel
+    /// requires more than its element's (`x: ptr f16[m, k] align 16`): a power of two, checked
+    /// by hosts before launching, relied on by the vectorizer.
+    pub align: Option<u32>,
     /// The value that stands for it in the body.
     pub value: ValueId,
     /// Where it was declared.
@@ -125,7 +154,11 @@ pub struct Param {
 
 impl PartialEq for Param {
     fn eq(&self, other: &Param) -> bool {
-        self.name == other.name && self.ty == other.ty && self.shape == other.shape && self.value == other.value
+        self.name == other.name
+            && self.ty == other.ty
+            && self.shape == other.shape
+            && self.align == other.align
+            && self.value == other.value
     }
 }
 
@@ -210,13 +243,23 @@ pub struct InstData {
     pub op: Op,
     /// The values it defines, in order.
     pub results: Vec<ValueId>,
+    /// How the backend implements it, when a selection pass decided (`via vector(8)`); no
+    /// effect on its meaning.
+    pub via: Option<Via>,
     /// Where it was written.
     pub span: Option<Span>,
 }
 
+impl InstData {
+    /// An instruction with no results yet and no selection.
+    pub fn new(op: Op, span: Option<Span>) -> InstData {
+        InstData { op, results: Vec::new(), via: None, span }
+    }
+}
+
 impl PartialEq for InstData {
     fn eq(&self, other: &InstData) -> bool {
-        self.op == other.op && self.results == other.results
+        self.op == other.op && self.results == other.results && self.via == other.via
     }
 }
 

@@ -105,7 +105,8 @@ pub(crate) fn lex(src: &str) -> Vec<Token<'_>> {
             let end = ident_end(bytes, pos + 1);
             if end == pos + 1 {
                 pos += 1;
-                Tok::Bad
+                // A lone `%` is the remainder sign of an assumption (`where k % 128 == 0`).
+                if b == b'%' { Tok::Punct(b'%') } else { Tok::Bad }
             } else {
                 pos = end;
                 let name = &src[start + 1..end];

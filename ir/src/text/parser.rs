@@ -26,9 +26,9 @@ use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 use crate::dtype::DType;
 use crate::program::infer;
 use crate::program::{
-    Axis, BinaryOp, Block, CompareOp, GridExpr, GridOp, InstData, Kernel, LayoutDef, Literal, Module, NamedLayout, Op,
-    Operand, Param, ParamType, ReduceOp, RegisterTensorType, SharedTensorType, Type, UnaryOp, ValueData, ValueDef,
-    ValueId,
+    Assumption, Axis, BinaryOp, Block, CompareOp, GridExpr, GridOp, InstData, Kernel, LayoutDef, Literal, MmaShape,
+    Module, NamedLayout, Op, Operand, Param, ParamType, ReduceOp, RegisterTensorType, SharedTensorType, Type, UnaryOp,
+    ValueData, ValueDef, ValueId, Via,
 };
 
 /// Blocks (and grid expressions) nested deeper than this are rejected, so that hostile input
@@ -702,13 +702,28 @@ impl<'s> Parser<'s> {
             } else {
                 Vec::new()
             };
-            Ok((name, span.join(Span::new(span.start as usize, p.prev_end())), ty, shape))
+            // And the alignment of its address: `x: ptr f16[m, k] align 16`.
+            let align = if pointer && p.at_word("align") {
+                let kw = p.bump();
+                let at = p.peek();
+                let bytes = p.uint("the alignment in bytes after `align`", 1 << 12)?;
+                if !bytes.is_power_of_two() {
+                    p.error(format!("an alignment is a power of two, found {bytes}"), Self::span_of(&at));
+                }
+                let _ = kw;
+                Some(u32::try_from(bytes).unwrap_or(1))
+            } else {
+                None
+            };
+            Ok((name, span.join(Span::new(span.start as usize, p.prev_end())), ty, shape, align))
         })?;
-        let params: Vec<(&str, Span, ParamType)> = declared.iter().map(|(n, s, t, _)| (*n, *s, *t)).collect();
+        let params: Vec<(&str, Span, ParamType)> = declared.iter().map(|(n, s, t, _, _)| (*n, *s, *t)).collect();
+        let aligns: Vec<Option<u32>> = declared.iter().map(|d| d.4).collect();
         let shapes: Vec<Vec<GridExpr>> = declared
             .into_iter()
-            .map(|(_, _, _, shape)| shape.into_iter().map(|raw| self.resolve_grid(raw, &params)).collect())
+            .map(|(_, _, _, shape, _)| shape.into_iter().map(|raw| self.resolve_grid(raw, &params)).collect())
             .collect();
+        let assumptions = if self.eat_word("where") { self.assumptions(&params)? } else { Vec::new() };
         self.expect_word("grid", "after the parameters")?;
         let grid_open = self.expect_punct(b'(', "after `grid`")?;
         let grid = self.list(b')', "a grid expression", |p| p.grid_expr(&params, 0))?;
@@ -731,15 +746,16 @@ impl<'s> Parser<'s> {
                 values: Default::default(),
                 insts: Default::default(),
                 body: Block::default(),
+                assumptions,
                 span: None,
             },
             names: HashMap::new(),
             visible: HashMap::new(),
             levels: vec![Level::default()],
         };
-        for (i, ((pname, span, ty), shape)) in params.into_iter().zip(shapes).enumerate() {
+        for (i, (((pname, span, ty), shape), align)) in params.into_iter().zip(shapes).zip(aligns).enumerate() {
             let value = self.define(&mut scope, pname, span, ty.value_type(), ValueDef::Param(i));
-            scope.kernel.params.push(Param { name: pname.to_string(), ty, shape, value, span: Some(span) });
+            scope.kernel.params.push(Param { name: pname.to_string(), ty, shape, align, value, span: Some(span) });
         }
         self.block_body(&mut scope, 0, Self::span_of(&open))?;
         let level = scope.pop_level();
@@ -758,6 +774,37 @@ impl<'s> Parser<'s> {
             self.module.kernels.push(kernel);
         }
         Ok(())
+    }
+
+    /// After `where`: `k % 128 == 0, n % 8 == 0`, on integer scalar parameters.
+    fn assumptions(&mut self, params: &[(&str, Span, ParamType)]) -> PResult<Vec<Assumption>> {
+        let mut out = Vec::new();
+        loop {
+            let (name, name_span) = self.ident("a parameter name in `where` (e.g. `where k % 128 == 0`)")?;
+            self.expect_punct(b'%', "after the parameter name (an assumption is written `k % 128 == 0`)")?;
+            let at = self.peek();
+            let divisor = self.uint("the divisor of the assumption", u64::from(u32::MAX))?;
+            if divisor == 0 {
+                self.error("the divisor of an assumption is at least 1", Self::span_of(&at));
+            }
+            self.expect_punct(b'=', "after the divisor (an assumption is written `k % 128 == 0`)")?;
+            self.expect_punct(b'=', "after the divisor (an assumption is written `k % 128 == 0`)")?;
+            let zero = self.peek();
+            if self.uint("`0` after `==`", 0).is_err() {
+                return Err(Reported);
+            }
+            let span = name_span.join(Self::span_of(&zero));
+            match params.iter().position(|p| p.0 == name) {
+                Some(i) if matches!(params[i].2, ParamType::Scalar(d) if d.is_integer()) => {
+                    out.push(Assumption { param: i, divisor, span: Some(span) });
+                }
+                Some(_) => self.error(format!("`{name}` is not an integer scalar parameter"), name_span),
+                None => self.error(format!("unknown parameter `{name}` in `where`"), name_span),
+            }
+            if !self.eat_punct(b',') {
+                return Ok(out);
+            }
+        }
     }
 
     fn grid_expr(&mut self, params: &[(&str, Span, ParamType)], depth: usize) -> PResult<GridExpr> {
@@ -1111,13 +1158,62 @@ impl<'s> Parser<'s> {
                 }
             }
         };
+        let via = if self.eat_word("via") { Some(self.via(&op)?) } else { None };
         let span = Span::new(start, self.prev_end());
-        self.emit(scope, op, results, span);
+        self.emit(scope, op, results, span, via);
         Ok(())
     }
 
+    /// A selection after `via`: `scalar`, `vector(8)`, `vector(8, checked)`, `mma(m16n8k16)`,
+    /// `fma`, `dequant`.
+    fn via(&mut self, op: &Op) -> PResult<Via> {
+        let t = self.peek();
+        let (word, span) = self.ident("a selection after `via` (`vector(8)`, `mma(m16n8k16)`, `fma`, …)")?;
+        let via = match word {
+            "scalar" => Via::Scalar,
+            "fma" => Via::Fma,
+            "dequant" => Via::Dequant,
+            "vector" => {
+                self.expect_punct(b'(', "after `vector`")?;
+                let width = self.uint("the vector width in elements", 128)?;
+                let checked = if self.eat_punct(b',') {
+                    self.expect_word("checked", "after the vector width")?;
+                    true
+                } else {
+                    false
+                };
+                self.expect_punct(b')', "after the vector width")?;
+                Via::Vector { width: u32::try_from(width).unwrap_or(0), checked }
+            }
+            "mma" => {
+                self.expect_punct(b'(', "after `mma`")?;
+                let (shape, shape_span) = self.ident("an mma shape (`m16n8k16` or `m16n8k32`)")?;
+                self.expect_punct(b')', "after the mma shape")?;
+                match MmaShape::from_name(shape) {
+                    Some(s) => Via::Mma(s),
+                    None => {
+                        self.error(format!("unknown mma shape `{shape}` (expected m16n8k16 or m16n8k32)"), shape_span);
+                        return Err(Reported);
+                    }
+                }
+            }
+            _ => {
+                self.error(
+                    format!("unknown selection `{word}` (expected scalar, vector, mma, fma or dequant)"),
+                    Self::span_of(&t),
+                );
+                return Err(Reported);
+            }
+        };
+        if !via.applies_to(op) {
+            self.error(format!("`via {via}` does not apply to `{}`", op.mnemonic()), span);
+            return Err(Reported);
+        }
+        Ok(via)
+    }
+
     /// Types `op`, appends it to the current block and defines its results.
-    fn emit(&mut self, scope: &mut Scope, op: Op, results: &[(&str, Span)], span: Span) {
+    fn emit(&mut self, scope: &mut Scope, op: Op, results: &[(&str, Span)], span: Span, via: Option<Via>) {
         if self.bad {
             self.poison(scope, results);
             return;
@@ -1135,7 +1231,7 @@ impl<'s> Parser<'s> {
             self.poison(scope, results);
             return;
         }
-        let id = scope.kernel.insts.append(InstData { op, results: Vec::new(), span: Some(span) });
+        let id = scope.kernel.insts.append(InstData { op, results: Vec::new(), via, span: Some(span) });
         let mut values = Vec::with_capacity(types.len());
         for (i, (ty, &(name, name_span))) in types.into_iter().zip(results).enumerate() {
             values.push(self.define(scope, name, name_span, ty, ValueDef::Result(id, i)));
@@ -1396,7 +1492,12 @@ impl<'s> Parser<'s> {
         let mut loop_parts = None;
         match typed {
             Some((types, index_dtype)) if header_ok => {
-                let id = scope.kernel.insts.append(InstData { op: Op::Sync, results: Vec::new(), span: Some(header) });
+                let id = scope.kernel.insts.append(InstData {
+                    op: Op::Sync,
+                    results: Vec::new(),
+                    via: None,
+                    span: Some(header),
+                });
                 let index =
                     self.define(scope, index_name, index_span, Type::Scalar(index_dtype), ValueDef::LoopIndex(id));
                 let mut carried = Vec::with_capacity(types.len());
@@ -1492,7 +1593,7 @@ impl<'s> Parser<'s> {
             self.poison(scope, results);
             return Ok(());
         }
-        let id = scope.kernel.insts.append(InstData { op, results: Vec::new(), span: Some(header) });
+        let id = scope.kernel.insts.append(InstData { op, results: Vec::new(), via: None, span: Some(header) });
         let mut values = Vec::with_capacity(types.len());
         for (i, (ty, &(name, span))) in types.into_iter().zip(results).enumerate() {
             values.push(self.define(scope, name, span, ty, ValueDef::Result(id, i)));

@@ -64,11 +64,28 @@ impl Printer<'_> {
             } else {
                 format!("[{}]", join(p.shape.iter().map(|g| self.grid(g))))
             };
-            format!("{}: {}{shape}", p.name, p.ty)
+            let align = p.align.map_or_else(String::new, |a| format!(" align {a}"));
+            format!("{}: {}{shape}{align}", p.name, p.ty)
         }));
+        let assumptions = if self.kernel.assumptions.is_empty() {
+            String::new()
+        } else {
+            let each = self.kernel.assumptions.iter().map(|a| {
+                let name = self
+                    .kernel
+                    .params
+                    .get(a.param)
+                    .map_or_else(|| format!("<parameter {}>", a.param), |p| p.name.clone());
+                format!("{name} % {} == 0", a.divisor)
+            });
+            format!(" where {}", join(each))
+        };
         let grid = join(self.kernel.grid.iter().map(|g| self.grid(g)));
-        let _ =
-            writeln!(self.out, "kernel {}({params}) grid({grid}) warps({}) {{", self.kernel.name, self.kernel.warps);
+        let _ = writeln!(
+            self.out,
+            "kernel {}({params}){assumptions} grid({grid}) warps({}) {{",
+            self.kernel.name, self.kernel.warps
+        );
     }
 
     fn grid(&self, g: &GridExpr) -> String {
@@ -144,6 +161,9 @@ impl Printer<'_> {
                 let _ = write!(self.out, "{results} = ");
             }
             self.op(&inst.op, depth);
+            if let Some(via) = &inst.via {
+                let _ = write!(self.out, " via {via}");
+            }
             self.out.push('\n');
         }
         if !block.yields.is_empty() {

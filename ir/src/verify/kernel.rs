@@ -37,6 +37,34 @@ impl Checker<'_> {
                     vec![],
                 );
             }
+            if let Some(align) = param.align {
+                if matches!(param.ty, ParamType::Scalar(_)) {
+                    let message = format!("scalar parameter `{}` has an alignment; only pointers do", param.name);
+                    self.error(param.span.or(k.span), message, vec![]);
+                } else if !align.is_power_of_two() || align > 4096 {
+                    let message =
+                        format!("parameter `{}`: alignment {align} is not a power of two of at most 4096", param.name);
+                    self.error(param.span.or(k.span), message, vec![]);
+                }
+            }
+        }
+        for a in &k.assumptions {
+            match k.params.get(a.param) {
+                Some(param) if matches!(param.ty, ParamType::Scalar(d) if d.is_integer()) => {
+                    if a.divisor == 0 {
+                        let message = format!("the assumption `{} % 0 == 0` divides by zero", param.name);
+                        self.error(a.span.or(k.span), message, vec![]);
+                    }
+                }
+                Some(param) => {
+                    let message = format!("an assumption names `{}`, which is not an integer scalar", param.name);
+                    self.error(a.span.or(k.span), message, vec![]);
+                }
+                None => {
+                    let message = format!("an assumption names parameter #{} (no such parameter)", a.param);
+                    self.error(a.span.or(k.span), message, vec![]);
+                }
+            }
         }
         for (axis, expr) in owned {
             // Iteratively, so that no nesting depth can overflow the stack.

@@ -275,6 +275,7 @@ impl<'k> Checker<'k> {
     /// scope.
     fn finish_inst(&mut self, w: &mut Walk<'k>, id: InstId, inst: &'k InstData) {
         self.check_types(id, inst);
+        self.check_via(id, inst);
         match &inst.op {
             Op::For { .. } => self.check_for(id, inst),
             Op::If { .. } => self.check_if(id, inst),

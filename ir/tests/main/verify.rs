@@ -1115,7 +1115,12 @@ fn shared_memory_over_branches() {
 fn double_free_and_use_after_free() {
     let mut g = spanned(true);
     let free = g.free;
-    let again = g.kernel.insts.append(InstData { op: Op::FreeShared { tensor: g.tile }, results: vec![], span: None });
+    let again = g.kernel.insts.append(InstData {
+        op: Op::FreeShared { tensor: g.tile },
+        results: vec![],
+        via: None,
+        span: None,
+    });
     g.kernel.body.insts.push(again);
     let d = expect(
         &g.kernel,
@@ -1144,7 +1149,12 @@ fn double_free_and_use_after_free() {
     // Freed in one branch, then again after the `if`.
     let mut g = spanned(true);
     let i = g.if_inst;
-    let early = g.kernel.insts.append(InstData { op: Op::FreeShared { tensor: g.tile }, results: vec![], span: None });
+    let early = g.kernel.insts.append(InstData {
+        op: Op::FreeShared { tensor: g.tile },
+        results: vec![],
+        via: None,
+        span: None,
+    });
     branches(&mut g.kernel, i).0.insts.push(early);
     expect(&g.kernel, &["frees %tile, which may already have been freed by `free_shared`"]);
 }
@@ -1347,7 +1357,12 @@ fn reports_every_independent_problem() {
     g.kernel.grid.clear();
     g.kernel.values[g.x].name = "m0".into();
     g.kernel.values[g.m0].ty = Type::Scalar(dtype("i16"));
-    let again = g.kernel.insts.append(InstData { op: Op::FreeShared { tensor: g.tile }, results: vec![], span: None });
+    let again = g.kernel.insts.append(InstData {
+        op: Op::FreeShared { tensor: g.tile },
+        results: vec![],
+        via: None,
+        span: None,
+    });
     g.kernel.body.insts.push(again);
     let commit = g.commit;
     g.kernel.body.insts.push(commit);

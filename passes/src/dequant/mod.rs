@@ -153,6 +153,9 @@ fn cache() -> &'static Selections {
 pub fn select(from: DType, to: DType, features: Features) -> Result<Arc<Program>, DequantError> {
     let unsupported = |reason: String| DequantError::Unsupported { from, to, reason };
     let Some(half) = Half::of(to) else { return Err(unsupported("the target must be f16 or bf16".into())) };
+    // Only fp8 → f16 can use the target's features: other searches are shared across targets.
+    let features =
+        if from.bits() == 8 && from.is_float() && half == Half::F16 { features } else { Features::default() };
     let key = (from, half, features);
     if let Ok(cache) = cache().lock()
         && let Some(found) = cache.get(&key)

@@ -570,7 +570,7 @@ impl<'a> Rewriter<'a> {
     ) -> Result<ValueId, String> {
         let dtype = ty.dtype().ok_or("bad integer type")?;
         let name = self.name_for(c, hint);
-        let inst = self.kernel.insts.append(InstData { op, results: Vec::new(), span });
+        let inst = self.kernel.insts.append(InstData { op, results: Vec::new(), via: None, span });
         let v = self.kernel.values.append(ValueData {
             name,
             ty: Type::Scalar(dtype),

@@ -27,6 +27,7 @@ pub(crate) fn random_buffer(dtype: DType, len: usize, range: f64, rng: &mut Spli
 /// Runs the kernel in the interpreter and on the host with the same arguments; the buffers
 /// must agree bit for bit (or within `tolerance`, relative to the magnitude, when given).
 pub(crate) fn compare(kernel: &Kernel, args: Vec<Arg>, tolerance: Option<f64>) {
+    let kernel = &super::selected(kernel);
     assemble(kernel);
     let mut expected = args.clone();
     let options = RunOptions { check_block_conflicts: false, ..RunOptions::default() };

@@ -9,3 +9,20 @@ mod lowbit;
 mod ops;
 mod ptx;
 mod tensors;
+
+/// The kernel with its global accesses vectorized and its `dot`s selected (`via …`, as `-O1`
+/// and up decide), so host runs exercise the backend's vector and `mma` paths; the
+/// interpreter runs it too and checks every access the vectorizer proved aligned.
+pub(crate) fn selected(kernel: &anybit_ir::program::Kernel) -> anybit_ir::program::Kernel {
+    let module = anybit_ir::program::Module { layouts: vec![], kernels: vec![kernel.clone()] };
+    selected_module(&module).kernels.pop().expect("one kernel")
+}
+
+/// [`selected`] for every kernel of a module.
+pub(crate) fn selected_module(module: &anybit_ir::program::Module) -> anybit_ir::program::Module {
+    use anybit_passes::Pass;
+    let mut module = module.clone();
+    anybit_passes::vectorize::Vectorize.run(&mut module).expect("vectorize");
+    anybit_passes::select::SelectInstructions.run(&mut module).expect("select-instructions");
+    module
+}

@@ -75,6 +75,7 @@ fn close(dtype: DType, x: u32, y: u32, check: Check) -> bool {
 
 /// Runs a kernel whose pointer parameters after the inputs are outputs; compares them.
 fn run_and_compare(kernel: &Kernel, args: Vec<Arg>, checks: &[Check]) {
+    let kernel = &super::selected(kernel);
     super::kernels::assemble(kernel);
     let mut expected = args.clone();
     run_kernel(kernel, &mut expected, &RunOptions::default()).unwrap_or_else(|e| panic!("interpreter: {e}"));

@@ -49,6 +49,7 @@ pub(crate) fn check_ptx(ptx: &str, target: Target, what: &str) -> Option<String>
 }
 
 fn compile_all(module: &Module, what: &str) {
+    let module = &super::selected_module(module);
     for target in Target::ALL {
         let compiled = LlvmBackend
             .compile(module, target, &CompileOptions::default())
