@@ -61,9 +61,10 @@
 use std::sync::{Arc, OnceLock};
 
 use anybit_backends::Target;
-use anybit_frontend::lowbit::{FormatError, QuantizedWeights, WeightFormat, build_kernel};
+use anybit_frontend::lowbit::{FormatError, PackedWeights, QuantizedWeights, WeightFormat, build_kernel};
 use anybit_ir::DType;
 use anybit_ir::interp::{Arg, Buffer, ErrorKind, InterpError, RunOptions, run_kernel};
+use anybit_ir::manifest::Manifest;
 use anybit_ir::program::Kernel;
 use anybit_passes::OptLevel;
 use anybit_runtime::cache::{CacheKey, CompileCache, Source};
@@ -158,6 +159,10 @@ pub enum LinearError {
     /// A GPU-only call on an interpreter layer.
     #[error("{0} needs a layer on a GPU; this one runs on the interpreter")]
     NotOnGpu(&'static str),
+    /// A kernel given to [`QuantizedLinear::from_kernel`] or [`QuantizedLinear::from_ptx`] is
+    /// not the one the weight format needs.
+    #[error("the kernel does not fit the weights: {0}")]
+    KernelMismatch(String),
 }
 
 /// How a GPU layer's kernel was compiled.
@@ -192,7 +197,8 @@ enum Engine {
         w: DeviceBuffer,
         s: DeviceBuffer,
         z: Option<DeviceBuffer>,
-        compiled: CompileInfo,
+        /// How the kernel was compiled (absent for PTX given by the caller).
+        compiled: Option<CompileInfo>,
     },
 }
 
@@ -210,57 +216,94 @@ impl QuantizedLinear {
     /// cache), loads the kernel and uploads the weights.
     pub fn new(weights: &QuantizedWeights, options: &LinearOptions) -> Result<QuantizedLinear, LinearError> {
         weights.validate()?;
-        let format = weights.format;
-        let packed = weights.pack_weights()?;
-        let u8 = DType::uint(8).map_err(|e| FormatError::Data(e.to_string()))?;
-        let buffer = |r: Result<Buffer, anybit_ir::packing::PackError>| r.map_err(|e| FormatError::Data(e.to_string()));
-        let w = buffer(Buffer::from_bytes(u8, packed.len(), packed))?;
-        let s = buffer(Buffer::from_codes(format.scale, &weights.scales))?;
-        let z = match format.zero_point {
-            true => Some(buffer(Buffer::from_codes(format.weight, &weights.zeros))?),
-            false => None,
-        };
+        QuantizedLinear::from_packed(weights.pack()?, options)
+    }
+
+    /// Builds the layer from weights already in the kernel's layout (what [`QuantizedWeights::pack`]
+    /// gives, or an import stored): on a GPU compiles (through the cache), loads the kernel and
+    /// uploads the weights; on the interpreter generates the kernel.
+    pub fn from_packed(packed: PackedWeights, options: &LinearOptions) -> Result<QuantizedLinear, LinearError> {
+        packed.validate()?;
         let device = match &options.device {
             Device::Auto => Device::detect(),
             other => other.clone(),
         };
-        let engine = match device {
-            Device::Gpu(gpu) => QuantizedLinear::gpu_engine(gpu, &format, options, (w, s, z))?,
-            _ => Engine::Interpreter { kernel: Box::new(build_kernel(&format)?), w, s, z },
-        };
-        Ok(QuantizedLinear { format, k: weights.k, n: weights.n, engine })
+        match device {
+            Device::Gpu(gpu) => {
+                let (major, minor) = gpu.compute_capability();
+                let target = match options.target.or_else(|| Target::newest_portable_for(major, minor)) {
+                    Some(target) => target,
+                    None => return Err(LinearError::NoTarget { device: gpu.name().to_owned(), major, minor }),
+                };
+                let jit = JitOptions {
+                    target,
+                    opt_level: options.opt_level.unwrap_or(OptLevel::O2),
+                    ..JitOptions::default()
+                };
+                let compiled = match &options.cache {
+                    Some(cache) => compile_lowbit(&packed.format, &jit, cache)?,
+                    None => compile_lowbit(&packed.format, &jit, CompileCache::global())?,
+                };
+                let info = CompileInfo {
+                    target,
+                    source: compiled.source,
+                    key: compiled.key,
+                    milliseconds: compiled.timings.total.as_millis() as u64,
+                    ptx_bytes: compiled.module.ptx.iter().map(String::len).sum(),
+                    warning: compiled.warning.clone(),
+                };
+                QuantizedLinear::gpu(packed, gpu, &compiled.module.manifest, &compiled.module.ptx, Some(info))
+            }
+            _ => {
+                let kernel = build_kernel(&packed.format)?;
+                QuantizedLinear::from_kernel(packed, kernel)
+            }
+        }
     }
 
-    fn gpu_engine(
+    /// A layer on the interpreter running `kernel` — the format's kernel, e.g. read back from
+    /// the kernel-language source an import wrote — on weights in its layout.
+    pub fn from_kernel(packed: PackedWeights, kernel: Kernel) -> Result<QuantizedLinear, LinearError> {
+        packed.validate()?;
+        let want = packed.format.kernel_name();
+        if kernel.name != want {
+            return Err(LinearError::KernelMismatch(format!("kernel `{}`, the format needs `{want}`", kernel.name)));
+        }
+        let PackedWeights { format, k, n, w, s, z } = packed;
+        Ok(QuantizedLinear { format, k, n, engine: Engine::Interpreter { kernel: Box::new(kernel), w, s, z } })
+    }
+
+    /// A layer on `gpu` running compiled PTX — `ptx[i]` is the text of `manifest.kernels[i]`,
+    /// e.g. what an import wrote, loaded without compiling anything — on weights in its layout.
+    pub fn from_ptx<S: AsRef<str>>(
+        packed: PackedWeights,
         gpu: Arc<Gpu>,
-        format: &WeightFormat,
-        options: &LinearOptions,
-        (w, s, z): (Buffer, Buffer, Option<Buffer>),
-    ) -> Result<Engine, LinearError> {
-        let (major, minor) = gpu.compute_capability();
-        let target = match options.target.or_else(|| Target::newest_portable_for(major, minor)) {
-            Some(target) => target,
-            None => return Err(LinearError::NoTarget { device: gpu.name().to_owned(), major, minor }),
-        };
-        let jit = JitOptions { target, opt_level: options.opt_level.unwrap_or(OptLevel::O2), ..JitOptions::default() };
-        let compiled = match &options.cache {
-            Some(cache) => compile_lowbit(format, &jit, cache)?,
-            None => compile_lowbit(format, &jit, CompileCache::global())?,
-        };
-        let module = gpu.load_module(&compiled.module.manifest, &compiled.module.ptx)?;
-        let info = CompileInfo {
-            target,
-            source: compiled.source,
-            key: compiled.key,
-            milliseconds: compiled.timings.total.as_millis() as u64,
-            ptx_bytes: compiled.module.ptx.iter().map(String::len).sum(),
-            warning: compiled.warning,
-        };
+        manifest: &Manifest,
+        ptx: &[S],
+    ) -> Result<QuantizedLinear, LinearError> {
+        packed.validate()?;
+        QuantizedLinear::gpu(packed, gpu, manifest, ptx, None)
+    }
+
+    fn gpu<S: AsRef<str>>(
+        packed: PackedWeights,
+        gpu: Arc<Gpu>,
+        manifest: &Manifest,
+        ptx: &[S],
+        compiled: Option<CompileInfo>,
+    ) -> Result<QuantizedLinear, LinearError> {
+        let want = packed.format.kernel_name();
+        if manifest.kernel(&want).is_none() {
+            let names: Vec<&str> = manifest.kernels.iter().map(|k| k.name.as_str()).collect();
+            return Err(LinearError::KernelMismatch(format!("the module has {names:?}, the format needs `{want}`")));
+        }
+        let module = gpu.load_module(manifest, ptx)?;
         let stream = gpu.new_stream()?;
+        let PackedWeights { format, k, n, w, s, z } = packed;
         let w = DeviceBuffer::upload(&stream, &w)?;
         let s = DeviceBuffer::upload(&stream, &s)?;
         let z = z.map(|z| DeviceBuffer::upload(&stream, &z)).transpose()?;
-        Ok(Engine::Gpu { gpu, module, stream, w, s, z, compiled: info })
+        Ok(QuantizedLinear { format, k, n, engine: Engine::Gpu { gpu, module, stream, w, s, z, compiled } })
     }
 
     /// The weight format.
@@ -291,10 +334,10 @@ impl QuantizedLinear {
         matches!(self.engine, Engine::Gpu { .. })
     }
 
-    /// How its kernel was compiled (GPU layers).
+    /// How its kernel was compiled (GPU layers that compiled it).
     pub fn compile_info(&self) -> Option<&CompileInfo> {
         match &self.engine {
-            Engine::Gpu { compiled, .. } => Some(compiled),
+            Engine::Gpu { compiled, .. } => compiled.as_ref(),
             Engine::Interpreter { .. } => None,
         }
     }

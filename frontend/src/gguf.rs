@@ -13,7 +13,8 @@
 //! # How it reads
 //!
 //! [`GgufFile::open`] reads only the header, metadata and tensor infos, with every length and
-//! count checked against the bytes left in the file before anything is allocated, so a
+//! count checked against the bytes left in the file before anything is allocated (and every
+//! tensor's size, from its type and shape, checked against the file and the next tensor), so a
 //! corrupt or hostile file gets an error (naming the file, the byte offset and what was
 //! wrong), never a panic or a huge allocation. Tensor data is read on demand, one tensor at
 //! a time, with positioned reads ([`GgufFile::tensor_bytes`]): a large model is never read
@@ -381,6 +382,27 @@ impl GgufFile {
                         bytes.map_or("too many".to_string(), |b| b.to_string())
                     )));
                 }
+            }
+        }
+        // Each tensor's type and shape give its size: data that runs into the next tensor's
+        // means they disagree with the file's layout.
+        let mut by_offset: Vec<&TensorInfo> = tensors.iter().collect();
+        by_offset.sort_by_key(|t| t.offset);
+        for pair in by_offset.windows(2) {
+            if pair[0].offset + pair[0].bytes > pair[1].offset {
+                return Err(GgufError::Tensor {
+                    path: path.to_path_buf(),
+                    tensor: pair[0].name.clone(),
+                    what: format!(
+                        "{} {:?} takes {} bytes from offset {}, running into tensor `{}` at {}",
+                        pair[0].ggml_type.name(),
+                        pair[0].dims,
+                        pair[0].bytes,
+                        pair[0].offset - data_start,
+                        pair[1].name,
+                        pair[1].offset - data_start
+                    ),
+                });
             }
         }
         Ok(GgufFile { path: path.to_path_buf(), file, version, metadata, tensors })

@@ -30,7 +30,7 @@
 
 use anybit_ir::builder::{BuildError, KernelBuilder};
 use anybit_ir::dtype::DType;
-use anybit_ir::interp::numeric;
+use anybit_ir::interp::{Buffer, numeric};
 use anybit_ir::packing::PackedBits;
 use anybit_ir::program::{Axis, BinaryOp, GridExpr, GridOp, Kernel, Module, Operand, RegisterTensorType};
 use anybit_ir::random::SplitMix64;
@@ -449,6 +449,19 @@ impl QuantizedWeights {
         QuantizedWeights::new(format, k, n, codes, scales, zeros)
     }
 
+    /// The buffers the kernel reads (`w`, `s`, and `z` with zero points), in its layout.
+    pub fn pack(&self) -> Result<PackedWeights, FormatError> {
+        let data = |e: anybit_ir::packing::PackError| FormatError::Data(e.to_string());
+        let bytes = self.pack_weights()?;
+        let w = Buffer::from_bytes(u8_type()?, bytes.len(), bytes).map_err(data)?;
+        let s = Buffer::from_codes(self.format.scale, &self.scales).map_err(data)?;
+        let z = match self.format.zero_point {
+            true => Some(Buffer::from_codes(self.format.weight, &self.zeros).map_err(data)?),
+            false => None,
+        };
+        Ok(PackedWeights { format: self.format, k: self.k, n: self.n, w, s, z })
+    }
+
     /// Bytes per packed weight row.
     pub fn row_bytes(&self) -> usize {
         (self.n * self.format.weight.bits() as usize).div_ceil(8)
@@ -482,6 +495,74 @@ impl QuantizedWeights {
         let scale = decode(f.scale, self.scales[group * self.n + n]);
         let scale = round_to(f.activation, scale);
         round_to(f.activation, (q - z) * scale)
+    }
+}
+
+fn u8_type() -> Result<DType, FormatError> {
+    DType::uint(8).map_err(|e| FormatError::Data(e.to_string()))
+}
+
+/// Quantized weights re-packed into the buffers the kernel reads (see the module doc): `w`
+/// (bytes, K rows of `⌈N·bits/8⌉`), `s` (scales, K/G × N) and `z` (zero points, K/G × N,
+/// with zero points only). This is what an import stores and a layer uploads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackedWeights {
+    /// The format.
+    pub format: WeightFormat,
+    /// Rows of W.
+    pub k: usize,
+    /// Columns of W.
+    pub n: usize,
+    /// The packed weight rows.
+    pub w: Buffer,
+    /// The scales.
+    pub s: Buffer,
+    /// The zero points.
+    pub z: Option<Buffer>,
+}
+
+impl PackedWeights {
+    /// The buffers the kernel reads, by parameter name, in launch order.
+    pub fn buffers(&self) -> Vec<(&'static str, &Buffer)> {
+        let mut buffers = vec![("w", &self.w), ("s", &self.s)];
+        buffers.extend(self.z.iter().map(|z| ("z", z)));
+        buffers
+    }
+
+    /// The element type and length each buffer must have for the format and shape, by
+    /// parameter name, in launch order.
+    pub fn expected_buffers(
+        format: &WeightFormat,
+        k: usize,
+        n: usize,
+    ) -> Result<Vec<(&'static str, DType, usize)>, FormatError> {
+        format.validate_shape(1, n, k)?;
+        let groups = k / format.group_size;
+        let row_bytes = (n * format.weight.bits() as usize).div_ceil(8);
+        let mut buffers = vec![("w", u8_type()?, k * row_bytes), ("s", format.scale, groups * n)];
+        if format.zero_point {
+            buffers.push(("z", format.weight, groups * n));
+        }
+        Ok(buffers)
+    }
+
+    /// Checks the shape against the format and every buffer's type and length.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        let expected = PackedWeights::expected_buffers(&self.format, self.k, self.n)?;
+        let buffers = self.buffers();
+        if buffers.len() != expected.len() {
+            return Err(FormatError::Data(format!("{} buffers, the format needs {}", buffers.len(), expected.len())));
+        }
+        for ((name, buffer), (_, dtype, len)) in buffers.into_iter().zip(expected) {
+            if buffer.dtype() != dtype || buffer.len() != len {
+                return Err(FormatError::Data(format!(
+                    "buffer `{name}`: {} elements of {}, expected {len} of {dtype}",
+                    buffer.len(),
+                    buffer.dtype()
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
