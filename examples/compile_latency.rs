@@ -35,6 +35,7 @@ fn format(weight: &str) -> Result<WeightFormat, String> {
         group_size: 128,
         scale: DType::BF16,
         zero_point: false,
+        offset: false,
         activation: DType::BF16,
     })
 }

@@ -27,9 +27,11 @@
 //!
 //! # Which tensors are layers
 //!
-//! From a GGUF file: every tensor of a quantized ggml type. Q4_0, Q5_0 and Q8_0 import today
-//! (see [`anybit_frontend::gguf::linear_weights`]); any other quantized type fails the import
-//! with an error naming the file and the tensor. Unquantized tensors (F32, F16, BF16: norms,
+//! From a GGUF file: every tensor of a quantized ggml type. Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and
+//! the K-quants Q2_K … Q6_K import today, their two-level scales folded exactly into f32 scales
+//! and offsets (see [`anybit_frontend::gguf::linear_weights`]); any other quantized type
+//! (IQ4_NL and the other IQ types) fails the import with an error naming the file and the
+//! tensor. Unquantized tensors (F32, F16, BF16: norms,
 //! biases, unquantized matrices) are not layers of a low-bit kernel and are left out.
 
 use std::fs::File;
@@ -40,7 +42,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anybit_backends::{LlvmOptimization, Target};
-use anybit_frontend::gguf::{GgmlType, GgufError, GgufFile, TensorInfo, linear_weights};
+use anybit_frontend::gguf::{GgmlType, GgufError, GgufFile, TensorInfo, linear_format, linear_weights};
 use anybit_frontend::lowbit::{PackedWeights, WeightFormat, build_module};
 use anybit_ir::DType;
 use anybit_ir::interp::Buffer;
@@ -163,6 +165,9 @@ pub struct FormatRecord {
     pub scale: String,
     /// Whether there are zero points.
     pub zero_point: bool,
+    /// Whether there are offsets.
+    #[serde(default)]
+    pub offset: bool,
     /// The activation type.
     pub activation: String,
 }
@@ -175,6 +180,7 @@ impl FormatRecord {
             group_size: format.group_size,
             scale: format.scale.to_string(),
             zero_point: format.zero_point,
+            offset: format.offset,
             activation: format.activation.to_string(),
         }
     }
@@ -187,6 +193,7 @@ impl FormatRecord {
             group_size: self.group_size,
             scale: dtype(&self.scale)?,
             zero_point: self.zero_point,
+            offset: self.offset,
             activation: dtype(&self.activation)?,
         };
         format.validate().map_err(|e| e.to_string())?;
@@ -340,18 +347,6 @@ pub enum TensorPlan {
     Unsupported(String),
 }
 
-/// The weight format a GGUF tensor type imports as (`None`: a quantized type not importable
-/// yet). Kept in step with [`linear_weights`], which builds the weights.
-fn gguf_format(ggml_type: GgmlType, activation: DType) -> Option<WeightFormat> {
-    let (weight, zero_point) = match ggml_type {
-        GgmlType::Q4_0 => (DType::uint(4).ok()?, true),
-        GgmlType::Q5_0 => (DType::uint(5).ok()?, true),
-        GgmlType::Q8_0 => (DType::int(8).ok()?, false),
-        _ => return None,
-    };
-    Some(WeightFormat { weight, group_size: 32, scale: DType::F16, zero_point, activation })
-}
-
 /// What importing a GGUF tensor with `activation` x/y would do.
 pub fn gguf_tensor_plan(tensor: &TensorInfo, activation: DType) -> TensorPlan {
     let t = tensor.ggml_type;
@@ -360,11 +355,18 @@ pub fn gguf_tensor_plan(tensor: &TensorInfo, activation: DType) -> TensorPlan {
     if unquantized.contains(&t) || integer {
         return TensorPlan::Skip(format!("{} (not quantized)", t.name()));
     }
-    let Some(format) = gguf_format(t, activation) else {
-        return TensorPlan::Unsupported(format!("{} weights cannot be imported yet (Q4_0, Q5_0, Q8_0 can)", t.name()));
+    let Some(format) = linear_format(t, activation) else {
+        return TensorPlan::Unsupported(format!(
+            "{} weights cannot be imported yet (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K … Q6_K can)",
+            t.name()
+        ));
     };
-    if tensor.dims.len() != 2 {
+    let [k, n] = tensor.dims[..] else {
         return TensorPlan::Unsupported(format!("a linear layer has 2 dimensions, not {}", tensor.dims.len()));
+    };
+    let dim = |d: u64| usize::try_from(d).unwrap_or(usize::MAX);
+    if let Err(e) = format.validate_shape(1, dim(n), dim(k)) {
+        return TensorPlan::Unsupported(format!("shape [{n}, {k}]: {e}"));
     }
     TensorPlan::Layer(format)
 }
@@ -662,11 +664,14 @@ impl ImportedModel {
             file.read_exact_at(&mut data, record.offset).map_err(io_error(&path))?;
             buffers.push(Buffer::from_bytes(dtype, len, data).map_err(|e| what(e.to_string()))?);
         }
+        // The names were checked against the format's: w, s, then z and o where it has them.
         let mut buffers = buffers.into_iter();
         let (Some(w), Some(s)) = (buffers.next(), buffers.next()) else {
             return Err(bad(format!("layer `{}`: missing buffers", layer.name)));
         };
-        Ok(PackedWeights { format, k: layer.k, n: layer.n, w, s, z: buffers.next() })
+        let z = if format.zero_point { buffers.next() } else { None };
+        let o = if format.offset { buffers.next() } else { None };
+        Ok(PackedWeights { format, k: layer.k, n: layer.n, w, s, z, o })
     }
 
     /// A layer ready to run on `device` with the kernel the import compiled: on a GPU its PTX

@@ -7,8 +7,9 @@
 //! A [`WeightFormat`] describes the weights: the type of one weight code (`u1`…`u8`,
 //! `i2`…`i8`, or any float of at most 8 bits such as `f4e2m1`, `f6e3m2`, `f8e4m3`), the group
 //! size (a power of two from 16: that many consecutive rows of W along K share one scale and
-//! zero point per column), the scale type (`f16` or `bf16`), whether there are integer zero
-//! points, and the activation type of x and y (`f16` or `bf16`).
+//! zero point per column), the scale type (`f16`, `bf16` or `f32`), whether there are integer
+//! zero points, whether there are float offsets (in the scale type), and the activation type of
+//! x and y (`f16` or `bf16`).
 //!
 //! # The canonical host layout
 //!
@@ -20,9 +21,11 @@
 //!   `[out_features, in_features]`;
 //! - `scales`: K/G × N scale codes, `scales[g * N + n]` for rows `g·G … g·G + G − 1` of column n;
 //! - `zeros`: K/G × N zero-point codes in the weight type, the same way (empty without zero
-//!   points).
+//!   points);
+//! - `offsets`: K/G × N offset codes in the scale type, the same way (empty without offsets).
 //!
-//! The weight is `w[k][n] = (q[k][n] − z[k/G][n]) · s[k/G][n]`. K must be a multiple of G.
+//! The weight is `w[k][n] = (q[k][n] − z[k/G][n]) · s[k/G][n] + o[k/G][n]`. K must be a
+//! multiple of G.
 //! [`QuantizedLinear::new`] checks all of it — shapes, group divisibility, every code in range
 //! of its type — and returns a typed error naming what is wrong.
 //!
@@ -46,7 +49,7 @@
 //!     weight: "u4".parse()?,
 //!     group_size: 32,
 //!     scale: DType::F16,
-//!     zero_point: true,
+//!     zero_point: true, offset: false,
 //!     activation: DType::F16,
 //! };
 //! let weights = QuantizedWeights::random(format, 64, 16, &mut SplitMix64::new(1))?;
@@ -186,17 +189,15 @@ pub struct CompileInfo {
 enum Engine {
     Interpreter {
         kernel: Box<Kernel>,
-        w: Buffer,
-        s: Buffer,
-        z: Option<Buffer>,
+        /// The weight buffers in launch order (w, s, then z and o where the format has them).
+        weights: Vec<Buffer>,
     },
     Gpu {
         gpu: Arc<Gpu>,
         module: Arc<GpuModule>,
         stream: Stream,
-        w: DeviceBuffer,
-        s: DeviceBuffer,
-        z: Option<DeviceBuffer>,
+        /// The weight buffers in launch order.
+        weights: Vec<DeviceBuffer>,
         /// How the kernel was compiled (absent for PTX given by the caller).
         compiled: Option<CompileInfo>,
     },
@@ -269,8 +270,9 @@ impl QuantizedLinear {
         if kernel.name != want {
             return Err(LinearError::KernelMismatch(format!("kernel `{}`, the format needs `{want}`", kernel.name)));
         }
-        let PackedWeights { format, k, n, w, s, z } = packed;
-        Ok(QuantizedLinear { format, k, n, engine: Engine::Interpreter { kernel: Box::new(kernel), w, s, z } })
+        let weights = packed.buffers().into_iter().map(|(_, b)| b.clone()).collect();
+        let (format, k, n) = (packed.format, packed.k, packed.n);
+        Ok(QuantizedLinear { format, k, n, engine: Engine::Interpreter { kernel: Box::new(kernel), weights } })
     }
 
     /// A layer on `gpu` running compiled PTX — `ptx[i]` is the text of `manifest.kernels[i]`,
@@ -299,11 +301,10 @@ impl QuantizedLinear {
         }
         let module = gpu.load_module(manifest, ptx)?;
         let stream = gpu.new_stream()?;
-        let PackedWeights { format, k, n, w, s, z } = packed;
-        let w = DeviceBuffer::upload(&stream, &w)?;
-        let s = DeviceBuffer::upload(&stream, &s)?;
-        let z = z.map(|z| DeviceBuffer::upload(&stream, &z)).transpose()?;
-        Ok(QuantizedLinear { format, k, n, engine: Engine::Gpu { gpu, module, stream, w, s, z, compiled } })
+        let weights =
+            packed.buffers().into_iter().map(|(_, b)| DeviceBuffer::upload(&stream, b)).collect::<Result<_, _>>()?;
+        let (format, k, n) = (packed.format, packed.k, packed.n);
+        Ok(QuantizedLinear { format, k, n, engine: Engine::Gpu { gpu, module, stream, weights, compiled } })
     }
 
     /// The weight format.
@@ -366,9 +367,9 @@ impl QuantizedLinear {
         let codes: Vec<u32> = x.iter().map(|&c| u32::from(c)).collect();
         let x = Buffer::from_codes(act, &codes).map_err(|e| FormatError::Data(e.to_string()))?;
         let y = match &self.engine {
-            Engine::Interpreter { kernel, w, s, z } => {
-                let mut args = vec![Arg::Buffer(x), Arg::Buffer(w.clone()), Arg::Buffer(s.clone())];
-                args.extend(z.iter().map(|z| Arg::Buffer(z.clone())));
+            Engine::Interpreter { kernel, weights } => {
+                let mut args = vec![Arg::Buffer(x)];
+                args.extend(weights.iter().map(|b| Arg::Buffer(b.clone())));
                 let y = args.len();
                 let zeros = Buffer::zeros(act, m * self.n).map_err(|e| FormatError::Data(e.to_string()))?;
                 args.push(Arg::Buffer(zeros));
@@ -405,7 +406,7 @@ impl QuantizedLinear {
     /// `y = x · dequant(W)` on device buffers (x: M × K, y: M × N, of the activation type),
     /// enqueued on `stream` — the caller's — without synchronizing (GPU layers only).
     pub fn forward_on(&self, stream: &Stream, x: &DeviceBuffer, y: &mut DeviceBuffer) -> Result<(), LinearError> {
-        let Engine::Gpu { module, w, s, z, .. } = &self.engine else {
+        let Engine::Gpu { module, weights, .. } = &self.engine else {
             return Err(LinearError::NotOnGpu("forward_on"));
         };
         let act = self.format.activation;
@@ -429,8 +430,8 @@ impl QuantizedLinear {
             });
         }
         let kernel = module.kernel(&self.format.kernel_name())?;
-        let mut args = vec![LaunchArg::Buffer(x), LaunchArg::Buffer(w), LaunchArg::Buffer(s)];
-        args.extend(z.iter().map(LaunchArg::Buffer));
+        let mut args = vec![LaunchArg::Buffer(x)];
+        args.extend(weights.iter().map(LaunchArg::Buffer));
         args.push(LaunchArg::Output(y));
         args.extend([LaunchArg::Int(m as i64), LaunchArg::Int(self.n as i64), LaunchArg::Int(self.k as i64)]);
         kernel.launch(stream, &mut args)?;

@@ -87,8 +87,8 @@ enum Command {
     /// distinct weight format) plus its weights re-packed in that kernel's layout, described by
     /// DIR/manifest.json. Progress goes to stderr; on failure nothing is left in DIR.
     ///
-    /// MODEL is a GGUF file (Q4_0, Q5_0 and Q8_0 layers import; unquantized tensors are left
-    /// out).
+    /// MODEL is a GGUF file (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K
+    /// layers import; unquantized tensors are left out).
     Import {
         /// The model file (`.gguf`).
         model: PathBuf,
