@@ -37,6 +37,7 @@ fn format(weight: &str) -> Result<WeightFormat, String> {
         group_size: 128,
         scale: DType::BF16,
         zero_point: false,
+        offset: false,
         activation: DType::BF16,
     })
 }

@@ -18,6 +18,7 @@
 //! | [`runtime`] | `anybit-runtime` | CUDA loading and checked launches (cudarc, no LLVM), the compile cache; [`npy`]: NumPy `.npy` files |
 //! | [`jit`] | this crate | JIT compilation through the compile cache: module or weight format → PTX |
 //! | [`linear`] | this crate | [`linear::QuantizedLinear`]: a quantized linear layer built at run time, on the GPU or the interpreter |
+//! | [`import`] | this crate | model import: every quantized layer of a model file to a compiled kernel, re-packed weights and a manifest; imported layers loaded and run |
 //!
 //! The pipeline these pieces build towards: kernel language, builder or model importer → tile IR
 //! → verifier → passes (layout inference, e-graph rewrites, vectorization, instruction selection)
@@ -42,6 +43,7 @@ pub use anybit_passes as passes;
 pub use anybit_runtime as runtime;
 pub use anybit_runtime::npy;
 
+pub mod import;
 pub mod jit;
 pub mod linear;
 

@@ -7,8 +7,9 @@
 //! A [`WeightFormat`] describes the weights: the type of one weight code (`u1`…`u8`,
 //! `i2`…`i8`, or any float of at most 8 bits such as `f4e2m1`, `f6e3m2`, `f8e4m3`), the group
 //! size (a power of two from 16: that many consecutive rows of W along K share one scale and
-//! zero point per column), the scale type (`f16` or `bf16`), whether there are integer zero
-//! points, and the activation type of x and y (`f16` or `bf16`).
+//! zero point per column), the scale type (`f16`, `bf16` or `f32`), whether there are integer
+//! zero points, whether there are float offsets (in the scale type), and the activation type of
+//! x and y (`f16` or `bf16`).
 //!
 //! # The canonical host layout
 //!
@@ -20,9 +21,11 @@
 //!   `[out_features, in_features]`;
 //! - `scales`: K/G × N scale codes, `scales[g * N + n]` for rows `g·G … g·G + G − 1` of column n;
 //! - `zeros`: K/G × N zero-point codes in the weight type, the same way (empty without zero
-//!   points).
+//!   points);
+//! - `offsets`: K/G × N offset codes in the scale type, the same way (empty without offsets).
 //!
-//! The weight is `w[k][n] = (q[k][n] − z[k/G][n]) · s[k/G][n]`. K must be a multiple of G.
+//! The weight is `w[k][n] = (q[k][n] − z[k/G][n]) · s[k/G][n] + o[k/G][n]`. K must be a
+//! multiple of G.
 //! [`QuantizedLinear::new`] checks all of it — shapes, group divisibility, every code in range
 //! of its type — and returns a typed error naming what is wrong.
 //!
@@ -46,7 +49,7 @@
 //!     weight: "u4".parse()?,
 //!     group_size: 32,
 //!     scale: DType::F16,
-//!     zero_point: true,
+//!     zero_point: true, offset: false,
 //!     activation: DType::F16,
 //! };
 //! let weights = QuantizedWeights::random(format, 64, 16, &mut SplitMix64::new(1))?;
@@ -61,9 +64,10 @@
 use std::sync::{Arc, OnceLock};
 
 use anybit_backends::Target;
-use anybit_frontend::lowbit::{FormatError, QuantizedWeights, WeightFormat, build_module_for};
+use anybit_frontend::lowbit::{FormatError, PackedWeights, QuantizedWeights, WeightFormat, build_module_for};
 use anybit_ir::DType;
 use anybit_ir::interp::{Arg, Buffer, ErrorKind, InterpError, RunOptions, run_kernel};
+use anybit_ir::manifest::Manifest;
 use anybit_ir::program::Kernel;
 use anybit_passes::{OptLevel, PassManager};
 use anybit_runtime::cache::{CacheKey, CompileCache, Source};
@@ -158,6 +162,10 @@ pub enum LinearError {
     /// A GPU-only call on an interpreter layer.
     #[error("{0} needs a layer on a GPU; this one runs on the interpreter")]
     NotOnGpu(&'static str),
+    /// A kernel given to [`QuantizedLinear::from_kernel`] or [`QuantizedLinear::from_ptx`] is
+    /// not the one the weight format needs.
+    #[error("the kernel does not fit the weights: {0}")]
+    KernelMismatch(String),
 }
 
 /// How a GPU layer's kernel was compiled.
@@ -181,18 +189,17 @@ pub struct CompileInfo {
 enum Engine {
     Interpreter {
         kernel: Box<Kernel>,
-        w: Buffer,
-        s: Buffer,
-        z: Option<Buffer>,
+        /// The weight buffers in launch order (w, s, then z and o where the format has them).
+        weights: Vec<Buffer>,
     },
     Gpu {
         gpu: Arc<Gpu>,
         module: Arc<GpuModule>,
         stream: Stream,
-        w: DeviceBuffer,
-        s: DeviceBuffer,
-        z: Option<DeviceBuffer>,
-        compiled: CompileInfo,
+        /// The weight buffers in launch order.
+        weights: Vec<DeviceBuffer>,
+        /// How the kernel was compiled (absent for PTX given by the caller).
+        compiled: Option<CompileInfo>,
     },
 }
 
@@ -210,68 +217,101 @@ impl QuantizedLinear {
     /// cache), loads the kernel and uploads the weights.
     pub fn new(weights: &QuantizedWeights, options: &LinearOptions) -> Result<QuantizedLinear, LinearError> {
         weights.validate()?;
-        let format = weights.format;
-        let packed = weights.pack_weights()?;
-        let u8 = DType::uint(8).map_err(|e| FormatError::Data(e.to_string()))?;
-        let buffer = |r: Result<Buffer, anybit_ir::packing::PackError>| r.map_err(|e| FormatError::Data(e.to_string()));
-        let w = buffer(Buffer::from_bytes(u8, packed.len(), packed))?;
-        let s = buffer(Buffer::from_codes(format.scale, &weights.scales))?;
-        let z = match format.zero_point {
-            true => Some(buffer(Buffer::from_codes(format.weight, &weights.zeros))?),
-            false => None,
-        };
+        QuantizedLinear::from_packed(weights.pack()?, options)
+    }
+
+    /// Builds the layer from weights already in the kernel's layout (what [`QuantizedWeights::pack`]
+    /// gives, or an import stored): on a GPU compiles (through the cache), loads the kernel and
+    /// uploads the weights; on the interpreter generates the kernel.
+    pub fn from_packed(packed: PackedWeights, options: &LinearOptions) -> Result<QuantizedLinear, LinearError> {
+        packed.validate()?;
         let device = match &options.device {
             Device::Auto => Device::detect(),
             other => other.clone(),
         };
-        let engine = match device {
-            Device::Gpu(gpu) => QuantizedLinear::gpu_engine(gpu, &format, weights.n, options, (w, s, z))?,
+        match device {
+            Device::Gpu(gpu) => {
+                let (major, minor) = gpu.compute_capability();
+                let target = match options.target.or_else(|| Target::newest_portable_for(major, minor)) {
+                    Some(target) => target,
+                    None => return Err(LinearError::NoTarget { device: gpu.name().to_owned(), major, minor }),
+                };
+                let jit = JitOptions {
+                    target,
+                    opt_level: options.opt_level.unwrap_or(OptLevel::O2),
+                    ..JitOptions::default()
+                };
+                let compiled = match &options.cache {
+                    Some(cache) => compile_lowbit_for(&packed.format, Some(packed.n), &jit, cache)?,
+                    None => compile_lowbit_for(&packed.format, Some(packed.n), &jit, CompileCache::global())?,
+                };
+                let info = CompileInfo {
+                    target,
+                    source: compiled.source,
+                    key: compiled.key,
+                    milliseconds: compiled.timings.total.as_millis() as u64,
+                    ptx_bytes: compiled.module.ptx.iter().map(String::len).sum(),
+                    warning: compiled.warning.clone(),
+                };
+                QuantizedLinear::gpu(packed, gpu, &compiled.module.manifest, &compiled.module.ptx, Some(info))
+            }
             _ => {
                 // The kernel the GPU would run: specialized for N, through the same passes (so
                 // the interpreter also checks the vectorizer's alignment proofs).
-                let mut module = build_module_for(&format, Some(weights.n))?;
+                let mut module = build_module_for(&packed.format, Some(packed.n))?;
                 let level = options.opt_level.unwrap_or(OptLevel::O2);
                 PassManager::for_level(level).run(&mut module).map_err(JitError::from)?;
                 let Some(kernel) = module.kernels.pop() else {
                     return Err(FormatError::Data("the low-bit matmul module has no kernel".into()).into());
                 };
-                Engine::Interpreter { kernel: Box::new(kernel), w, s, z }
+                QuantizedLinear::from_kernel(packed, kernel)
             }
-        };
-        Ok(QuantizedLinear { format, k: weights.k, n: weights.n, engine })
+        }
     }
 
-    fn gpu_engine(
+    /// A layer on the interpreter running `kernel` — the format's kernel, e.g. read back from
+    /// the kernel-language source an import wrote — on weights in its layout.
+    pub fn from_kernel(packed: PackedWeights, kernel: Kernel) -> Result<QuantizedLinear, LinearError> {
+        packed.validate()?;
+        let want = packed.format.kernel_name();
+        if kernel.name != want {
+            return Err(LinearError::KernelMismatch(format!("kernel `{}`, the format needs `{want}`", kernel.name)));
+        }
+        let weights = packed.buffers().into_iter().map(|(_, b)| b.clone()).collect();
+        let (format, k, n) = (packed.format, packed.k, packed.n);
+        Ok(QuantizedLinear { format, k, n, engine: Engine::Interpreter { kernel: Box::new(kernel), weights } })
+    }
+
+    /// A layer on `gpu` running compiled PTX — `ptx[i]` is the text of `manifest.kernels[i]`,
+    /// e.g. what an import wrote, loaded without compiling anything — on weights in its layout.
+    pub fn from_ptx<S: AsRef<str>>(
+        packed: PackedWeights,
         gpu: Arc<Gpu>,
-        format: &WeightFormat,
-        n: usize,
-        options: &LinearOptions,
-        (w, s, z): (Buffer, Buffer, Option<Buffer>),
-    ) -> Result<Engine, LinearError> {
-        let (major, minor) = gpu.compute_capability();
-        let target = match options.target.or_else(|| Target::newest_portable_for(major, minor)) {
-            Some(target) => target,
-            None => return Err(LinearError::NoTarget { device: gpu.name().to_owned(), major, minor }),
-        };
-        let jit = JitOptions { target, opt_level: options.opt_level.unwrap_or(OptLevel::O2), ..JitOptions::default() };
-        let compiled = match &options.cache {
-            Some(cache) => compile_lowbit_for(format, Some(n), &jit, cache)?,
-            None => compile_lowbit_for(format, Some(n), &jit, CompileCache::global())?,
-        };
-        let module = gpu.load_module(&compiled.module.manifest, &compiled.module.ptx)?;
-        let info = CompileInfo {
-            target,
-            source: compiled.source,
-            key: compiled.key,
-            milliseconds: compiled.timings.total.as_millis() as u64,
-            ptx_bytes: compiled.module.ptx.iter().map(String::len).sum(),
-            warning: compiled.warning,
-        };
+        manifest: &Manifest,
+        ptx: &[S],
+    ) -> Result<QuantizedLinear, LinearError> {
+        packed.validate()?;
+        QuantizedLinear::gpu(packed, gpu, manifest, ptx, None)
+    }
+
+    fn gpu<S: AsRef<str>>(
+        packed: PackedWeights,
+        gpu: Arc<Gpu>,
+        manifest: &Manifest,
+        ptx: &[S],
+        compiled: Option<CompileInfo>,
+    ) -> Result<QuantizedLinear, LinearError> {
+        let want = packed.format.kernel_name();
+        if manifest.kernel(&want).is_none() {
+            let names: Vec<&str> = manifest.kernels.iter().map(|k| k.name.as_str()).collect();
+            return Err(LinearError::KernelMismatch(format!("the module has {names:?}, the format needs `{want}`")));
+        }
+        let module = gpu.load_module(manifest, ptx)?;
         let stream = gpu.new_stream()?;
-        let w = DeviceBuffer::upload(&stream, &w)?;
-        let s = DeviceBuffer::upload(&stream, &s)?;
-        let z = z.map(|z| DeviceBuffer::upload(&stream, &z)).transpose()?;
-        Ok(Engine::Gpu { gpu, module, stream, w, s, z, compiled: info })
+        let weights =
+            packed.buffers().into_iter().map(|(_, b)| DeviceBuffer::upload(&stream, b)).collect::<Result<_, _>>()?;
+        let (format, k, n) = (packed.format, packed.k, packed.n);
+        Ok(QuantizedLinear { format, k, n, engine: Engine::Gpu { gpu, module, stream, weights, compiled } })
     }
 
     /// The weight format.
@@ -302,10 +342,10 @@ impl QuantizedLinear {
         matches!(self.engine, Engine::Gpu { .. })
     }
 
-    /// How its kernel was compiled (GPU layers).
+    /// How its kernel was compiled (GPU layers that compiled it).
     pub fn compile_info(&self) -> Option<&CompileInfo> {
         match &self.engine {
-            Engine::Gpu { compiled, .. } => Some(compiled),
+            Engine::Gpu { compiled, .. } => compiled.as_ref(),
             Engine::Interpreter { .. } => None,
         }
     }
@@ -334,9 +374,9 @@ impl QuantizedLinear {
         let codes: Vec<u32> = x.iter().map(|&c| u32::from(c)).collect();
         let x = Buffer::from_codes(act, &codes).map_err(|e| FormatError::Data(e.to_string()))?;
         let y = match &self.engine {
-            Engine::Interpreter { kernel, w, s, z } => {
-                let mut args = vec![Arg::Buffer(x), Arg::Buffer(w.clone()), Arg::Buffer(s.clone())];
-                args.extend(z.iter().map(|z| Arg::Buffer(z.clone())));
+            Engine::Interpreter { kernel, weights } => {
+                let mut args = vec![Arg::Buffer(x)];
+                args.extend(weights.iter().map(|b| Arg::Buffer(b.clone())));
                 let y = args.len();
                 let zeros = Buffer::zeros(act, m * self.n).map_err(|e| FormatError::Data(e.to_string()))?;
                 args.push(Arg::Buffer(zeros));
@@ -373,7 +413,7 @@ impl QuantizedLinear {
     /// `y = x · dequant(W)` on device buffers (x: M × K, y: M × N, of the activation type),
     /// enqueued on `stream` — the caller's — without synchronizing (GPU layers only).
     pub fn forward_on(&self, stream: &Stream, x: &DeviceBuffer, y: &mut DeviceBuffer) -> Result<(), LinearError> {
-        let Engine::Gpu { module, w, s, z, .. } = &self.engine else {
+        let Engine::Gpu { module, weights, .. } = &self.engine else {
             return Err(LinearError::NotOnGpu("forward_on"));
         };
         let act = self.format.activation;
@@ -397,8 +437,8 @@ impl QuantizedLinear {
             });
         }
         let kernel = module.kernel(&self.format.kernel_name())?;
-        let mut args = vec![LaunchArg::Buffer(x), LaunchArg::Buffer(w), LaunchArg::Buffer(s)];
-        args.extend(z.iter().map(LaunchArg::Buffer));
+        let mut args = vec![LaunchArg::Buffer(x)];
+        args.extend(weights.iter().map(LaunchArg::Buffer));
         args.push(LaunchArg::Output(y));
         args.extend([LaunchArg::Int(m as i64), LaunchArg::Int(self.n as i64), LaunchArg::Int(self.k as i64)]);
         kernel.launch(stream, &mut args)?;

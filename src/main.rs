@@ -83,6 +83,52 @@ enum Command {
         /// The model file (`.gguf`).
         model: PathBuf,
     },
+    /// Import a model: every quantized linear layer becomes a compiled kernel (one per
+    /// distinct weight format) plus its weights re-packed in that kernel's layout, described by
+    /// DIR/manifest.json. Progress goes to stderr; on failure nothing is left in DIR.
+    ///
+    /// MODEL is a GGUF file (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K
+    /// layers import; unquantized tensors are left out).
+    Import {
+        /// The model file (`.gguf`).
+        model: PathBuf,
+        /// The output directory (must not exist, unless --force).
+        #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
+        out_dir: PathBuf,
+        /// The GPU target: sm_80, sm_86, sm_89, sm_90, sm_90a or sm_100a.
+        #[arg(long, default_value = "sm_90")]
+        target: String,
+        /// The activation type of x and y: f16 or bf16.
+        #[arg(long, default_value = "f16")]
+        activation: String,
+        /// LLVM's optimization pipeline: full or fast.
+        #[arg(long, default_value = "full")]
+        llvm: String,
+        /// Replace DIR if it exists (once the new import is complete).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run one imported layer, y = x · dequant(W), on a batch of activations.
+    ///
+    /// x is a float16 or float32 .npy file of shape [M, K]; y is written with x's element type,
+    /// shape [M, N]. On a GPU the PTX the import compiled is loaded (nothing is compiled); on
+    /// the interpreter the kernel's source is run.
+    Linear {
+        /// The import directory (what `anybit import` wrote).
+        dir: PathBuf,
+        /// The layer's name, as in the model.
+        #[arg(long)]
+        layer: String,
+        /// x: a .npy file, [M, K], float16 or float32.
+        #[arg(long, value_name = "X.npy")]
+        input: PathBuf,
+        /// y: the .npy file to write, [M, N].
+        #[arg(long, value_name = "Y.npy")]
+        output: PathBuf,
+        /// Where to run: auto (GPU 0 when there is one, else the interpreter), gpu, interp.
+        #[arg(long, value_enum, default_value = "auto")]
+        device: cli::linear::DeviceChoice,
+    },
     /// Print a kernel file in canonical form.
     Fmt {
         /// The kernel file.
@@ -129,6 +175,21 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Dtype { name, table } => cli::dtype::run(name, *table, &mut out),
         Command::Inspect { model } => cli::inspect::run(model, &mut out),
+        Command::Import { model, out_dir, target, activation, llvm, force } => {
+            let request = cli::import::ImportRequest {
+                model,
+                out_dir,
+                target,
+                activation,
+                llvm,
+                force: *force,
+            };
+            cli::import::run(&request, &mut out)
+        }
+        Command::Linear { dir, layer, input, output, device } => {
+            let request = cli::linear::LinearRequest { dir, layer, input, output, device: *device };
+            cli::linear::run(&request, &mut out)
+        }
         Command::Layout { expr, table } => cli::layout::run(expr, *table, &mut out),
         Command::Check { file, strict } => cli::source::check(file, *strict, &mut out),
         Command::Compile { file, target, out_dir, emit, opt_level, passes, print_after_all, llvm } => {

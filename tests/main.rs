@@ -4,8 +4,9 @@ mod main {
     mod docs;
     mod dtype_cli;
     mod examples;
-    mod gguf_linear;
+    pub mod gguf_linear;
     mod gpu;
+    mod import_cli;
     mod inspect_cli;
     mod jit;
     mod kernel_cli;

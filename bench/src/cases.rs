@@ -251,20 +251,13 @@ fn lowbit_runs(
     rng: &mut SplitMix64,
 ) -> Result<Vec<Run>, String> {
     let weights = QuantizedWeights::random(format, k, n, rng).map_err(|e| e.to_string())?;
-    let packed = weights.pack_weights().map_err(|e| e.to_string())?;
-    let u8 = DType::uint(8).map_err(|e| e.to_string())?;
+    let packed = weights.pack().map_err(|e| e.to_string())?;
     let act = format.activation;
     let mut runs = Vec::new();
     for &m in ms {
         let (x, _) = random(act, m * k, rng);
-        let mut args = vec![
-            buffer(act, &x)?,
-            Buffer::from_bytes(u8, packed.len(), packed.clone()).map(Arg::Buffer).map_err(|e| e.to_string())?,
-            buffer(format.scale, &weights.scales)?,
-        ];
-        if format.zero_point {
-            args.push(buffer(format.weight, &weights.zeros)?);
-        }
+        let mut args = vec![buffer(act, &x)?];
+        args.extend(packed.buffers().into_iter().map(|(_, b)| Arg::Buffer(b.clone())));
         let y = args.len();
         args.push(zeros(act, m * n)?);
         args.extend([Arg::Int(m as i64), Arg::Int(n as i64), Arg::Int(k as i64)]);
@@ -292,6 +285,7 @@ fn lowbit_example(sizes: Sizes, rng: &mut SplitMix64) -> Result<Case, String> {
         group_size: 128,
         scale: DType::F16,
         zero_point: true,
+        offset: false,
         activation: DType::F16,
     };
     let ms: &[usize] = match sizes {
@@ -323,11 +317,49 @@ fn lowbit_all(sizes: Sizes, rng: &mut SplitMix64) -> Result<Vec<Case>, String> {
                 group_size,
                 scale: if (t + g) % 3 == 0 { DType::BF16 } else { DType::F16 },
                 zero_point: weight.is_integer() && (t + g) % 2 == 1,
+                offset: false,
                 activation: if (t + g) % 4 == 1 { DType::BF16 } else { DType::F16 },
             };
             let module = build_module(&format).map_err(|e| e.to_string())?;
             cases.push(Case { name: format.kernel_name(), module, runs: lowbit_runs(format, ms, 256, 72, rng)? });
         }
+    }
+    Ok(cases)
+}
+
+/// The formats with f32 scales or float offsets (`w = (q − z)·s + o`, formed in f32), one per
+/// shape of GGUF weights they import: Q4_1, Q5_1 (f16 scale and minimum), Q4_K, Q5_K, Q2_K
+/// (f32 scale and offset, after folding the super-block scales), Q6_K (f32 scale, zero point
+/// 32), Q3_K (i3, f32 scale) — and a float weight type with both.
+pub fn scaled_offset_formats() -> Result<Vec<WeightFormat>, String> {
+    let rows: [(&str, usize, DType, bool, bool, DType); 8] = [
+        ("u4", 32, DType::F16, false, true, DType::F16),
+        ("u5", 32, DType::F16, false, true, DType::BF16),
+        ("u4", 32, DType::F32, false, true, DType::F16),
+        ("u5", 32, DType::F32, false, true, DType::BF16),
+        ("u2", 16, DType::F32, false, true, DType::F16),
+        ("u6", 16, DType::F32, true, false, DType::F16),
+        ("i3", 16, DType::F32, false, false, DType::BF16),
+        ("f4e2m1", 64, DType::F32, false, true, DType::F16),
+    ];
+    rows.into_iter()
+        .map(|(weight, group_size, scale, zero_point, offset, activation)| {
+            let weight = weight.parse().map_err(|e| format!("{e}"))?;
+            Ok(WeightFormat { weight, group_size, scale, zero_point, offset, activation })
+        })
+        .collect()
+}
+
+/// The low-bit matmul for every format of [`scaled_offset_formats`], N = 72.
+fn lowbit_scaled_offsets(sizes: Sizes, rng: &mut SplitMix64) -> Result<Vec<Case>, String> {
+    let ms: &[usize] = match sizes {
+        Sizes::Small => &[1, 5, 16, 33],
+        Sizes::Gpu => &[1, 16, 4096],
+    };
+    let mut cases = Vec::new();
+    for format in scaled_offset_formats()? {
+        let module = build_module(&format).map_err(|e| e.to_string())?;
+        cases.push(Case { name: format.kernel_name(), module, runs: lowbit_runs(format, ms, 256, 72, rng)? });
     }
     Ok(cases)
 }
@@ -342,6 +374,7 @@ pub fn all_cases(sizes: Sizes, seed: u64) -> Result<Vec<Case>, String> {
         lowbit_example(sizes, &mut rng)?,
     ];
     cases.extend(lowbit_all(sizes, &mut rng)?);
+    cases.extend(lowbit_scaled_offsets(sizes, &mut rng)?);
     Ok(cases)
 }
 
@@ -359,6 +392,7 @@ pub fn bench_modules() -> Result<Vec<(String, Module)>, String> {
                 group_size: 128,
                 scale: DType::BF16,
                 zero_point: false,
+                offset: false,
                 activation: DType::BF16,
             };
             // Every benchmarked N is a multiple of 64: let the vectorizer prove the rows aligned.

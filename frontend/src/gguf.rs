@@ -13,7 +13,8 @@
 //! # How it reads
 //!
 //! [`GgufFile::open`] reads only the header, metadata and tensor infos, with every length and
-//! count checked against the bytes left in the file before anything is allocated, so a
+//! count checked against the bytes left in the file before anything is allocated (and every
+//! tensor's size, from its type and shape, checked against the file and the next tensor), so a
 //! corrupt or hostile file gets an error (naming the file, the byte offset and what was
 //! wrong), never a panic or a huge allocation. Tensor data is read on demand, one tensor at
 //! a time, with positioned reads ([`GgufFile::tensor_bytes`]): a large model is never read
@@ -23,10 +24,14 @@
 //! # Decoding
 //!
 //! [`dequantize`] turns a tensor's bytes into `f32` values exactly as ggml's reference
-//! dequantizers compute them (`f16` scales widened to `f32`, one `f32` multiplication, and for
-//! the types with a minimum one `f32` addition): F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
-//! and IQ4_NL so far. The other quantization types are recognized (names, block sizes) and reported
-//! as not yet decodable.
+//! dequantizers compute them (`f16` scales widened to `f32`, K-quant sub-block scales and
+//! minimums formed in `f32`, one `f32` multiplication, and for the types with a minimum one
+//! `f32` addition): F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
+//! and IQ4_NL. The scale-quantized types go through one block splitter into anybit's canonical
+//! parts — weight codes, per-group scales and offsets ([`GgmlType::scaled_layout`]) — which
+//! [`linear_weights`] imports as they are, so the decoded values and the imported weights
+//! cannot disagree. The other quantization types are recognized (names, block sizes) and
+//! reported as not yet decodable.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -102,6 +107,16 @@ impl GgmlType {
     pub const Q5_1: GgmlType = GgmlType(7);
     /// Q8_0.
     pub const Q8_0: GgmlType = GgmlType(8);
+    /// Q2_K: 2-bit codes, a 4-bit scale and minimum per 16, f16 super-scales per 256.
+    pub const Q2_K: GgmlType = GgmlType(10);
+    /// Q3_K: signed 3-bit codes, a 6-bit scale per 16, an f16 super-scale per 256.
+    pub const Q3_K: GgmlType = GgmlType(11);
+    /// Q4_K: 4-bit codes, a 6-bit scale and minimum per 32, f16 super-scales per 256.
+    pub const Q4_K: GgmlType = GgmlType(12);
+    /// Q5_K: 5-bit codes, a 6-bit scale and minimum per 32, f16 super-scales per 256.
+    pub const Q5_K: GgmlType = GgmlType(13);
+    /// Q6_K: 6-bit codes (offset 32), an 8-bit scale per 16, an f16 super-scale per 256.
+    pub const Q6_K: GgmlType = GgmlType(14);
     /// IQ4_NL: 4-bit indices into a fixed 16-entry table of int8 levels, one f16 scale per 32.
     pub const IQ4_NL: GgmlType = GgmlType(20);
     /// BF16.
@@ -383,6 +398,27 @@ impl GgufFile {
                 }
             }
         }
+        // Each tensor's type and shape give its size: data that runs into the next tensor's
+        // means they disagree with the file's layout.
+        let mut by_offset: Vec<&TensorInfo> = tensors.iter().collect();
+        by_offset.sort_by_key(|t| t.offset);
+        for pair in by_offset.windows(2) {
+            if pair[0].offset + pair[0].bytes > pair[1].offset {
+                return Err(GgufError::Tensor {
+                    path: path.to_path_buf(),
+                    tensor: pair[0].name.clone(),
+                    what: format!(
+                        "{} {:?} takes {} bytes from offset {}, running into tensor `{}` at {}",
+                        pair[0].ggml_type.name(),
+                        pair[0].dims,
+                        pair[0].bytes,
+                        pair[0].offset - data_start,
+                        pair[1].name,
+                        pair[1].offset - data_start
+                    ),
+                });
+            }
+        }
         Ok(GgufFile { path: path.to_path_buf(), file, version, metadata, tensors })
     }
 
@@ -419,12 +455,174 @@ impl GgufFile {
 /// The levels IQ4_NL's 4-bit indices select (ggml's `kvalues_iq4nl`).
 const IQ4_NL_LEVELS: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
-fn f16_at(b: &[u8], at: usize) -> f32 {
-    let bits = u16::from_le_bytes([b[at], b[at + 1]]);
-    anybit_ir::DType::F16.decode_f64(u32::from(bits)).unwrap_or(f64::NAN) as f32
+fn f16_bits(b: &[u8], at: usize) -> u32 {
+    u32::from(u16::from_le_bytes([b[at], b[at + 1]]))
 }
 
-/// Decodes `bytes` of ggml type `t` to `f32`, bit for bit as ggml's reference dequantizers.
+fn f16_at(b: &[u8], at: usize) -> f32 {
+    anybit_ir::DType::F16.decode_f64(f16_bits(b, at)).unwrap_or(f64::NAN) as f32
+}
+
+/// How a scale-quantized ggml type maps onto anybit's canonical weight form: every weight is
+/// `(q − z)·s + o` with a code q of `weight`, a constant zero point z, and per group of `group`
+/// weights a scale s and (for `offset` types) an offset o, both of type `scale` — f16 where the
+/// file stores them, f32 where an import folds two-level K-quant scales (`d·sc`, `−dmin·m`: an
+/// f16 times a 6- or 8-bit integer, exact in f32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScaledLayout {
+    /// The type of a weight code.
+    pub weight: anybit_ir::DType,
+    /// The zero point, a code of `weight` (`None`: no zero point).
+    pub zero: Option<u32>,
+    /// Weights per scale along a row.
+    pub group: usize,
+    /// The type of scales and offsets (f16 or f32).
+    pub scale: anybit_ir::DType,
+    /// Whether each group has an offset.
+    pub offset: bool,
+}
+
+impl GgmlType {
+    /// The canonical layout of a scale-quantized type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K,
+    /// Q3_K, Q4_K, Q5_K, Q6_K); `None` for the others.
+    pub fn scaled_layout(self) -> Option<ScaledLayout> {
+        use anybit_ir::DType;
+        let (weight, zero, group, scale, offset) = match self {
+            GgmlType::Q4_0 => (DType::uint(4), Some(8), 32, DType::F16, false),
+            GgmlType::Q4_1 => (DType::uint(4), None, 32, DType::F16, true),
+            GgmlType::Q5_0 => (DType::uint(5), Some(16), 32, DType::F16, false),
+            GgmlType::Q5_1 => (DType::uint(5), None, 32, DType::F16, true),
+            GgmlType::Q8_0 => (DType::int(8), None, 32, DType::F16, false),
+            GgmlType::Q2_K => (DType::uint(2), None, 16, DType::F32, true),
+            GgmlType::Q3_K => (DType::int(3), None, 16, DType::F32, false),
+            GgmlType::Q4_K => (DType::uint(4), None, 32, DType::F32, true),
+            GgmlType::Q5_K => (DType::uint(5), None, 32, DType::F32, true),
+            GgmlType::Q6_K => (DType::uint(6), Some(32), 16, DType::F32, false),
+            _ => return None,
+        };
+        Some(ScaledLayout { weight: weight.ok()?, zero, group, scale, offset })
+    }
+}
+
+/// The 6-bit scale and minimum of sub-block `j` of Q4_K/Q5_K (12 packed bytes).
+fn k_scale_min(scales: &[u8], j: usize) -> (u8, u8) {
+    if j < 4 {
+        (scales[j] & 0x3F, scales[j + 4] & 0x3F)
+    } else {
+        let (d, m, md) = (scales[j - 4], scales[j], scales[j + 4]);
+        ((md & 0x0F) | ((d >> 2) & 0x30), (md >> 4) | ((m >> 2) & 0x30))
+    }
+}
+
+/// The signed 6-bit scale of sub-block `j` of Q3_K (12 packed bytes), as `sc − 32`.
+fn q3_k_scale(scales: &[u8], j: usize) -> i8 {
+    let low = if j < 8 { scales[j] & 0x0F } else { scales[j - 8] >> 4 };
+    let high = (scales[8 + j % 4] >> (2 * (j / 4))) & 0x03;
+    (low | (high << 4)) as i8 - 32
+}
+
+/// One block of a scale-quantized type split into its canonical parts: the weight codes
+/// (`codes`, one per element), and per group the scale and offset codes (of the layout's scale
+/// type) appended to `scales` and `offsets`. The bit layouts are ggml's (`ggml-common.h`).
+fn split_block(t: GgmlType, block: &[u8], codes: &mut [u32], scales: &mut Vec<u32>, offsets: &mut Vec<u32>) {
+    // A nibble of a 32-weight block: low nibbles first, then high nibbles.
+    let nibble = |qs: &[u8], j: usize| u32::from(if j < 16 { qs[j] & 0xF } else { qs[j - 16] >> 4 });
+    // 2 bits of the 128-weight halves of Q2_K/Q3_K: byte l of 32, shifted by 2·(j/32).
+    let crumb = |qs: &[u8], e: usize| {
+        let (half, j) = (e / 128, e % 128);
+        u32::from((qs[half * 32 + j % 32] >> (2 * (j / 32))) & 3)
+    };
+    let f32_code = |v: f32| v.to_bits();
+    match t {
+        GgmlType::Q4_0 | GgmlType::Q4_1 => {
+            let at = if t == GgmlType::Q4_1 { 4 } else { 2 };
+            scales.push(f16_bits(block, 0));
+            if t == GgmlType::Q4_1 {
+                offsets.push(f16_bits(block, 2));
+            }
+            for (j, c) in codes.iter_mut().enumerate() {
+                *c = nibble(&block[at..at + 16], j);
+            }
+        }
+        GgmlType::Q5_0 | GgmlType::Q5_1 => {
+            let at = if t == GgmlType::Q5_1 { 4 } else { 2 };
+            scales.push(f16_bits(block, 0));
+            if t == GgmlType::Q5_1 {
+                offsets.push(f16_bits(block, 2));
+            }
+            let qh = u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]);
+            for (j, c) in codes.iter_mut().enumerate() {
+                *c = nibble(&block[at + 4..at + 20], j) | (((qh >> j) & 1) << 4);
+            }
+        }
+        GgmlType::Q8_0 => {
+            scales.push(f16_bits(block, 0));
+            for (c, &b) in codes.iter_mut().zip(&block[2..34]) {
+                *c = u32::from(b); // an i8 code: the byte itself (two's complement)
+            }
+        }
+        GgmlType::Q2_K => {
+            let (sc, qs) = (&block[0..16], &block[16..80]);
+            let (d, dmin) = (f16_at(block, 80), f16_at(block, 82));
+            for &s in sc {
+                scales.push(f32_code(d * f32::from(s & 0xF)));
+                offsets.push(f32_code(-(dmin * f32::from(s >> 4))));
+            }
+            for (e, c) in codes.iter_mut().enumerate() {
+                *c = crumb(qs, e);
+            }
+        }
+        GgmlType::Q3_K => {
+            let (hmask, qs, sc) = (&block[0..32], &block[32..96], &block[96..108]);
+            let d = f16_at(block, 108);
+            for j in 0..16 {
+                scales.push(f32_code(d * f32::from(q3_k_scale(sc, j))));
+            }
+            for (e, c) in codes.iter_mut().enumerate() {
+                // 4 is subtracted where the high bit is clear: q in −4..=3, an i3 code.
+                let high = (hmask[e % 32] >> (e / 32)) & 1;
+                let q = crumb(qs, e) as i32 - if high == 0 { 4 } else { 0 };
+                *c = (q as u32) & 0x7;
+            }
+        }
+        GgmlType::Q4_K | GgmlType::Q5_K => {
+            let (d, dmin, sc) = (f16_at(block, 0), f16_at(block, 2), &block[4..16]);
+            for j in 0..8 {
+                let (s, m) = k_scale_min(sc, j);
+                scales.push(f32_code(d * f32::from(s)));
+                offsets.push(f32_code(-(dmin * f32::from(m))));
+            }
+            let (qh, qs) =
+                if t == GgmlType::Q5_K { (Some(&block[16..48]), &block[48..176]) } else { (None, &block[16..144]) };
+            for (e, c) in codes.iter_mut().enumerate() {
+                let (chunk, half, l) = (e / 64, (e % 64) / 32, e % 32);
+                let low = u32::from((qs[chunk * 32 + l] >> (4 * half)) & 0xF);
+                let high = qh.map_or(0, |qh| u32::from((qh[l] >> (e / 32)) & 1));
+                *c = low | (high << 4);
+            }
+        }
+        GgmlType::Q6_K => {
+            let (ql, qh, sc) = (&block[0..128], &block[128..192], &block[192..208]);
+            let d = f16_at(block, 208);
+            for &s in sc {
+                scales.push(f32_code(d * f32::from(s as i8)));
+            }
+            for (e, c) in codes.iter_mut().enumerate() {
+                let (half, j) = (e / 128, e % 128);
+                let low = (ql[half * 64 + j % 64] >> (4 * (j / 64))) & 0xF;
+                let high = (qh[half * 32 + j % 32] >> (2 * (j / 32))) & 0x3;
+                *c = u32::from(low | (high << 4));
+            }
+        }
+        // Callers split only types with a scaled layout.
+        _ => {}
+    }
+}
+
+/// Decodes `bytes` of ggml type `t` to `f32`, bit for bit as ggml's reference dequantizers:
+/// for the scale-quantized types `(q − z)·s`, rounded to f32, plus `o` where there is one,
+/// rounded to f32 — ggml's own operations, with K-quant scales `d·sc` and minimums `dmin·m`
+/// formed in f32 first as ggml forms them.
 pub fn dequantize(t: GgmlType, bytes: &[u8]) -> Result<Vec<f32>, String> {
     let Some((per, size)) = t.block() else { return Err(format!("unknown ggml type {}", t.0)) };
     let (per, size) = (per as usize, size as usize);
@@ -432,44 +630,27 @@ pub fn dequantize(t: GgmlType, bytes: &[u8]) -> Result<Vec<f32>, String> {
         return Err(format!("{} bytes are not whole {} blocks of {size} bytes", bytes.len(), t.name()));
     }
     let mut out = Vec::with_capacity(bytes.len() / size * per);
+    if let Some(layout) = t.scaled_layout() {
+        let value = |dtype: anybit_ir::DType, code: u32| dtype.decode_f64(code).unwrap_or(f64::NAN) as f32;
+        let zero = layout.zero.map_or(0.0, |z| value(layout.weight, z));
+        let (mut codes, mut scales, mut offsets) = (vec![0u32; per], Vec::new(), Vec::new());
+        for block in bytes.chunks_exact(size) {
+            scales.clear();
+            offsets.clear();
+            split_block(t, block, &mut codes, &mut scales, &mut offsets);
+            for (j, &code) in codes.iter().enumerate() {
+                let g = j / layout.group;
+                let scaled = (value(layout.weight, code) - zero) * value(layout.scale, scales[g]);
+                out.push(if layout.offset { scaled + value(layout.scale, offsets[g]) } else { scaled });
+            }
+        }
+        return Ok(out);
+    }
     for block in bytes.chunks_exact(size) {
         match t {
             GgmlType::F32 => out.push(f32::from_le_bytes([block[0], block[1], block[2], block[3]])),
             GgmlType::F16 => out.push(f16_at(block, 0)),
             GgmlType::BF16 => out.push(f32::from_bits(u32::from(u16::from_le_bytes([block[0], block[1]])) << 16)),
-            GgmlType::Q4_0 => {
-                let d = f16_at(block, 0);
-                let qs = &block[2..18];
-                out.extend(qs.iter().map(|&q| d * f32::from(i8::try_from(q & 0xF).unwrap_or(0) - 8)));
-                out.extend(qs.iter().map(|&q| d * f32::from(i8::try_from(q >> 4).unwrap_or(0) - 8)));
-            }
-            GgmlType::Q4_1 => {
-                let (d, m) = (f16_at(block, 0), f16_at(block, 2));
-                let qs = &block[4..20];
-                out.extend(qs.iter().map(|&q| d * f32::from(q & 0xF) + m));
-                out.extend(qs.iter().map(|&q| d * f32::from(q >> 4) + m));
-            }
-            GgmlType::Q5_0 | GgmlType::Q5_1 => {
-                let with_min = t == GgmlType::Q5_1;
-                let d = f16_at(block, 0);
-                let m = if with_min { f16_at(block, 2) } else { 0.0 };
-                let at = if with_min { 4 } else { 2 };
-                let qh = u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]);
-                let qs = &block[at + 4..at + 20];
-                for j in 0..32 {
-                    let low = if j < 16 { qs[j] & 0xF } else { qs[j - 16] >> 4 };
-                    let q = low | ((((qh >> j) & 1) as u8) << 4);
-                    out.push(if with_min {
-                        d * f32::from(q) + m
-                    } else {
-                        d * f32::from(i8::try_from(q).unwrap_or(0) - 16)
-                    });
-                }
-            }
-            GgmlType::Q8_0 => {
-                let d = f16_at(block, 0);
-                out.extend(block[2..34].iter().map(|&q| f32::from(q as i8) * d));
-            }
             GgmlType::IQ4_NL => {
                 let d = f16_at(block, 0);
                 let qs = &block[2..18];
@@ -483,30 +664,43 @@ pub fn dequantize(t: GgmlType, bytes: &[u8]) -> Result<Vec<f32>, String> {
     Ok(out)
 }
 
+/// The weight format a layer of ggml type `t` imports as, with `activation` x and y (`None`:
+/// the type does not import as a linear layer yet).
+pub fn linear_format(t: GgmlType, activation: anybit_ir::DType) -> Option<crate::lowbit::WeightFormat> {
+    let layout = t.scaled_layout()?;
+    Some(crate::lowbit::WeightFormat {
+        weight: layout.weight,
+        group_size: layout.group,
+        scale: layout.scale,
+        zero_point: layout.zero.is_some(),
+        offset: layout.offset,
+        activation,
+    })
+}
+
 /// The canonical quantized weights ([`crate::lowbit::QuantizedWeights`]) of a 2-D linear
-/// layer's tensor, for the GGUF types that are exactly anybit weight formats: Q4_0 (u4 codes,
-/// zero point 8), Q5_0 (u5 codes, zero point 16) and Q8_0 (i8 codes), each with one f16 scale
-/// per 32 weights along K. GGUF stores the layer as N rows of K (K innermost); the canonical
-/// form is K × N, so the codes are transposed. `activation` is the kernel's x/y type.
+/// layer's tensor, for the scale-quantized GGUF types (see [`GgmlType::scaled_layout`]): Q4_0
+/// (u4 codes, zero point 8), Q5_0 (u5, zero point 16), Q8_0 (i8), each with an f16 scale per
+/// 32; Q4_1 and Q5_1 (u4/u5 with an f16 scale and minimum per 32); and the K-quants with their
+/// two-level scales folded exactly into an f32 scale (and offset) per sub-block: Q2_K (u2,
+/// offset, per 16), Q3_K (i3, per 16), Q4_K and Q5_K (u4/u5, offset, per 32), Q6_K (u6, zero
+/// point 32, per 16). The f32 weight `(q − z)·s + o` is exactly ggml's dequantized value.
+/// GGUF stores the layer as N rows of K (K innermost); the canonical form is K × N, so the
+/// codes are transposed. `activation` is the kernel's x/y type.
 ///
-/// The other types are refused with a clear error: Q4_1/Q5_1 (their minimum is an f16, not an
-/// integer zero point), the K-quants (two-level scales, to be folded at import) and IQ4_NL (a
-/// lookup-table weight type) come next.
+/// Other types are refused with a clear error (IQ4_NL, a lookup-table weight type, and the
+/// other IQ types are not imported yet).
 pub fn linear_weights(
     file: &GgufFile,
     tensor: &TensorInfo,
     activation: anybit_ir::DType,
 ) -> Result<crate::lowbit::QuantizedWeights, GgufError> {
-    use crate::lowbit::{QuantizedWeights, WeightFormat};
-    use anybit_ir::DType;
+    use crate::lowbit::QuantizedWeights;
     let refuse = |what: String| GgufError::Tensor { path: file.path.clone(), tensor: tensor.name.clone(), what };
-    let (weight, zero, bits) = match tensor.ggml_type {
-        GgmlType::Q4_0 => (DType::uint(4), Some(8u32), 4),
-        GgmlType::Q5_0 => (DType::uint(5), Some(16), 5),
-        GgmlType::Q8_0 => (DType::int(8), None, 8),
-        other => return Err(refuse(format!("{} weights cannot be imported as a linear layer yet", other.name()))),
+    let t = tensor.ggml_type;
+    let (Some(layout), Some(format)) = (t.scaled_layout(), linear_format(t, activation)) else {
+        return Err(refuse(format!("{} weights cannot be imported as a linear layer yet", t.name())));
     };
-    let weight = weight.map_err(|e| refuse(e.to_string()))?;
     let [k, n] = tensor.dims[..] else {
         return Err(refuse(format!("a linear layer has 2 dimensions, not {}", tensor.dims.len())));
     };
@@ -514,33 +708,31 @@ pub fn linear_weights(
         usize::try_from(k).map_err(|e| refuse(e.to_string()))?,
         usize::try_from(n).map_err(|e| refuse(e.to_string()))?,
     );
+    format.validate_shape(1, n, k).map_err(|e| refuse(e.to_string()))?;
     let bytes = file.tensor_bytes(tensor)?;
-    let (groups, block_bytes) = (k / 32, tensor.ggml_type.block().map_or(0, |(_, b)| b as usize));
+    let (per, size) = t.block().map_or((1, 1), |(e, b)| (e as usize, b as usize));
+    let groups = k / layout.group;
     let mut codes = vec![0u32; k * n];
     let mut scales = vec![0u32; groups * n];
-    for row in 0..n {
-        for g in 0..groups {
-            let block = &bytes[(row * groups + g) * block_bytes..(row * groups + g + 1) * block_bytes];
-            scales[g * n + row] = u32::from(u16::from_le_bytes([block[0], block[1]]));
-            for j in 0..32 {
-                let code = match bits {
-                    4 => {
-                        let q = block[2 + j % 16];
-                        u32::from(if j < 16 { q & 0xF } else { q >> 4 })
-                    }
-                    5 => {
-                        let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
-                        let q = block[6 + j % 16];
-                        u32::from(if j < 16 { q & 0xF } else { q >> 4 }) | (((qh >> j) & 1) << 4)
-                    }
-                    // i8 codes: the byte itself (two's complement).
-                    _ => u32::from(block[2 + j]),
-                };
-                codes[(g * 32 + j) * n + row] = code;
-            }
+    let mut offsets = vec![0u32; if layout.offset { groups * n } else { 0 }];
+    let (mut block_codes, mut block_scales, mut block_offsets) = (vec![0u32; per], Vec::new(), Vec::new());
+    for (b, block) in bytes.chunks_exact(size).enumerate() {
+        // Block b covers row b / blocks_per_row (an output feature), columns from k0.
+        let (row, k0) = (b * per / k, b * per % k);
+        block_scales.clear();
+        block_offsets.clear();
+        split_block(t, block, &mut block_codes, &mut block_scales, &mut block_offsets);
+        for (j, &code) in block_codes.iter().enumerate() {
+            codes[(k0 + j) * n + row] = code;
+        }
+        let g0 = k0 / layout.group;
+        for (g, &scale) in block_scales.iter().enumerate() {
+            scales[(g0 + g) * n + row] = scale;
+        }
+        for (g, &offset) in block_offsets.iter().enumerate() {
+            offsets[(g0 + g) * n + row] = offset;
         }
     }
-    let format = WeightFormat { weight, group_size: 32, scale: DType::F16, zero_point: zero.is_some(), activation };
-    let zeros = zero.map_or_else(Vec::new, |z| vec![z; groups * n]);
-    QuantizedWeights::new(format, k, n, codes, scales, zeros).map_err(|e| refuse(e.to_string()))
+    let zeros = layout.zero.map_or_else(Vec::new, |z| vec![z; groups * n]);
+    QuantizedWeights::with_offsets(format, k, n, codes, scales, zeros, offsets).map_err(|e| refuse(e.to_string()))
 }

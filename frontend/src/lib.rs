@@ -5,17 +5,19 @@
 //! builder, and the weights re-packed into the buffers those kernels read.
 //!
 //! - [`lowbit`]: the low-bit weight matmul `y = x · dequant(W)` for any weight type of 1–8
-//!   bits (integers and floats), per-group f16/bf16 scales and optional integer zero points,
-//!   with f16 or bf16 activations: the kernel generator, the canonical host form of quantized
+//!   bits (integers and floats), per-group f16/bf16/f32 scales, optional integer zero points
+//!   and float offsets, with f16 or bf16 activations: the kernel generator, the canonical host form of quantized
 //!   weights and its packing, and the exact f64 reference with its error bound.
 //!
 //! - [`gguf`]: reading GGUF model files (v2/v3): header, metadata and tensor infos checked
 //!   against the file, tensor data read on demand and decoded bit for bit like ggml's
-//!   reference dequantizers (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL so far);
-//!   Q4_0, Q5_0 and Q8_0 layers imported exactly as [`lowbit::QuantizedWeights`].
+//!   reference dequantizers (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K … Q6_K,
+//!   IQ4_NL); the scale-quantized types' layers imported exactly as
+//!   [`lowbit::QuantizedWeights`] (K-quant two-level scales folded into f32 scales and offsets).
 //!
-//! Model importers (GGUF, GPTQ/AWQ/compressed-tensors safetensors, ONNX `MatMulNBits`) will map
-//! each quantized layer to a [`lowbit::WeightFormat`] and re-pack its weights the same way.
+//! The facade's `anybit::import` turns every such layer of a model file into a compiled kernel
+//! and re-packed weights. Importers still to come (GPTQ/AWQ/compressed-tensors safetensors,
+//! ONNX `MatMulNBits`) will map each quantized layer to a [`lowbit::WeightFormat`] the same way.
 
 #![warn(missing_docs)]
 

@@ -2,8 +2,10 @@
 //!
 //! A [`WeightFormat`] says how the weights are quantized: the weight type (any integer type of
 //! 1–8 bits, or any float type of at most 8 bits), groups of `group_size` consecutive rows of
-//! W along K sharing one scale per column (f16 or bf16), optional integer zero points per group
-//! and column, and the activation type (f16 or bf16). [`build_kernel`] generates the kernel in
+//! W along K sharing one scale per column (f16, bf16 or f32), optional integer zero points and
+//! optional float offsets per group and column, and the activation type (f16 or bf16). The
+//! weight is `w = (q − z)·s + o`: offsets are the per-group minimums of GGUF's Q4_1, Q5_1 and
+//! K-quants (whose two-level scales an import folds exactly into f32 scales and offsets). [`build_kernel`] generates the kernel in
 //! the tile IR; [`QuantizedWeights`] holds the quantized values in their canonical host form
 //! and packs them into the buffers the kernel reads; [`reference()`] computes the exact result
 //! the kernel approximates.
@@ -15,22 +17,26 @@
 //! weight type (the packed bits of each thread's bytes *are* its weights), casts them to the
 //! activation type (exact for every supported type), subtracts the zero point (exact: small
 //! integers), multiplies by the group's scale (rounded to the activation type — the value an
-//! MMA would consume), and accumulates `x · w` in f32 with `dot`. The result is rounded to the
+//! MMA would consume), and accumulates `x · w` in f32 with `dot`. Formats with f32 scales or
+//! with offsets form the weight in f32 instead — `(q − z)·s` rounded to f32, plus `o` rounded
+//! to f32 (the order and roundings of ggml's dequantizers, so the f32 weight is GGUF's own
+//! value) — and round it to the activation type once. The result is rounded to the
 //! activation type. Tiles that stick out of M, N or K are masked: they read zeros and store
 //! nothing, so any M and N work; K must be a multiple of the group size.
 //!
 //! # Canonical host form and packed buffers
 //!
-//! [`QuantizedWeights`] keeps codes `q[k][n]` (K × N, row-major), scales `s[g][n]` and zero
-//! points `z[g][n]` (K/G × N). The kernel reads:
+//! [`QuantizedWeights`] keeps codes `q[k][n]` (K × N, row-major), scales `s[g][n]`, zero
+//! points `z[g][n]` and offsets `o[g][n]` (K/G × N). The kernel reads:
 //! - `w`: bytes; row k holds the N codes of W's row k as a packed little-endian bit stream,
 //!   padded to a whole number of bytes (`row_bytes = ⌈N·bits / 8⌉`);
 //! - `s`: scales, row-major `[K/G, N]`, in the scale type;
-//! - `z`: zero points, row-major `[K/G, N]`, packed in the weight type (only with zero points).
+//! - `z`: zero points, row-major `[K/G, N]`, packed in the weight type (only with zero points);
+//! - `o`: offsets, row-major `[K/G, N]`, in the scale type (only with offsets).
 
 use anybit_ir::builder::{BuildError, KernelBuilder};
 use anybit_ir::dtype::DType;
-use anybit_ir::interp::numeric;
+use anybit_ir::interp::{Buffer, numeric};
 use anybit_ir::packing::PackedBits;
 use anybit_ir::program::{Axis, BinaryOp, GridExpr, GridOp, Kernel, Module, Operand, RegisterTensorType};
 use anybit_ir::random::SplitMix64;
@@ -51,9 +57,11 @@ pub enum FormatError {
     /// The weight type is not a 1–8-bit integer or a float of at most 8 bits.
     #[error("weight type {0} is not supported: use u1…u8, i2…i8, or a float type of at most 8 bits")]
     WeightType(DType),
-    /// The scale or activation type is not f16/bf16.
-    #[error("{what} type {dtype} is not supported: use f16 or bf16")]
+    /// The scale type is not f16/bf16/f32 or the activation type not f16/bf16.
+    #[error("{what} type {dtype} is not supported: use {allowed}")]
     HalfType {
+        /// The types allowed.
+        allowed: &'static str,
         /// Which type.
         what: &'static str,
         /// The rejected type.
@@ -98,10 +106,13 @@ pub struct WeightFormat {
     pub weight: DType,
     /// Rows of W (along K) sharing one scale and zero point per column.
     pub group_size: usize,
-    /// The scale type (f16 or bf16).
+    /// The scale type (f16, bf16 or f32); offsets have it too.
     pub scale: DType,
     /// Whether each group and column has an integer zero point (in the weight type).
     pub zero_point: bool,
+    /// Whether each group and column has a float offset added after scaling (in the scale
+    /// type): `w = (q − z)·s + o`.
+    pub offset: bool,
     /// The type of x and y (f16 or bf16).
     pub activation: DType,
 }
@@ -117,10 +128,11 @@ impl WeightFormat {
         if !weight_ok {
             return Err(FormatError::WeightType(self.weight));
         }
-        for (what, dtype) in [("scale", self.scale), ("activation", self.activation)] {
-            if dtype != DType::F16 && dtype != DType::BF16 {
-                return Err(FormatError::HalfType { what, dtype });
-            }
+        if ![DType::F16, DType::BF16, DType::F32].contains(&self.scale) {
+            return Err(FormatError::HalfType { allowed: "f16, bf16 or f32", what: "scale", dtype: self.scale });
+        }
+        if self.activation != DType::F16 && self.activation != DType::BF16 {
+            return Err(FormatError::HalfType { allowed: "f16 or bf16", what: "activation", dtype: self.activation });
         }
         if self.zero_point && self.weight.is_float() {
             return Err(FormatError::ZeroPointForFloat(self.weight));
@@ -145,17 +157,24 @@ impl WeightFormat {
         Ok(())
     }
 
-    /// A kernel name that says the format: `lowbit_matmul_u4_g128_f16_f16` (+ `_zp`).
+    /// A kernel name that says the format: `lowbit_matmul_u4_g128_sf16_xf16` (+ `_zp` with zero
+    /// points, `_off` with offsets).
     pub fn kernel_name(&self) -> String {
         let clean = |d: DType| d.to_string().replace('_', "");
         format!(
-            "lowbit_matmul_{}_g{}_s{}_x{}{}",
+            "lowbit_matmul_{}_g{}_s{}_x{}{}{}",
             clean(self.weight),
             self.group_size,
             self.scale,
             self.activation,
-            if self.zero_point { "_zp" } else { "" }
+            if self.zero_point { "_zp" } else { "" },
+            if self.offset { "_off" } else { "" }
         )
+    }
+
+    /// Whether the kernel forms the weight in f32 (f32 scales or offsets; see the module doc).
+    pub fn dequantizes_in_f32(&self) -> bool {
+        self.scale == DType::F32 || self.offset
     }
 
     /// Scale rows one `BLOCK_K` step reads.
@@ -197,7 +216,8 @@ impl Layouts {
 }
 
 /// Builds the kernel for `format`. Its parameters: `x: ptr act`, `w: ptr u8`, `s: ptr scale`,
-/// `z: ptr weight` (with zero points), `y: ptr act`, `m, n, k: i32`; grid
+/// `z: ptr weight` (with zero points), `o: ptr scale` (with offsets), `y: ptr act`,
+/// `m, n, k: i32`; grid
 /// `(cdiv(n, 64), cdiv(m, 16))`, 4 warps.
 pub fn build_kernel(format: &WeightFormat) -> Result<Kernel, FormatError> {
     build_kernel_for(format, None)
@@ -235,7 +255,7 @@ fn build_kernel_generic(format: &WeightFormat) -> Result<Kernel, FormatError> {
 
     let mut k = KernelBuilder::new(format.kernel_name(), WARPS);
     // Pointers first, then m, n, k: their positions, for the buffer shapes.
-    let pointers = if format.zero_point { 5 } else { 4 };
+    let pointers = 4 + usize::from(format.zero_point) + usize::from(format.offset);
     let (pm, pn, pk) = (GridExpr::Param(pointers), GridExpr::Param(pointers + 1), GridExpr::Param(pointers + 2));
     let groups_expr = GridExpr::binary(GridOp::Div, pk.clone(), GridExpr::Const(format.group_size as u64));
     let row_bytes_expr =
@@ -244,7 +264,12 @@ fn build_kernel_generic(format: &WeightFormat) -> Result<Kernel, FormatError> {
     let w = k.shaped_pointer_param("w", u8, vec![pk.clone(), row_bytes_expr])?;
     let s = k.shaped_pointer_param("s", format.scale, vec![groups_expr.clone(), pn.clone()])?;
     let z = if format.zero_point {
-        Some(k.shaped_pointer_param("z", format.weight, vec![groups_expr, pn.clone()])?)
+        Some(k.shaped_pointer_param("z", format.weight, vec![groups_expr.clone(), pn.clone()])?)
+    } else {
+        None
+    };
+    let o = if format.offset {
+        Some(k.shaped_pointer_param("o", format.scale, vec![groups_expr, pn.clone()])?)
     } else {
         None
     };
@@ -292,6 +317,13 @@ fn build_kernel_generic(format: &WeightFormat) -> Result<Kernel, FormatError> {
         }
         None => None,
     };
+    let ov = match o {
+        Some(o) => {
+            let ov = k.global_view(o, &[groups.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
+            Some(k.name(ov, "ov")?)
+        }
+        None => None,
+    };
     let yv = k.global_view(y, &[m.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
     k.name(yv, "yv")?;
     let byte_col = k.mul(bn, (BLOCK_N * bits / 8) as i64)?;
@@ -315,29 +347,41 @@ fn build_kernel_generic(format: &WeightFormat) -> Result<Kernel, FormatError> {
         k.name(bytes, "w_bytes")?;
         let q = k.view(bytes, tile(format.weight, [BLOCK_K, BLOCK_N], &layouts.weight))?;
         k.name(q, "q")?;
-        let mut wf = k.cast(q, act)?;
+        // The weight is formed in f32 for f32 scales and offsets, else in the activation type.
+        let wide = format.dequantizes_in_f32();
+        let compute = if wide { DType::F32 } else { act };
+        let mut wf = k.cast(q, compute)?;
         k.name(wf, "qf")?;
         let g0 = k.binary(BinaryOp::Div, k0, group)?;
         k.name(g0, "g0")?;
+        // One value per group and column, broadcast over the group's rows in `compute`.
+        let group_values =
+            |k: &mut KernelBuilder, view: anybit_ir::program::ValueId, dtype: DType, row: &str, full: &str| {
+                let t =
+                    k.load_global(view, &[g0.into(), n0.into()], tile(dtype, [rows, BLOCK_N], &layouts.group_rows))?;
+                let mut b = k.broadcast(t, tile(dtype, [BLOCK_K, BLOCK_N], &layouts.weight))?;
+                if dtype != compute {
+                    b = k.cast(b, compute)?;
+                }
+                k.name(t, row)?;
+                k.name(b, full)
+            };
         if let Some(zv) = zv {
-            let zt =
-                k.load_global(zv, &[g0.into(), n0.into()], tile(format.weight, [rows, BLOCK_N], &layouts.group_rows))?;
-            let zb = k.broadcast(zt, tile(format.weight, [BLOCK_K, BLOCK_N], &layouts.weight))?;
-            let zf = k.cast(zb, act)?;
-            k.name(zt, "z_row")?;
-            k.name(zf, "zf")?;
+            let zf = group_values(k, zv, format.weight, "z_row", "zf")?;
             wf = k.binary(BinaryOp::Sub, wf, zf)?;
             k.name(wf, "q_centered")?;
         }
-        let st =
-            k.load_global(sv, &[g0.into(), n0.into()], tile(format.scale, [rows, BLOCK_N], &layouts.group_rows))?;
-        let mut sb = k.broadcast(st, tile(format.scale, [BLOCK_K, BLOCK_N], &layouts.weight))?;
-        if format.scale != act {
-            sb = k.cast(sb, act)?;
+        let sb = group_values(k, sv, format.scale, "s_row", "scale")?;
+        let mut wd = k.mul(wf, sb)?;
+        if let Some(ov) = ov {
+            k.name(wd, "w_scaled")?;
+            let ob = group_values(k, ov, format.scale, "o_row", "offset")?;
+            wd = k.binary(BinaryOp::Add, wd, ob)?;
         }
-        k.name(st, "s_row")?;
-        k.name(sb, "scale")?;
-        let wd = k.mul(wf, sb)?;
+        if wide {
+            k.name(wd, "w_f32")?;
+            wd = k.cast(wd, act)?;
+        }
         k.name(wd, "w_tile")?;
         let next = k.dot(xa, wd, acc)?;
         k.name(next, "acc_out")?;
@@ -404,9 +448,9 @@ pub fn eval_grid(kernel: &Kernel, m: usize, n: usize, k: usize) -> Option<Vec<u6
     kernel.grid.iter().map(|g| g.eval(&inputs).ok()).collect()
 }
 
-/// Quantized weights in canonical host form: codes `q` (K × N), scales and zero points
-/// (K/G × N), all row-major; codes and zero points are codes of the weight type, scales codes
-/// of the scale type.
+/// Quantized weights in canonical host form: codes `q` (K × N), scales, zero points and
+/// offsets (K/G × N), all row-major; codes and zero points are codes of the weight type,
+/// scales and offsets codes of the scale type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuantizedWeights {
     /// The format.
@@ -421,10 +465,13 @@ pub struct QuantizedWeights {
     pub scales: Vec<u32>,
     /// Zero-point codes, K/G × N (empty without zero points).
     pub zeros: Vec<u32>,
+    /// Offset codes, K/G × N (empty without offsets).
+    pub offsets: Vec<u32>,
 }
 
 impl QuantizedWeights {
-    /// Checks lengths and code ranges.
+    /// Checks lengths and code ranges (formats without offsets; see
+    /// [`QuantizedWeights::with_offsets`]).
     pub fn new(
         format: WeightFormat,
         k: usize,
@@ -433,7 +480,21 @@ impl QuantizedWeights {
         scales: Vec<u32>,
         zeros: Vec<u32>,
     ) -> Result<QuantizedWeights, FormatError> {
-        let weights = QuantizedWeights { format, k, n, codes, scales, zeros };
+        QuantizedWeights::with_offsets(format, k, n, codes, scales, zeros, Vec::new())
+    }
+
+    /// [`QuantizedWeights::new`] with offsets (K/G × N codes of the scale type; empty for a
+    /// format without offsets).
+    pub fn with_offsets(
+        format: WeightFormat,
+        k: usize,
+        n: usize,
+        codes: Vec<u32>,
+        scales: Vec<u32>,
+        zeros: Vec<u32>,
+        offsets: Vec<u32>,
+    ) -> Result<QuantizedWeights, FormatError> {
+        let weights = QuantizedWeights { format, k, n, codes, scales, zeros, offsets };
         weights.validate()?;
         Ok(weights)
     }
@@ -450,11 +511,13 @@ impl QuantizedWeights {
         expect("weight codes", self.codes.len(), k * n)?;
         expect("scales", self.scales.len(), groups * n)?;
         expect("zero points", self.zeros.len(), if format.zero_point { groups * n } else { 0 })?;
+        expect("offsets", self.offsets.len(), if format.offset { groups * n } else { 0 })?;
         let limit = |d: DType| d.num_codes();
         for (what, values, dtype) in [
             ("weight code", &self.codes, format.weight),
             ("scale", &self.scales, format.scale),
             ("zero point", &self.zeros, format.weight),
+            ("offset", &self.offsets, format.scale),
         ] {
             if let Some((i, c)) = values.iter().enumerate().find(|(_, c)| u64::from(**c) >= limit(dtype)) {
                 return Err(FormatError::Data(format!("{what} {i} is {c:#x}, not a code of {dtype}")));
@@ -465,7 +528,8 @@ impl QuantizedWeights {
 
     /// Random quantized weights of `format` (for tests, examples and benchmarks): codes drawn
     /// uniformly from the weight type's finite codes, scales uniform in [0.25, 1) divided by the
-    /// type's largest magnitude (so |w| ≲ 1 for every type), zero points any finite code.
+    /// type's largest magnitude (so |w| ≲ 1 for every type), zero points any finite code,
+    /// offsets uniform in [−0.5, 0.5).
     pub fn random(
         format: WeightFormat,
         k: usize,
@@ -482,7 +546,29 @@ impl QuantizedWeights {
         let codes = (0..k * n).map(|_| code(rng)).collect();
         let scales = (0..groups * n).map(|_| format.scale.encode(rng.uniform(0.25, 1.0) / max)).collect();
         let zeros = if format.zero_point { (0..groups * n).map(|_| code(rng)).collect() } else { vec![] };
-        QuantizedWeights::new(format, k, n, codes, scales, zeros)
+        let offsets = if format.offset {
+            (0..groups * n).map(|_| format.scale.encode(rng.uniform(-0.5, 0.5))).collect()
+        } else {
+            vec![]
+        };
+        QuantizedWeights::with_offsets(format, k, n, codes, scales, zeros, offsets)
+    }
+
+    /// The buffers the kernel reads (`w`, `s`, and `z` with zero points), in its layout.
+    pub fn pack(&self) -> Result<PackedWeights, FormatError> {
+        let data = |e: anybit_ir::packing::PackError| FormatError::Data(e.to_string());
+        let bytes = self.pack_weights()?;
+        let w = Buffer::from_bytes(u8_type()?, bytes.len(), bytes).map_err(data)?;
+        let s = Buffer::from_codes(self.format.scale, &self.scales).map_err(data)?;
+        let z = match self.format.zero_point {
+            true => Some(Buffer::from_codes(self.format.weight, &self.zeros).map_err(data)?),
+            false => None,
+        };
+        let o = match self.format.offset {
+            true => Some(Buffer::from_codes(self.format.scale, &self.offsets).map_err(data)?),
+            false => None,
+        };
+        Ok(PackedWeights { format: self.format, k: self.k, n: self.n, w, s, z, o })
     }
 
     /// Bytes per packed weight row.
@@ -505,7 +591,10 @@ impl QuantizedWeights {
     }
 
     /// The dequantized weight `[k][n]` exactly as the kernel forms it: `(q − z) · s`, with the
-    /// scale first rounded to the activation type and the product rounded to it once.
+    /// scale first rounded to the activation type and the product rounded to it once; or, for
+    /// formats that dequantize in f32, `(q − z) · s` rounded to f32, plus `o`, rounded to f32
+    /// (an f32 sum computed in f64 and rounded once is the f32 sum: 53 ≥ 2·24 + 2), rounded to
+    /// the activation type.
     pub fn dequantized(&self, k: usize, n: usize) -> f64 {
         let f = &self.format;
         let decode = |d: DType, c: u32| match d.float_format() {
@@ -516,8 +605,89 @@ impl QuantizedWeights {
         let q = decode(f.weight, self.codes[k * self.n + n]);
         let z = if f.zero_point { decode(f.weight, self.zeros[group * self.n + n]) } else { 0.0 };
         let scale = decode(f.scale, self.scales[group * self.n + n]);
+        if f.dequantizes_in_f32() {
+            // (q − z)·s is exact in f64: at most 9 bits times 24.
+            let scaled = round_to(DType::F32, (q - z) * scale);
+            let offset = if f.offset { decode(f.scale, self.offsets[group * self.n + n]) } else { 0.0 };
+            return round_to(f.activation, round_to(DType::F32, scaled + offset));
+        }
         let scale = round_to(f.activation, scale);
         round_to(f.activation, (q - z) * scale)
+    }
+}
+
+fn u8_type() -> Result<DType, FormatError> {
+    DType::uint(8).map_err(|e| FormatError::Data(e.to_string()))
+}
+
+/// Quantized weights re-packed into the buffers the kernel reads (see the module doc): `w`
+/// (bytes, K rows of `⌈N·bits/8⌉`), `s` (scales, K/G × N), `z` (zero points, K/G × N, with
+/// zero points only) and `o` (offsets, K/G × N, with offsets only). This is what an import
+/// stores and a layer uploads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackedWeights {
+    /// The format.
+    pub format: WeightFormat,
+    /// Rows of W.
+    pub k: usize,
+    /// Columns of W.
+    pub n: usize,
+    /// The packed weight rows.
+    pub w: Buffer,
+    /// The scales.
+    pub s: Buffer,
+    /// The zero points.
+    pub z: Option<Buffer>,
+    /// The offsets.
+    pub o: Option<Buffer>,
+}
+
+impl PackedWeights {
+    /// The buffers the kernel reads, by parameter name, in launch order.
+    pub fn buffers(&self) -> Vec<(&'static str, &Buffer)> {
+        let mut buffers = vec![("w", &self.w), ("s", &self.s)];
+        buffers.extend(self.z.iter().map(|z| ("z", z)));
+        buffers.extend(self.o.iter().map(|o| ("o", o)));
+        buffers
+    }
+
+    /// The element type and length each buffer must have for the format and shape, by
+    /// parameter name, in launch order.
+    pub fn expected_buffers(
+        format: &WeightFormat,
+        k: usize,
+        n: usize,
+    ) -> Result<Vec<(&'static str, DType, usize)>, FormatError> {
+        format.validate_shape(1, n, k)?;
+        let groups = k / format.group_size;
+        let row_bytes = (n * format.weight.bits() as usize).div_ceil(8);
+        let mut buffers = vec![("w", u8_type()?, k * row_bytes), ("s", format.scale, groups * n)];
+        if format.zero_point {
+            buffers.push(("z", format.weight, groups * n));
+        }
+        if format.offset {
+            buffers.push(("o", format.scale, groups * n));
+        }
+        Ok(buffers)
+    }
+
+    /// Checks the shape against the format and every buffer's type and length.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        let expected = PackedWeights::expected_buffers(&self.format, self.k, self.n)?;
+        let buffers = self.buffers();
+        if buffers.len() != expected.len() {
+            return Err(FormatError::Data(format!("{} buffers, the format needs {}", buffers.len(), expected.len())));
+        }
+        for ((name, buffer), (_, dtype, len)) in buffers.into_iter().zip(expected) {
+            if buffer.dtype() != dtype || buffer.len() != len {
+                return Err(FormatError::Data(format!(
+                    "buffer `{name}`: {} elements of {}, expected {len} of {dtype}",
+                    buffer.len(),
+                    buffer.dtype()
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,13 +1,20 @@
-//! `anybit inspect MODEL`: a model file's tensors and metadata, from its header alone.
+//! `anybit inspect MODEL`: a model file's tensors, how each would import, and its metadata,
+//! from its header alone; or an import directory's layers and kernels.
 
 use std::io::Write;
 use std::path::Path;
 
 use anybit::frontend::gguf::{GgufFile, MetaValue};
+use anybit::import::{ImportedModel, TensorPlan, gguf_tensor_plan};
+use anybit::ir::DType;
 use anyhow::{Result, bail};
 
-/// Prints the tensors (name, ggml type, shape outermost first, bytes) and the metadata keys.
+/// Prints the tensors (name, ggml type, shape outermost first, bytes, what an import does with
+/// it) and the metadata keys; for an import directory, its layers and kernels.
 pub fn run(model: &Path, out: &mut dyn Write) -> Result<()> {
+    if model.is_dir() && model.join("manifest.json").is_file() {
+        return imported(model, out);
+    }
     if model.extension().and_then(|e| e.to_str()) != Some("gguf") {
         bail!("{}: only GGUF files (.gguf) can be inspected so far", model.display());
     }
@@ -24,7 +31,13 @@ pub fn run(model: &Path, out: &mut dyn Write) -> Result<()> {
     )?;
     for t in &file.tensors {
         let shape: Vec<String> = t.dims.iter().rev().map(u64::to_string).collect();
-        writeln!(out, "  {:<40} {:<8} [{}] {} bytes", t.name, t.ggml_type.name(), shape.join(", "), t.bytes)?;
+        let plan = match gguf_tensor_plan(t, DType::F16) {
+            TensorPlan::Layer(format) => format!("→ {}", format.kernel_name()),
+            TensorPlan::Skip(_) => "left out".into(),
+            TensorPlan::Unsupported(why) => format!("cannot import: {why}"),
+        };
+        let shape = format!("[{}]", shape.join(", "));
+        writeln!(out, "  {:<40} {:<8} {shape} {} bytes  {plan}", t.name, t.ggml_type.name(), t.bytes)?;
     }
     for (key, value) in &file.metadata {
         let shown = match value {
@@ -35,6 +48,30 @@ pub fn run(model: &Path, out: &mut dyn Write) -> Result<()> {
             other => format!("{other:?}"),
         };
         writeln!(out, "  {key} = {shown}")?;
+    }
+    Ok(())
+}
+
+/// An import directory: its layers (name, source type, K × N, kernel, bytes) and kernels.
+fn imported(dir: &Path, out: &mut dyn Write) -> Result<()> {
+    let model = ImportedModel::open(dir)?;
+    let manifest = &model.manifest;
+    writeln!(
+        out,
+        "{}: imported from {} for {}, {} layers, {} kernels",
+        dir.display(),
+        manifest.source,
+        manifest.target,
+        manifest.layers.len(),
+        manifest.kernels.len()
+    )?;
+    for layer in &manifest.layers {
+        let bytes: u64 = layer.buffers.iter().map(|b| b.bytes).sum();
+        let shape = format!("{}×{}", layer.k, layer.n);
+        writeln!(out, "  {:<40} {:<8} {shape:<12} {} {bytes} bytes", layer.name, layer.source_type, layer.kernel)?;
+    }
+    for kernel in &manifest.kernels {
+        writeln!(out, "  kernel {} ({} shapes)", kernel.name, kernel.shapes.len())?;
     }
     Ok(())
 }

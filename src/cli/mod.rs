@@ -3,7 +3,9 @@
 
 pub mod compile;
 pub mod dtype;
+pub mod import;
 pub mod inspect;
 pub mod layout;
+pub mod linear;
 pub mod run;
 pub mod source;

@@ -55,6 +55,7 @@ fn tutorial_lowbit_kernel_matches_the_reference() {
         group_size: 128,
         scale: DType::F16,
         zero_point: false,
+        offset: false,
         activation: DType::F16,
     };
     let mut rng = anybit::ir::random::SplitMix64::new(11);

@@ -1,5 +1,6 @@
 //! `QuantizedLinear` on the GPU, for every weight type (u1–u8, i2–i8, every float type of the
-//! kernel cases), with and without zero points, f16 and bf16: each output within its bound of
+//! kernel cases), with and without zero points, f16 and bf16, and for the formats with f32
+//! scales and float offsets: each output within its bound of
 //! the exact reference and close to the interpreter's, launched through the JIT, the compile
 //! cache and the runtime's checked launches. Where there is no CUDA driver or device the test
 //! prints why it is skipped and passes.
@@ -59,12 +60,20 @@ fn every_weight_type_runs_on_the_gpu_like_on_the_interpreter() {
         "{:<40} {:>4} {:>8} {:>10} {:>14} {:>14} {:>8}",
         "kernel", "m", "source", "compile ms", "error / bound", "max |gpu-int|", "equal"
     );
-    for (t, &name) in WEIGHT_TYPES.iter().enumerate() {
-        let weight: DType = name.parse().unwrap();
-        let zero_point = weight.is_integer() && t % 2 == 1;
-        let activation = if t % 3 == 0 { DType::BF16 } else { DType::F16 };
-        let group_size = [32, 64, 128][t % 3];
-        let fmt = format(name, group_size, zero_point, activation);
+    let mut formats: Vec<_> = WEIGHT_TYPES
+        .iter()
+        .enumerate()
+        .map(|(t, &name)| {
+            let weight: DType = name.parse().unwrap();
+            let zero_point = weight.is_integer() && t % 2 == 1;
+            let activation = if t % 3 == 0 { DType::BF16 } else { DType::F16 };
+            format(name, [32, 64, 128][t % 3], zero_point, activation)
+        })
+        .collect();
+    // And the formats that dequantize in f32 (f32 scales, offsets: what GGUF K-quants import as).
+    formats.extend(anybit_bench::cases::scaled_offset_formats().unwrap());
+    for fmt in formats {
+        let activation = fmt.activation;
         let (k, n) = (256, 200);
         let weights = QuantizedWeights::random(fmt, k, n, &mut rng).unwrap();
         let layer = QuantizedLinear::new(&weights, &on_gpu).unwrap();

@@ -13,7 +13,7 @@ fn inspect_lists_tensors_and_metadata() {
     assert!(status.success(), "fixture script failed");
     let model = dir.join("model.gguf");
     let out = success(&["inspect", model.to_str().expect("path")]);
-    assert!(out.contains("GGUF v3, 9 tensors"), "{out}");
+    assert!(out.contains("GGUF v3, 14 tensors"), "{out}");
     assert!(out.contains("blk.0.q4_0.weight") && out.contains("Q4_0     [4, 64] 144 bytes"), "{out}");
     assert!(out.contains("anybit.test.seed = Uint(5)"), "{out}");
     // A truncated copy: an error naming the file and the offset, nonzero exit.

@@ -25,6 +25,7 @@ fn u4() -> WeightFormat {
         group_size: 128,
         scale: DType::F16,
         zero_point: true,
+        offset: false,
         activation: DType::F16,
     }
 }

@@ -8,7 +8,7 @@ use anybit::linear::{Device, LinearError, LinearOptions, QuantizedLinear};
 
 pub fn format(weight: &str, group_size: usize, zero_point: bool, activation: DType) -> WeightFormat {
     let scale = if activation == DType::F16 { DType::BF16 } else { DType::F16 };
-    WeightFormat { weight: weight.parse().unwrap(), group_size, scale, zero_point, activation }
+    WeightFormat { weight: weight.parse().unwrap(), group_size, scale, zero_point, offset: false, activation }
 }
 
 /// `m` rows of random activations in [−1, 1) (codes).

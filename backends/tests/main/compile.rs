@@ -45,6 +45,7 @@ fn every_weight_type_compiles_and_assembles() {
             group_size: if i % 2 == 0 { 32 } else { 128 },
             scale: if i % 3 == 0 { DType::BF16 } else { DType::F16 },
             zero_point: dtype.is_integer() && i % 2 == 1,
+            offset: false,
             activation: if i % 4 == 1 { DType::BF16 } else { DType::F16 },
         };
         let module = build_module(&format).unwrap();

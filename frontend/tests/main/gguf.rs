@@ -52,7 +52,7 @@ fn tensors_decode_bit_for_bit_like_the_gguf_package() {
             }
             checked += 1;
         }
-        assert_eq!(checked, 9);
+        assert_eq!(checked, 14);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -138,37 +138,38 @@ proptest! {
     }
 }
 
-/// Q4_0, Q5_0 and Q8_0 layers as canonical quantized weights: every weight's exact value
-/// `(q − z)·s` equals the `gguf` package's dequantized value; other types are refused.
+/// Every scale-quantized type as canonical quantized weights: each weight `(q − z)·s + o`,
+/// formed in f32 as the kernel forms it (the product rounded to f32, then the offset added and
+/// rounded), is bit for bit the `gguf` package's dequantized value — so K-quant scales fold
+/// exactly; IQ4_NL is refused.
 #[test]
 fn linear_layers_import_exactly() {
     use anybit_frontend::gguf::linear_weights;
     use anybit_ir::DType;
     let dir = fixture(4);
     let file = GgufFile::open(dir.join("model.gguf")).unwrap_or_else(|e| panic!("{e}"));
-    for name in ["blk.0.q4_0.weight", "blk.0.q5_0.weight", "blk.0.q8_0.weight"] {
-        let tensor = file.tensor(name).expect("tensor");
+    let names = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"];
+    for name in names.map(|t| format!("blk.0.{t}.weight")) {
+        let tensor = file.tensor(&name).expect("tensor");
         let weights = linear_weights(&file, tensor, DType::F16).unwrap_or_else(|e| panic!("{e}"));
         let raw = std::fs::read(dir.join(format!("{name}.f32"))).expect("reference");
         let want: Vec<f32> = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         let f = weights.format;
+        let value = |dtype: DType, code: u32| dtype.decode_f64(code).expect("code") as f32;
         for n in 0..weights.n {
             for k in 0..weights.k {
-                let g = k / f.group_size;
-                let q = f.weight.decode_f64(weights.codes[k * weights.n + n]).expect("code");
-                let z = if f.zero_point {
-                    f.weight.decode_f64(weights.zeros[g * weights.n + n]).expect("zero")
-                } else {
-                    0.0
-                };
-                let s = f.scale.decode_f64(weights.scales[g * weights.n + n]).expect("scale");
-                let value = (q - z) * s;
-                assert_eq!(value, f64::from(want[n * weights.k + k]), "{name} row {n} column {k}");
+                let g = (k / f.group_size) * weights.n + n;
+                let q = value(f.weight, weights.codes[k * weights.n + n]);
+                let z = if f.zero_point { value(f.weight, weights.zeros[g]) } else { 0.0 };
+                let scaled = (q - z) * value(f.scale, weights.scales[g]);
+                let w = if f.offset { scaled + value(f.scale, weights.offsets[g]) } else { scaled };
+                let expected = want[n * weights.k + k];
+                assert_eq!(w.to_bits(), expected.to_bits(), "{name} row {n} column {k}: {w} vs {expected}");
             }
         }
     }
-    let q4_1 = file.tensor("blk.0.q4_1.weight").expect("q4_1");
-    let message = linear_weights(&file, q4_1, DType::F16).expect_err("Q4_1 is not a zero-point format").to_string();
-    assert!(message.contains("blk.0.q4_1.weight") && message.contains("Q4_1"), "{message}");
+    let iq4 = file.tensor("blk.0.iq4_nl.weight").expect("iq4_nl");
+    let message = linear_weights(&file, iq4, DType::F16).expect_err("IQ4_NL is a lookup table").to_string();
+    assert!(message.contains("blk.0.iq4_nl.weight") && message.contains("IQ4_NL"), "{message}");
     let _ = std::fs::remove_dir_all(&dir);
 }

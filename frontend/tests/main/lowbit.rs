@@ -10,7 +10,14 @@ pub const WEIGHT_TYPES: &[&str] = &[
 ];
 
 pub fn format(weight: &str, group_size: usize, zero_point: bool, activation: DType) -> WeightFormat {
-    WeightFormat { weight: weight.parse().unwrap(), group_size, scale: DType::F16, zero_point, activation }
+    WeightFormat {
+        weight: weight.parse().unwrap(),
+        group_size,
+        scale: DType::F16,
+        zero_point,
+        offset: false,
+        activation,
+    }
 }
 
 #[test]

@@ -214,6 +214,7 @@ fn lowbit_formats() -> Vec<WeightFormat> {
         group_size,
         scale,
         zero_point,
+        offset: false,
         activation,
     };
     let (h, b) = (DType::F16, DType::BF16);

@@ -654,12 +654,20 @@ fn every_example_keeps_its_meaning() {
 fn the_lowbit_matmul_gets_shifts() {
     let u4 = DType::uint(4).unwrap();
     let formats = [
-        WeightFormat { weight: u4, group_size: 128, scale: DType::F16, zero_point: true, activation: DType::F16 },
+        WeightFormat {
+            weight: u4,
+            group_size: 128,
+            scale: DType::F16,
+            zero_point: true,
+            offset: false,
+            activation: DType::F16,
+        },
         WeightFormat {
             weight: DType::uint(2).unwrap(),
             group_size: 64,
             scale: DType::F16,
             zero_point: false,
+            offset: false,
             activation: DType::F16,
         },
         WeightFormat {
@@ -667,6 +675,7 @@ fn the_lowbit_matmul_gets_shifts() {
             group_size: 128,
             scale: DType::F16,
             zero_point: true,
+            offset: false,
             activation: DType::F16,
         },
     ];

@@ -16,6 +16,7 @@ fn manifest() -> KernelManifest {
         group_size: 64,
         scale: DType::F16,
         zero_point: true,
+        offset: false,
         activation: DType::F16,
     };
     KernelManifest::new(&build_kernel(&format).unwrap(), "k.ptx".into(), 8192)

@@ -26,7 +26,7 @@ pub(crate) fn weight_types() -> Vec<DType> {
 }
 
 fn format(weight: DType, group_size: usize, scale: DType, activation: DType, zero_point: bool) -> WeightFormat {
-    WeightFormat { weight, group_size, scale, zero_point: zero_point && weight.is_integer(), activation }
+    WeightFormat { weight, group_size, scale, zero_point: zero_point && weight.is_integer(), offset: false, activation }
 }
 
 #[test]
@@ -61,16 +61,9 @@ fn run(f: WeightFormat, m: usize, n: usize, k: usize, seed: u64) {
     let kernel = build_kernel(&f).unwrap_or_else(|e| panic!("{f:?}: {e}"));
     let mut rng = SplitMix64::new(seed);
     let weights = QuantizedWeights::random(f, k, n, &mut rng).expect("weights");
-    let u8t = DType::uint(8).expect("u8");
-    let bytes = weights.pack_weights().expect("pack");
-    let mut args = vec![
-        Arg::Buffer(random_buffer(f.activation, m * k, 1.0, &mut rng)),
-        Arg::Buffer(Buffer::from_bytes(u8t, bytes.len(), bytes).expect("w")),
-        Arg::Buffer(Buffer::from_codes(f.scale, &weights.scales).expect("s")),
-    ];
-    if f.zero_point {
-        args.push(Arg::Buffer(Buffer::from_codes(f.weight, &weights.zeros).expect("z")));
-    }
+    let packed = weights.pack().expect("pack");
+    let mut args = vec![Arg::Buffer(random_buffer(f.activation, m * k, 1.0, &mut rng))];
+    args.extend(packed.buffers().into_iter().map(|(_, b)| Arg::Buffer(b.clone())));
     args.push(Arg::Buffer(Buffer::zeros(f.activation, m * n).expect("y")));
     args.extend([Arg::Int(m as i64), Arg::Int(n as i64), Arg::Int(k as i64)]);
     compare(&kernel, args, None);
@@ -91,6 +84,42 @@ fn format_variants_on_host() {
     run(format(u4, 64, DType::F16, DType::BF16, false), 16, 130, 128, 101);
     run(format(f4, 256, DType::BF16, DType::F16, false), 33, 64, 256, 102);
     run(format(DType::int(3).expect("i3"), 16, DType::F16, DType::F16, true), 5, 70, 64, 103);
+}
+
+/// Formats that form the weight in f32 — f32 scales, float offsets (`(q − z)·s + o`) — as GGUF
+/// imports them (Q4_1, Q4_K/Q5_K, Q6_K, Q3_K): PTX accepted by `ptxas` without spills, and
+/// host runs equal to the interpreter bit for bit.
+#[test]
+fn f32_scales_and_offsets_compile_and_run_on_host() {
+    let with = |weight: &str, group_size, scale, zero_point, offset, activation| WeightFormat {
+        weight: weight.parse().expect("weight type"),
+        group_size,
+        scale,
+        zero_point,
+        offset,
+        activation,
+    };
+    let formats = [
+        with("u4", 32, DType::F16, false, true, DType::F16),
+        with("u5", 32, DType::F32, false, true, DType::BF16),
+        with("u6", 16, DType::F32, true, false, DType::F16),
+        with("i3", 16, DType::F32, false, false, DType::F16),
+        with("f4e2m1", 64, DType::F32, false, true, DType::BF16),
+    ];
+    for (i, f) in formats.into_iter().enumerate() {
+        let module = build_module(&f).unwrap_or_else(|e| panic!("{f:?}: {e}"));
+        for target in [Target::Sm80, Target::Sm90] {
+            let compiled = LlvmBackend
+                .compile(&module, target, &CompileOptions::default())
+                .unwrap_or_else(|e| panic!("{} for {target}: {e}", f.kernel_name()));
+            for k in &compiled.kernels {
+                if let Some(report) = check_ptx(&k.ptx, target, &k.name) {
+                    assert!(report.contains(" 0 bytes spill stores"), "{} spills on {target}:\n{report}", k.name);
+                }
+            }
+        }
+        run(f, 17, 72, 128, 200 + i as u64);
+    }
 }
 
 /// The emitted dequantization programs (`dequant.rs`), every weight type to f16 and bf16, on

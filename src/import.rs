@@ -1,0 +1,739 @@
+//! Model import: every quantized linear layer of a model file becomes a compiled kernel plus
+//! its weights re-packed into that kernel's layout, described by a manifest
+//! ([`import_model`]); an imported layer is then loaded and run without compiling anything
+//! ([`ImportedModel`]).
+//!
+//! # What an import directory holds
+//!
+//! ```text
+//! DIR/manifest.json                 the import manifest (ImportManifest, JSON)
+//! DIR/weights.bin                   every layer's buffers, each at a multiple of 256 bytes
+//! DIR/kernels/<kernel>/manifest.json   the runtime's launch manifest of the kernel
+//! DIR/kernels/<kernel>/<kernel>.ptx    its PTX for the import's target
+//! DIR/kernels/<kernel>/<kernel>.abk    its source in the kernel language (the interpreter runs it)
+//! ```
+//!
+//! Each layer is mapped to a [`WeightFormat`]; one kernel is compiled per distinct format and
+//! target. The generated kernel takes M, N and K as launch arguments, so layers of one format
+//! share it whatever their shapes (the manifest lists the shapes each kernel serves). A layer's
+//! entry names its kernel, its shape, its source type, and where each of its buffers (`w`,
+//! `s`, `z`: see [`PackedWeights`]) lies in `weights.bin`.
+//!
+//! # Failure leaves nothing behind
+//!
+//! Everything is written into a temporary directory beside DIR, which is renamed into place
+//! only when the whole import succeeded; on any error it is removed. Before anything is
+//! compiled, every tensor is checked, so an unsupported layer fails the import at once.
+//!
+//! # Which tensors are layers
+//!
+//! From a GGUF file: every tensor of a quantized ggml type. Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and
+//! the K-quants Q2_K … Q6_K import today, their two-level scales folded exactly into f32 scales
+//! and offsets (see [`anybit_frontend::gguf::linear_weights`]); any other quantized type
+//! (IQ4_NL and the other IQ types) fails the import with an error naming the file and the
+//! tensor. Unquantized tensors (F32, F16, BF16: norms,
+//! biases, unquantized matrices) are not layers of a low-bit kernel and are left out.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anybit_backends::{LlvmOptimization, Target};
+use anybit_frontend::gguf::{GgmlType, GgufError, GgufFile, TensorInfo, linear_format, linear_weights};
+use anybit_frontend::lowbit::{PackedWeights, WeightFormat, build_module_for};
+use anybit_ir::DType;
+use anybit_ir::interp::Buffer;
+use anybit_ir::manifest::Manifest;
+use anybit_passes::{OptLevel, PassManager};
+use anybit_runtime::cache::{CacheConfig, CompileCache};
+use serde::{Deserialize, Serialize};
+
+use crate::jit::{JitError, JitOptions, compile_lowbit_for};
+use crate::linear::{Device, LinearError, QuantizedLinear};
+
+/// The version of the import directory's layout this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Buffers in `weights.bin` start at multiples of this (a GPU's widest loads, and pages of a
+/// memory map, stay aligned).
+pub const WEIGHT_ALIGNMENT: u64 = 256;
+
+/// Why an import, or loading an imported layer, failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The model file is of a kind that cannot be imported (yet).
+    #[error("{path}: {what}")]
+    Model {
+        /// The model.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// The GGUF file could not be read, or one of its tensors not imported.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The output directory exists.
+    #[error("{0} exists: remove it or import into another directory (or overwrite it)")]
+    Exists(PathBuf),
+    /// A kernel could not be compiled.
+    #[error("compiling `{kernel}` failed: {source}")]
+    Compile {
+        /// The kernel.
+        kernel: String,
+        /// Why.
+        source: JitError,
+    },
+    /// An import directory's manifest or weights are not what this build reads.
+    #[error("{path}: {what}")]
+    Manifest {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// No layer of that name.
+    #[error("{dir}: no layer `{layer}` (the manifest lists {count} layers; `anybit inspect` shows them)")]
+    NoLayer {
+        /// The import directory.
+        dir: PathBuf,
+        /// The name asked for.
+        layer: String,
+        /// How many layers there are.
+        count: usize,
+    },
+    /// A layer could not be built.
+    #[error("layer `{layer}`: {source}")]
+    Layer {
+        /// The layer.
+        layer: String,
+        /// Why.
+        source: LinearError,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ImportError + '_ {
+    move |source| ImportError::Io { path: path.to_path_buf(), source }
+}
+
+/// How to import.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// The GPU target of the kernels.
+    pub target: Target,
+    /// The activation type of x and y (f16 or bf16).
+    pub activation: DType,
+    /// The pass pipeline.
+    pub opt_level: OptLevel,
+    /// LLVM's pipeline: `Full` by default (an import is compiled once, ahead of time).
+    pub llvm: LlvmOptimization,
+    /// Replace an existing output directory (only once the new one is complete).
+    pub overwrite: bool,
+}
+
+impl Default for ImportOptions {
+    /// `sm_90`, f16 activations, `-O2`, LLVM's full pipeline, no overwriting.
+    fn default() -> ImportOptions {
+        ImportOptions {
+            target: Target::Sm90,
+            activation: DType::F16,
+            opt_level: OptLevel::O2,
+            llvm: LlvmOptimization::Full,
+            overwrite: false,
+        }
+    }
+}
+
+/// A weight format as the manifest writes it (types by name).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormatRecord {
+    /// The weight type (`u4`).
+    pub weight: String,
+    /// Rows of W along K sharing a scale.
+    pub group_size: usize,
+    /// The scale type.
+    pub scale: String,
+    /// Whether there are zero points.
+    pub zero_point: bool,
+    /// Whether there are offsets.
+    #[serde(default)]
+    pub offset: bool,
+    /// The activation type.
+    pub activation: String,
+}
+
+impl FormatRecord {
+    /// The record of `format`.
+    pub fn new(format: &WeightFormat) -> FormatRecord {
+        FormatRecord {
+            weight: format.weight.to_string(),
+            group_size: format.group_size,
+            scale: format.scale.to_string(),
+            zero_point: format.zero_point,
+            offset: format.offset,
+            activation: format.activation.to_string(),
+        }
+    }
+
+    /// The format it records (checked).
+    pub fn format(&self) -> Result<WeightFormat, String> {
+        let dtype = |name: &str| name.parse::<DType>().map_err(|e| format!("type `{name}`: {e}"));
+        let format = WeightFormat {
+            weight: dtype(&self.weight)?,
+            group_size: self.group_size,
+            scale: dtype(&self.scale)?,
+            zero_point: self.zero_point,
+            offset: self.offset,
+            activation: dtype(&self.activation)?,
+        };
+        format.validate().map_err(|e| e.to_string())?;
+        Ok(format)
+    }
+}
+
+/// One compiled kernel of an import.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelRecord {
+    /// Its name (also its PTX entry point).
+    pub name: String,
+    /// Its directory, relative to the import directory: the runtime's `manifest.json`, the PTX
+    /// and the kernel-language source.
+    pub dir: String,
+    /// The kernel-language source, relative to `dir`.
+    pub source: String,
+    /// The format it computes.
+    pub format: FormatRecord,
+    /// The (K, N) shapes of the layers it serves.
+    pub shapes: Vec<[usize; 2]>,
+}
+
+/// One buffer of a layer in the weights file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BufferRecord {
+    /// The kernel parameter it binds (`w`, `s`, `z`).
+    pub name: String,
+    /// Its element type.
+    pub dtype: String,
+    /// Its number of elements.
+    pub len: usize,
+    /// Its byte offset in the weights file.
+    pub offset: u64,
+    /// Its size in bytes (the packed elements).
+    pub bytes: u64,
+}
+
+/// One imported layer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    /// Its name in the model.
+    pub name: String,
+    /// Its type in the model (`Q4_0`).
+    pub source_type: String,
+    /// Input features.
+    pub k: usize,
+    /// Output features.
+    pub n: usize,
+    /// The kernel that computes it.
+    pub kernel: String,
+    /// Its weight format.
+    pub format: FormatRecord,
+    /// Its buffers, in launch order.
+    pub buffers: Vec<BufferRecord>,
+}
+
+/// The manifest of an import directory (`manifest.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportManifest {
+    /// [`FORMAT_VERSION`] of the build that wrote it.
+    pub format_version: u32,
+    /// The anybit version that wrote it.
+    pub anybit_version: String,
+    /// The model file it was imported from.
+    pub source: String,
+    /// The GPU target of its kernels.
+    pub target: String,
+    /// The weights file, relative to the directory.
+    pub weights_file: String,
+    /// The kernels.
+    pub kernels: Vec<KernelRecord>,
+    /// The layers, in model order.
+    pub layers: Vec<LayerRecord>,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImportSummary {
+    /// The manifest written.
+    pub manifest: ImportManifest,
+    /// Tensors left out (name and why).
+    pub skipped: Vec<(String, String)>,
+    /// Bytes of `weights.bin`.
+    pub weight_bytes: u64,
+    /// Seconds spent compiling kernels.
+    pub compile_seconds: f64,
+    /// Seconds for the whole import.
+    pub total_seconds: f64,
+}
+
+/// A temporary directory removed on drop unless [`Staging::commit`] renamed it into place.
+struct Staging {
+    dir: PathBuf,
+    committed: bool,
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Staging {
+    fn new(out: &Path) -> Result<Staging, ImportError> {
+        let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "import".into());
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(io_error(&parent))?;
+        let dir = parent.join(format!(".{name}.importing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).map_err(io_error(&dir))?;
+        Ok(Staging { dir, committed: false })
+    }
+
+    /// Moves the finished directory to `out` (replacing it when `overwrite`).
+    fn commit(mut self, out: &Path, overwrite: bool) -> Result<(), ImportError> {
+        if out.exists() {
+            if !overwrite {
+                return Err(ImportError::Exists(out.to_path_buf()));
+            }
+            let old = self.dir.with_extension("old");
+            std::fs::rename(out, &old).map_err(io_error(out))?;
+            std::fs::rename(&self.dir, out).map_err(io_error(out))?;
+            let _ = std::fs::remove_dir_all(&old);
+        } else {
+            std::fs::rename(&self.dir, out).map_err(io_error(out))?;
+        }
+        self.committed = true;
+        Ok(())
+    }
+}
+
+/// A file written whole, to be renamed into place by its directory's commit.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ImportError> {
+    std::fs::write(path, bytes).map_err(io_error(path))
+}
+
+/// How a model tensor takes part in an import.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TensorPlan {
+    /// A quantized linear layer, imported in this format.
+    Layer(WeightFormat),
+    /// Left out (not a quantized matrix), with the reason.
+    Skip(String),
+    /// A quantized tensor that cannot be imported (yet), with the reason: fails an import.
+    Unsupported(String),
+}
+
+/// What importing a GGUF tensor with `activation` x/y would do.
+pub fn gguf_tensor_plan(tensor: &TensorInfo, activation: DType) -> TensorPlan {
+    let t = tensor.ggml_type;
+    let unquantized = [GgmlType::F32, GgmlType::F16, GgmlType::BF16];
+    let integer = (24..=28).contains(&t.0); // I8, I16, I32, I64, F64
+    if unquantized.contains(&t) || integer {
+        return TensorPlan::Skip(format!("{} (not quantized)", t.name()));
+    }
+    let Some(format) = linear_format(t, activation) else {
+        return TensorPlan::Unsupported(format!(
+            "{} weights cannot be imported yet (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K … Q6_K can)",
+            t.name()
+        ));
+    };
+    let [k, n] = tensor.dims[..] else {
+        return TensorPlan::Unsupported(format!("a linear layer has 2 dimensions, not {}", tensor.dims.len()));
+    };
+    let dim = |d: u64| usize::try_from(d).unwrap_or(usize::MAX);
+    if let Err(e) = format.validate_shape(1, dim(n), dim(k)) {
+        return TensorPlan::Unsupported(format!("shape [{n}, {k}]: {e}"));
+    }
+    TensorPlan::Layer(format)
+}
+
+/// Imports `model` into the directory `out` (see the module doc); `progress` receives one
+/// line per step (for a terminal: what is being compiled or packed, and how far along).
+pub fn import_model(
+    model: &Path,
+    out: &Path,
+    options: &ImportOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<ImportSummary, ImportError> {
+    let start = Instant::now();
+    if out.exists() && !options.overwrite {
+        return Err(ImportError::Exists(out.to_path_buf()));
+    }
+    if options.activation != DType::F16 && options.activation != DType::BF16 {
+        return Err(ImportError::Model {
+            path: model.to_path_buf(),
+            what: format!("activation type {} is not supported: use f16 or bf16", options.activation),
+        });
+    }
+    let kind = if model.is_dir() {
+        Err("Hugging Face model directories (safetensors) cannot be imported yet; GGUF files can")
+    } else {
+        match model.extension().and_then(|e| e.to_str()) {
+            Some("gguf") => Ok(()),
+            Some("onnx") => Err("ONNX models cannot be imported yet; GGUF files can"),
+            _ => Err("not a model file anybit imports (a .gguf file)"),
+        }
+    };
+    if let Err(what) = kind {
+        return Err(ImportError::Model { path: model.to_path_buf(), what: what.into() });
+    }
+    let file = GgufFile::open(model)?;
+
+    // Plan: every tensor's role, before anything is compiled or written.
+    let mut layers = Vec::new();
+    let mut skipped = Vec::new();
+    for tensor in &file.tensors {
+        match gguf_tensor_plan(tensor, options.activation) {
+            TensorPlan::Layer(format) => layers.push((tensor, format)),
+            TensorPlan::Skip(why) => skipped.push((tensor.name.clone(), why)),
+            TensorPlan::Unsupported(what) => {
+                let path = file.path().to_path_buf();
+                return Err(GgufError::Tensor { path, tensor: tensor.name.clone(), what }.into());
+            }
+        }
+    }
+    if layers.is_empty() {
+        return Err(ImportError::Model {
+            path: model.to_path_buf(),
+            what: format!("no quantized linear layers among its {} tensors", file.tensors.len()),
+        });
+    }
+    let mut kernels: Vec<KernelRecord> = Vec::new();
+    let mut formats: Vec<WeightFormat> = Vec::new();
+    for (tensor, format) in &layers {
+        let shape = [tensor.dims[0] as usize, tensor.dims[1] as usize];
+        match formats.iter().position(|f| f == format) {
+            Some(i) if kernels[i].shapes.contains(&shape) => {}
+            Some(i) => kernels[i].shapes.push(shape),
+            None => {
+                let name = format.kernel_name();
+                kernels.push(KernelRecord {
+                    dir: format!("kernels/{name}"),
+                    source: format!("{name}.abk"),
+                    name,
+                    format: FormatRecord::new(format),
+                    shapes: vec![shape],
+                });
+                formats.push(*format);
+            }
+        }
+    }
+    progress(&format!(
+        "{}: {} quantized layers, {} kernel{} for {}, {} tensors left out",
+        model.display(),
+        layers.len(),
+        kernels.len(),
+        if kernels.len() == 1 { "" } else { "s" },
+        options.target,
+        skipped.len()
+    ));
+
+    let staging = Staging::new(out)?;
+    // Kernels: compiled once each, through a cache of this import only.
+    let compile_start = Instant::now();
+    let cache = CompileCache::new(CacheConfig::memory_only());
+    let jit = JitOptions { target: options.target, opt_level: options.opt_level, llvm: options.llvm };
+    for (i, (record, format)) in kernels.iter().zip(&formats).enumerate() {
+        let kernel_start = Instant::now();
+        let compile_error = |source: JitError| ImportError::Compile { kernel: record.name.clone(), source };
+        // Specialized for what every N it serves shares (the vectorizer proves the weight,
+        // scale and output rows aligned from it).
+        let common_n = record.shapes.iter().fold(0usize, |g, &[_, n]| gcd(g, n));
+        let common_n = (common_n > 0).then_some(common_n);
+        let compiled = compile_lowbit_for(format, common_n, &jit, &cache).map_err(compile_error)?;
+        let dir = staging.dir.join(&record.dir);
+        std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let manifest = &compiled.module.manifest;
+        for (kernel, ptx) in manifest.kernels.iter().zip(&compiled.module.ptx) {
+            write_file(&dir.join(plain_file_name(&kernel.ptx_file, &dir)?), ptx.as_bytes())?;
+        }
+        write_file(&dir.join("manifest.json"), (manifest.to_json() + "\n").as_bytes())?;
+        // The source after the passes, as compiled: the interpreter then runs what the GPU
+        // runs, selections included (and checks the vectorizer's alignment proofs).
+        let mut module = build_module_for(format, common_n).map_err(|e| compile_error(e.into()))?;
+        PassManager::for_level(options.opt_level).run(&mut module).map_err(|e| compile_error(e.into()))?;
+        write_file(&dir.join(&record.source), anybit_ir::text::print_module(&module).as_bytes())?;
+        progress(&format!(
+            "[kernel {}/{}] {} ({} ms)",
+            i + 1,
+            kernels.len(),
+            record.name,
+            kernel_start.elapsed().as_millis()
+        ));
+    }
+    let compile_seconds = compile_start.elapsed().as_secs_f64();
+
+    // Weights: one layer at a time, read, re-packed and appended.
+    let weights_path = staging.dir.join("weights.bin");
+    let weights_file = File::create(&weights_path).map_err(io_error(&weights_path))?;
+    let mut writer = BufWriter::new(weights_file);
+    let mut at = 0u64;
+    let mut records = Vec::with_capacity(layers.len());
+    for (i, (tensor, format)) in layers.iter().enumerate() {
+        let weights = linear_weights(&file, tensor, options.activation)?;
+        let tensor_error =
+            |what: String| GgufError::Tensor { path: file.path().to_path_buf(), tensor: tensor.name.clone(), what };
+        if weights.format != *format {
+            return Err(tensor_error(format!("imported as {:?}, planned as {format:?}", weights.format)).into());
+        }
+        let packed = weights.pack().map_err(|e| tensor_error(e.to_string()))?;
+        let mut buffers = Vec::new();
+        for (name, buffer) in packed.buffers() {
+            let padding = at.next_multiple_of(WEIGHT_ALIGNMENT) - at;
+            writer.write_all(&vec![0u8; padding as usize]).map_err(io_error(&weights_path))?;
+            at += padding;
+            let bytes = buffer.bytes();
+            writer.write_all(bytes).map_err(io_error(&weights_path))?;
+            buffers.push(BufferRecord {
+                name: name.into(),
+                dtype: buffer.dtype().to_string(),
+                len: buffer.len(),
+                offset: at,
+                bytes: bytes.len() as u64,
+            });
+            at += bytes.len() as u64;
+        }
+        progress(&format!(
+            "[layer {}/{}] {} {} {}×{} → {} ({:.1} KiB)",
+            i + 1,
+            layers.len(),
+            tensor.name,
+            tensor.ggml_type.name(),
+            weights.k,
+            weights.n,
+            format.kernel_name(),
+            buffers.iter().map(|b| b.bytes).sum::<u64>() as f64 / 1024.0
+        ));
+        records.push(LayerRecord {
+            name: tensor.name.clone(),
+            source_type: tensor.ggml_type.name(),
+            k: weights.k,
+            n: weights.n,
+            kernel: format.kernel_name(),
+            format: FormatRecord::new(format),
+            buffers,
+        });
+    }
+    writer
+        .into_inner()
+        .map_err(|e| ImportError::Io { path: weights_path.clone(), source: e.into_error() })?
+        .sync_all()
+        .map_err(io_error(&weights_path))?;
+    let manifest = ImportManifest {
+        format_version: FORMAT_VERSION,
+        anybit_version: env!("CARGO_PKG_VERSION").into(),
+        source: model.display().to_string(),
+        target: options.target.name().into(),
+        weights_file: "weights.bin".into(),
+        kernels,
+        layers: records,
+    };
+    let json = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| ImportError::Manifest { path: staging.dir.join("manifest.json"), what: e.to_string() })?;
+    write_file(&staging.dir.join("manifest.json"), (json + "\n").as_bytes())?;
+    staging.commit(out, options.overwrite)?;
+    Ok(ImportSummary {
+        manifest,
+        skipped,
+        weight_bytes: at,
+        compile_seconds,
+        total_seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// `name` when it is a plain file name (no separators, not `..`): names from a manifest never
+/// reach outside their directory.
+fn plain_file_name<'a>(name: &'a str, dir: &Path) -> Result<&'a str, ImportError> {
+    let plain = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\']);
+    if plain {
+        Ok(name)
+    } else {
+        Err(ImportError::Manifest { path: dir.to_path_buf(), what: format!("`{name}` is not a plain file name") })
+    }
+}
+
+/// A relative path from a manifest, checked to stay inside the directory.
+fn inside(dir: &Path, relative: &str, manifest: &Path) -> Result<PathBuf, ImportError> {
+    let mut path = dir.to_path_buf();
+    for part in relative.split('/') {
+        path.push(plain_file_name(part, manifest)?);
+    }
+    Ok(path)
+}
+
+/// An import directory, opened: its manifest (checked), weights read on demand.
+#[derive(Debug)]
+pub struct ImportedModel {
+    dir: PathBuf,
+    /// The manifest.
+    pub manifest: ImportManifest,
+}
+
+impl ImportedModel {
+    /// Reads and checks `DIR/manifest.json`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<ImportedModel, ImportError> {
+        let dir = dir.as_ref();
+        let path = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+        let bad = |what: String| ImportError::Manifest { path: path.clone(), what };
+        let manifest: ImportManifest = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if manifest.format_version != FORMAT_VERSION {
+            return Err(bad(format!(
+                "written in import format {}, this build reads {FORMAT_VERSION}: import the model again",
+                manifest.format_version
+            )));
+        }
+        Ok(ImportedModel { dir: dir.to_path_buf(), manifest })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The layer called `name`.
+    pub fn layer(&self, name: &str) -> Result<&LayerRecord, ImportError> {
+        self.manifest.layers.iter().find(|l| l.name == name).ok_or_else(|| ImportError::NoLayer {
+            dir: self.dir.clone(),
+            layer: name.into(),
+            count: self.manifest.layers.len(),
+        })
+    }
+
+    fn kernel(&self, layer: &LayerRecord) -> Result<&KernelRecord, ImportError> {
+        self.manifest.kernels.iter().find(|k| k.name == layer.kernel).ok_or_else(|| ImportError::Manifest {
+            path: self.dir.join("manifest.json"),
+            what: format!("layer `{}` names kernel `{}`, which is not listed", layer.name, layer.kernel),
+        })
+    }
+
+    /// A layer's buffers, read from the weights file and checked against its format.
+    pub fn packed_weights(&self, layer: &LayerRecord) -> Result<PackedWeights, ImportError> {
+        let manifest_path = self.dir.join("manifest.json");
+        let bad = |what: String| ImportError::Manifest { path: manifest_path.clone(), what };
+        let format = layer.format.format().map_err(|e| bad(format!("layer `{}`: {e}", layer.name)))?;
+        let path = inside(&self.dir, &self.manifest.weights_file, &manifest_path)?;
+        let file = File::open(&path).map_err(io_error(&path))?;
+        let file_len = file.metadata().map_err(io_error(&path))?.len();
+        let expected = PackedWeights::expected_buffers(&format, layer.k, layer.n)
+            .map_err(|e| bad(format!("layer `{}`: {e}", layer.name)))?;
+        let names: Vec<&str> = layer.buffers.iter().map(|b| b.name.as_str()).collect();
+        let want: Vec<&str> = expected.iter().map(|b| b.0).collect();
+        if names != want {
+            return Err(bad(format!("layer `{}` has buffers {names:?}, its format needs {want:?}", layer.name)));
+        }
+        let mut buffers = Vec::with_capacity(expected.len());
+        for (record, (name, dtype, len)) in layer.buffers.iter().zip(expected) {
+            let what = |w: String| bad(format!("layer `{}`, buffer `{name}`: {w}", layer.name));
+            let bytes = (len as u64 * u64::from(dtype.bits())).div_ceil(8);
+            if record.dtype != dtype.to_string() || record.len != len || record.bytes != bytes {
+                return Err(what(format!(
+                    "{} elements of {} in {} bytes, the format needs {len} of {dtype} in {bytes}",
+                    record.len, record.dtype, record.bytes
+                )));
+            }
+            if record.offset.checked_add(bytes).is_none_or(|end| end > file_len) {
+                return Err(ImportError::Manifest {
+                    path: path.clone(),
+                    what: format!(
+                        "layer `{}`, buffer `{name}`: bytes {}..{} lie outside the file ({file_len} bytes)",
+                        layer.name,
+                        record.offset,
+                        record.offset.saturating_add(bytes)
+                    ),
+                });
+            }
+            let mut data = vec![0u8; bytes as usize];
+            file.read_exact_at(&mut data, record.offset).map_err(io_error(&path))?;
+            buffers.push(Buffer::from_bytes(dtype, len, data).map_err(|e| what(e.to_string()))?);
+        }
+        // The names were checked against the format's: w, s, then z and o where it has them.
+        let mut buffers = buffers.into_iter();
+        let (Some(w), Some(s)) = (buffers.next(), buffers.next()) else {
+            return Err(bad(format!("layer `{}`: missing buffers", layer.name)));
+        };
+        let z = if format.zero_point { buffers.next() } else { None };
+        let o = if format.offset { buffers.next() } else { None };
+        Ok(PackedWeights { format, k: layer.k, n: layer.n, w, s, z, o })
+    }
+
+    /// A layer ready to run on `device` with the kernel the import compiled: on a GPU its PTX
+    /// is loaded through the runtime (nothing is compiled), on the interpreter its kernel-
+    /// language source is parsed and verified.
+    pub fn load_layer(&self, name: &str, device: &Device) -> Result<QuantizedLinear, ImportError> {
+        let layer = self.layer(name)?;
+        let kernel = self.kernel(layer)?;
+        let packed = self.packed_weights(layer)?;
+        let manifest_path = self.dir.join("manifest.json");
+        let kernel_dir = inside(&self.dir, &kernel.dir, &manifest_path)?;
+        let layer_error = |source: LinearError| ImportError::Layer { layer: layer.name.clone(), source };
+        let device = match device {
+            Device::Auto => Device::detect(),
+            other => other.clone(),
+        };
+        match device {
+            Device::Gpu(gpu) => self.gpu_layer(layer, packed, gpu, &kernel_dir),
+            _ => {
+                let path = kernel_dir.join(plain_file_name(&kernel.source, &manifest_path)?);
+                let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+                let bad = |what: String| ImportError::Manifest { path: path.clone(), what };
+                let module = anybit_ir::text::parse_module(&text).map_err(|d| bad(d.to_string()))?;
+                anybit_ir::verify::verify_module(&module, &anybit_ir::verify::VerifyOptions::default())
+                    .map_err(|d| bad(d.to_string()))?;
+                let Some(found) = module.kernels.into_iter().find(|k| k.name == kernel.name) else {
+                    return Err(bad(format!("no kernel `{}`", kernel.name)));
+                };
+                QuantizedLinear::from_kernel(packed, found).map_err(layer_error)
+            }
+        }
+    }
+
+    /// The layer on `gpu`, from the PTX files in `kernel_dir`.
+    fn gpu_layer(
+        &self,
+        layer: &LayerRecord,
+        packed: PackedWeights,
+        gpu: Arc<anybit_runtime::Gpu>,
+        kernel_dir: &Path,
+    ) -> Result<QuantizedLinear, ImportError> {
+        let path = kernel_dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+        let manifest = Manifest::from_json(&text)
+            .map_err(|e| ImportError::Manifest { path: path.clone(), what: e.to_string() })?;
+        let mut ptx = Vec::with_capacity(manifest.kernels.len());
+        for kernel in &manifest.kernels {
+            let file = kernel_dir.join(plain_file_name(&kernel.ptx_file, &path)?);
+            ptx.push(std::fs::read_to_string(&file).map_err(io_error(&file))?);
+        }
+        QuantizedLinear::from_ptx(packed, gpu, &manifest, &ptx)
+            .map_err(|source| ImportError::Layer { layer: layer.name.clone(), source })
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}

@@ -1,0 +1,199 @@
+//! `anybit import` of a GGUF model written by the `gguf` package and `anybit linear` on its
+//! layers, against y from the package's own dequantized weights; bad input refused with
+//! nothing left behind.
+
+use std::path::{Path, PathBuf};
+
+use anybit::frontend::gguf::{GgufFile, linear_weights};
+use anybit::import::ImportedModel;
+use anybit::ir::DType;
+use anybit::ir::random::SplitMix64;
+use anybit::npy::{NpyArray, NpyType};
+
+use super::gguf_linear::{assert_matches_package, gguf_fixture, package_weights};
+use super::run::{anybit, failure, success};
+
+fn arg(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+/// Files in `dir` whose names start with `.{name}.importing`: staging directories left behind.
+fn leftovers(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let prefix = format!(".{name}.importing");
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
+        .collect()
+}
+
+fn write_npy(path: &Path, dtype: NpyType, shape: Vec<usize>, data: Vec<u8>) {
+    let array = NpyArray::new(dtype, shape, data).expect("npy");
+    std::fs::write(path, array.write()).expect("write npy");
+}
+
+fn read_npy(path: &Path) -> NpyArray {
+    NpyArray::read(&std::fs::read(path).expect("read y")).expect("y.npy")
+}
+
+#[test]
+fn imported_layers_run_like_the_gguf_reference() {
+    let dir = gguf_fixture("import", 21, Some("model"));
+    let model = dir.join("model.gguf");
+    let out = dir.join("imported");
+    let run = anybit(&["import", arg(&model), "-o", arg(&out), "--target", "sm_90"]);
+    assert!(run.success, "{}", run.stderr);
+    assert!(run.stdout.contains("14 layers, 10 kernels for sm_90"), "{}", run.stdout);
+    assert!(run.stdout.contains("left out output_norm.weight: F32"), "{}", run.stdout);
+    assert!(run.stderr.contains("[layer 14/14] output.weight Q8_0 64×80"), "{}", run.stderr);
+    assert!(leftovers(&dir, "imported").is_empty());
+
+    // The weights file holds exactly the buffers the kernel reads; Q8_0 layers share a kernel.
+    let imported = ImportedModel::open(&out).unwrap_or_else(|e| panic!("{e}"));
+    let file = GgufFile::open(&model).unwrap_or_else(|e| panic!("{e}"));
+    let q8 = &imported.manifest.kernels.iter().find(|k| k.format.weight == "i8").expect("i8 kernel").shapes;
+    assert_eq!(q8, &[[96, 64], [64, 80]]);
+    for layer in &imported.manifest.layers {
+        let weights = linear_weights(&file, file.tensor(&layer.name).expect("tensor"), DType::F16).expect("import");
+        let stored = imported.packed_weights(layer).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(stored, weights.pack().expect("pack"), "{}", layer.name);
+        assert!(out.join(format!("kernels/{}/{}.ptx", layer.kernel, layer.kernel)).is_file());
+    }
+
+    let mut rng = SplitMix64::new(21);
+    // One layer of every type (Q4_0, Q5_0, Q8_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K).
+    let cases = [
+        ("blk.0.attn_q.weight", "interp"),
+        ("blk.1.ffn_up.weight", "auto"),
+        ("output.weight", "interp"),
+        ("blk.2.attn_q.weight", "interp"),
+        ("blk.2.attn_k.weight", "auto"),
+        ("blk.2.attn_v.weight", "interp"),
+        ("blk.2.attn_output.weight", "interp"),
+        ("blk.2.ffn_gate.weight", "interp"),
+        ("blk.2.ffn_up.weight", "interp"),
+        ("blk.2.ffn_down.weight", "interp"),
+    ];
+    for (i, (name, device)) in cases.into_iter().enumerate() {
+        let weights = linear_weights(&file, file.tensor(name).expect("tensor"), DType::F16).expect("import");
+        let (m, k, n) = (5, weights.k, weights.n);
+        let x: Vec<u16> = (0..m * k).map(|_| DType::F16.encode(rng.uniform(-1.0, 1.0)) as u16).collect();
+        let x_path = dir.join("x.npy");
+        write_npy(&x_path, NpyType::F16, vec![m, k], x.iter().flat_map(|c| c.to_le_bytes()).collect());
+        let y_path = dir.join("y.npy");
+        let args = ["linear", arg(&out), "--layer", name, "--input", arg(&x_path), "--output", arg(&y_path)];
+        let stdout = success(&[&args[..], &["--device", device]].concat());
+        assert!(stdout.contains(&format!("`{name}`")) && stdout.contains("M = 5"), "{stdout}");
+        let y = read_npy(&y_path);
+        assert_eq!((y.dtype, y.shape.clone()), (NpyType::F16, vec![m, n]), "{name}");
+        let y_codes: Vec<u16> = y.data.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        assert_matches_package(name, &weights, &x, &y_codes, &package_weights(&dir, name));
+
+        if i > 0 {
+            continue;
+        }
+        // The same x as float32: y comes back as float32, the same values.
+        let x32: Vec<u8> =
+            x.iter().flat_map(|&c| (DType::F16.decode_f64(u32::from(c)).expect("x") as f32).to_le_bytes()).collect();
+        write_npy(&x_path, NpyType::F32, vec![m, k], x32);
+        success(&[&args[..], &["--device", "interp"]].concat());
+        let y32 = read_npy(&y_path);
+        assert_eq!((y32.dtype, y32.shape.clone()), (NpyType::F32, vec![m, n]));
+        let same = y32.data.chunks_exact(4).zip(&y_codes).all(|(c, &h)| {
+            f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])) == DType::F16.decode_f64(u32::from(h)).expect("y")
+        });
+        assert!(same, "{name}: float32 input gives other values");
+    }
+    let listing = success(&["inspect", arg(&out)]);
+    assert!(
+        listing.contains("14 layers, 10 kernels") && listing.contains("lowbit_matmul_u5_g32_sf16_xf16_zp"),
+        "{listing}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Patches the ggml type of tensor `name` in a GGUF file's bytes.
+fn set_tensor_type(bytes: &mut [u8], name: &str, ggml_type: u32) {
+    let needle = [&(name.len() as u64).to_le_bytes()[..], name.as_bytes()].concat();
+    let at = bytes.windows(needle.len()).position(|w| w == needle).expect("tensor info") + needle.len();
+    let dims = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("dims")) as usize;
+    let type_at = at + 4 + 8 * dims;
+    bytes[type_at..type_at + 4].copy_from_slice(&ggml_type.to_le_bytes());
+}
+
+#[test]
+fn bad_models_and_inputs_are_refused_leaving_nothing() {
+    let dir = gguf_fixture("import-bad", 22, Some("model"));
+    let model = dir.join("model.gguf");
+    let bytes = std::fs::read(&model).expect("model");
+    let out = dir.join("out");
+    let refused = |model: &Path, expect: &[&str]| {
+        let message = failure(&["import", arg(model), "-o", arg(&out)]);
+        for e in expect {
+            assert!(message.contains(e), "expected `{e}` in: {message}");
+        }
+        assert!(!out.exists(), "{} was left behind", out.display());
+        assert!(leftovers(&dir, "out").is_empty(), "staging directories left behind");
+    };
+    // A truncated file (cut inside the tensor data).
+    let truncated = dir.join("truncated.gguf");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 1000]).expect("write");
+    refused(&truncated, &["truncated.gguf", "`output.weight`", "lies outside the file"]);
+    // An unknown quantization type, and a known one that does not import yet.
+    let mut unknown = bytes.clone();
+    set_tensor_type(&mut unknown, "blk.1.ffn_up.weight", 99);
+    let unknown_path = dir.join("unknown.gguf");
+    std::fs::write(&unknown_path, &unknown).expect("write");
+    refused(&unknown_path, &["unknown.gguf", "`blk.1.ffn_up.weight`", "unknown ggml type 99"]);
+    let mut unsupported = bytes.clone();
+    set_tensor_type(&mut unsupported, "output.weight", 20); // IQ4_NL: same block size as Q4_0
+    let mut reshaped = bytes.clone();
+    let unsupported_path = dir.join("unsupported.gguf");
+    std::fs::write(&unsupported_path, &unsupported).expect("write");
+    refused(&unsupported_path, &["unsupported.gguf", "`output.weight`", "IQ4_NL weights cannot be imported"]);
+    // Not a model anybit imports.
+    refused(&dir.join("blk.0.attn_q.weight.f32"), &["not a model file"]);
+    refused(&dir, &["Hugging Face model directories"]);
+    // A tensor whose type and shape disagree with the file's layout: as Q8_0 (larger blocks)
+    // its data would run into the next tensor's.
+    set_tensor_type(&mut reshaped, "blk.0.attn_q.weight", 8);
+    let reshaped_path = dir.join("reshaped.gguf");
+    std::fs::write(&reshaped_path, &reshaped).expect("write");
+    refused(&reshaped_path, &["reshaped.gguf", "`blk.0.attn_q.weight`", "running into tensor `blk.0.ffn_up.weight`"]);
+
+    // An existing output directory is not touched without --force.
+    success(&["import", arg(&model), "-o", arg(&out)]);
+    let message = failure(&["import", arg(&model), "-o", arg(&out)]);
+    assert!(message.contains("exists"), "{message}");
+    let run = anybit(&["import", arg(&model), "-o", arg(&out), "--force"]);
+    assert!(run.success, "{}", run.stderr);
+
+    // anybit linear: a missing layer, x of the wrong shape or type; no y written.
+    let x = dir.join("x.npy");
+    let y = dir.join("y.npy");
+    write_npy(&x, NpyType::F16, vec![2, 32], vec![0; 2 * 32 * 2]);
+    fn linear_args<'a>(out: &'a Path, layer: &'a str, x: &'a Path, y: &'a Path) -> [&'a str; 8] {
+        ["linear", arg(out), "--layer", layer, "--input", arg(x), "--output", arg(y)]
+    }
+    let linear = |layer| linear_args(&out, layer, &x, &y);
+    let message = failure(&linear("blk.9.attn_q.weight"));
+    assert!(message.contains("no layer `blk.9.attn_q.weight`"), "{message}");
+    let message = failure(&linear("blk.0.attn_q.weight"));
+    assert!(message.contains("x has shape [2, 32]") && message.contains("needs [M, 64]"), "{message}");
+    write_npy(&x, NpyType::I32, vec![2, 64], vec![0; 2 * 64 * 4]);
+    let message = failure(&linear("blk.0.attn_q.weight"));
+    assert!(message.contains("float16 or float32"), "{message}");
+    assert!(!y.exists());
+    // A weights file cut short: the layer's buffers are found missing, not read past.
+    write_npy(&x, NpyType::F16, vec![2, 64], vec![0; 2 * 64 * 2]);
+    let weights = out.join("weights.bin");
+    let len = std::fs::metadata(&weights).expect("weights").len();
+    std::fs::File::options().write(true).open(&weights).expect("open").set_len(len / 2).expect("truncate");
+    let message = failure(&linear("output.weight"));
+    assert!(message.contains("weights.bin") && message.contains("outside the file"), "{message}");
+    assert!(!y.exists());
+    let message = failure(&["linear", arg(&dir), "--layer", "x", "--input", arg(&x), "--output", arg(&y)]);
+    assert!(message.contains("manifest.json"), "{message}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
