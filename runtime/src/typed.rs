@@ -117,24 +117,6 @@ impl<const E: u8, const M: u8, const SPECIAL: u8> Element for Float<E, M, SPECIA
     }
 }
 
-/// The marker of `dtype` as Rust type syntax, with `runtime` the path of this crate
-/// (`::anybit_runtime`): what code generators write for a parameter's element type.
-pub fn marker_path(dtype: DType, runtime: &str) -> String {
-    let typed = format!("{runtime}::typed");
-    match dtype {
-        DType::Uint(_) => format!("{typed}::Uint<{}>", dtype.bits()),
-        DType::Int(_) => format!("{typed}::Int<{}>", dtype.bits()),
-        DType::Float(f) => {
-            let special = match f.special() {
-                SpecialValues::FiniteOnly => "FINITE",
-                SpecialValues::NanOnly => "NAN",
-                SpecialValues::Ieee => "IEEE",
-            };
-            format!("{typed}::Float<{}, {}, {typed}::{special}>", f.exponent_bits(), f.mantissa_bits())
-        }
-    }
-}
-
 /// Why a typed operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
