@@ -86,19 +86,13 @@ fn check(text: &str, origin: &Origin, literal: &LitStr) -> syn::Result<Module> {
     Ok(module)
 }
 
-/// Every diagnostic rendered against the origin's file, by position, and counted.
+/// Every diagnostic rendered against the origin's file (see [`SourceFile::report`]), spans
+/// moved past the padding.
 fn render(text: &str, origin: &Origin, mut diagnostics: Vec<Diagnostic>) -> String {
-    diagnostics.sort_by_key(|d| d.span.map_or(u32::MAX, |s| s.start));
     let shift = origin.padding.len();
     for d in &mut diagnostics {
         d.span = d.span.map(|s| Span::new(s.start as usize + shift, s.end as usize + shift));
     }
     let padded = format!("{}{text}", origin.padding);
-    let file = SourceFile::new(&origin.name, &padded);
-    let count = diagnostics.len();
-    format!(
-        "{}\n\n{count} error{} in the anybit kernel",
-        file.render_all(&diagnostics).trim_start_matches("error: "),
-        if count == 1 { "" } else { "s" }
-    )
+    SourceFile::new(&origin.name, &padded).report(diagnostics)
 }
