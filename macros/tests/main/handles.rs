@@ -97,3 +97,26 @@ fn launch_arguments_are_still_checked_at_run_time() {
     let error = inline::Axpy.launch(&exec, &x, &y, &mut out, 8, 1.0).unwrap_err().to_string();
     assert!(error.starts_with("kernel `axpy` on the interpreter:"), "{error}");
 }
+
+mod embedded {
+    // What anybit-build generates, with stand-in texts: the forms are carried as given.
+    anybit_macros::kernel!(
+        file = "../examples/vector_add.abk",
+        runtime = ::anybit_runtime,
+        targets = [("sm_80", "{ \"stand-in\": 80 }", ["// PTX 80"]), ("sm_90", "{}", ["// PTX 90"],)],
+    );
+}
+
+#[test]
+fn compiled_forms_are_embedded_next_to_the_source() {
+    let module = embedded::VectorAdd::module();
+    let targets: Vec<(&str, &str, &[&str])> = module.targets().iter().map(|t| (t.target, t.manifest, t.ptx)).collect();
+    assert_eq!(targets, [("sm_80", "{ \"stand-in\": 80 }", &["// PTX 80"][..]), ("sm_90", "{}", &["// PTX 90"][..])]);
+    assert_eq!(module.best_target(9, 0).map(|t| t.target), Some("sm_90"));
+    // The interpreter runs the embedded source regardless of the compiled forms.
+    let exec = Executor::interpreter();
+    let x = exec.upload::<F32>(&[1.0; 5]).unwrap();
+    let mut z = exec.zeros::<F32>(5).unwrap();
+    embedded::VectorAdd.launch(&exec, &x, &x, &mut z, 5).unwrap();
+    assert_eq!(exec.download_f64(&z).unwrap(), [2.0; 5]);
+}
