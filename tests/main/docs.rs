@@ -99,7 +99,11 @@ fn the_rust_guide_quotes_the_example_crate() {
         assert_eq!(lines.next(), Some("```rust,ignore"), "a quoted block follows its file marker");
         let block: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
         let source = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
-        assert!(source.contains(&(block.join("\n") + "\n")), "docs/rust.md quotes {file}, which does not contain:\n{}", block.join("\n"));
+        assert!(
+            source.contains(&(block.join("\n") + "\n")),
+            "docs/rust.md quotes {file}, which does not contain:\n{}",
+            block.join("\n")
+        );
         quoted += 1;
     }
     assert_eq!(quoted, 3);
