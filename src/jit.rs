@@ -18,6 +18,7 @@ use anybit_frontend::lowbit::{FormatError, WeightFormat, build_module_for};
 use anybit_ir::program::Module;
 use anybit_passes::{OptLevel, PassError, PassManager};
 use anybit_runtime::cache::{CacheKey, CachedModule, CompileCache, Source};
+use anybit_runtime::typed::{Executor, ModuleCompiler};
 use std::sync::Arc;
 
 /// What to compile for.
@@ -150,4 +151,31 @@ pub fn compile_lowbit_for(
     cache: &CompileCache,
 ) -> Result<Compiled, JitError> {
     compile(&build_module_for(format, n)?, options, cache)
+}
+
+/// The JIT as a [`ModuleCompiler`]: executors with it compile the embedded modules that carry
+/// no PTX for their GPU (`kernel!` with inline source, say) through the compile cache.
+#[derive(Clone, Debug, Default)]
+pub struct JitCompiler {
+    /// Everything but the target, which the executor picks for its device.
+    pub options: JitOptions,
+    /// The cache; the process-wide one ([`CompileCache::global`]) when `None`.
+    pub cache: Option<Arc<CompileCache>>,
+}
+
+impl ModuleCompiler for JitCompiler {
+    fn compile(&self, source: &str, target: Target) -> Result<CachedModule, String> {
+        let module = anybit_ir::text::parse_module(source).map_err(|d| d.to_string())?;
+        let options = JitOptions { target, ..self.options };
+        let cache = self.cache.as_deref().unwrap_or_else(|| CompileCache::global());
+        let compiled = compile(&module, &options, cache).map_err(|e| e.to_string())?;
+        Ok(CachedModule::clone(&compiled.module))
+    }
+}
+
+/// An executor for typed kernels (`anybit::kernel!`, `anybit-build`): GPU 0 when there is one,
+/// else the CPU interpreter; on a GPU, modules without PTX for it are JIT-compiled through the
+/// process-wide cache.
+pub fn executor() -> Executor {
+    Executor::detect().with_compiler(Arc::new(JitCompiler::default()))
 }

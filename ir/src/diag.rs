@@ -171,6 +171,20 @@ impl<'a> SourceFile<'a> {
     pub fn render_all(&self, diagnostics: &[Diagnostic]) -> String {
         diagnostics.iter().map(|d| self.render(d)).collect::<Vec<_>>().join("\n\n")
     }
+
+    /// The report of a rejected file, as tools print it: every diagnostic by position, then
+    /// `N errors in NAME`. The first line's `error: ` is left out, for the caller's error type
+    /// to add.
+    pub fn report(&self, mut diagnostics: Vec<Diagnostic>) -> String {
+        diagnostics.sort_by_key(|d| d.span.map_or(u32::MAX, |s| s.start));
+        let count = diagnostics.len();
+        format!(
+            "{}\n\n{count} error{} in {}",
+            self.render_all(&diagnostics).trim_start_matches("error: "),
+            if count == 1 { "" } else { "s" },
+            self.name
+        )
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@
 //!   `$ANYBIT_CACHE_DIR`), keyed by a hash of what the compiler's output depends on, with
 //!   atomic writes, integrity-checked entries (a corrupt one is recompiled, never trusted) and
 //!   least-recently-used eviction. The compiler itself comes from the caller as a closure.
+//! - [`typed`]: typed kernels — element markers, typed buffers, modules embedded in a binary
+//!   (source plus PTX compiled ahead of time) and the executor that runs them on a GPU or the
+//!   interpreter; what `anybit::kernel!` and `anybit-build` generate code against.
 //! - [`npy`]: NumPy `.npy` files to and from kernel buffers, which the CLI and the GPU test
 //!   runner use to exchange inputs and outputs.
 //!
@@ -39,6 +42,7 @@ mod error;
 pub mod gpu;
 pub mod launch;
 pub mod npy;
+pub mod typed;
 
 pub use cache::{CacheConfig, CacheKey, CachedModule, CompileCache, Lookup, Source};
 pub use error::RuntimeError;

@@ -6,4 +6,5 @@ mod main {
     mod cache;
     mod gpu;
     mod launch;
+    mod typed;
 }

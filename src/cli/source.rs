@@ -15,16 +15,9 @@ pub fn read(path: &Path) -> Result<String> {
 }
 
 /// Diagnostics rendered against their file, sorted by position, counted.
-fn report(path: &Path, text: &str, mut diagnostics: Vec<Diagnostic>) -> anyhow::Error {
-    diagnostics.sort_by_key(|d| d.span.map_or(u32::MAX, |s| s.start));
+fn report(path: &Path, text: &str, diagnostics: Vec<Diagnostic>) -> anyhow::Error {
     let name = path.display().to_string();
-    let file = SourceFile::new(&name, text);
-    let count = diagnostics.len();
-    anyhow!(
-        "{}\n\n{count} error{} in {name}",
-        file.render_all(&diagnostics).trim_start_matches("error: "),
-        if count == 1 { "" } else { "s" }
-    )
+    anyhow!("{}", SourceFile::new(&name, text).report(diagnostics))
 }
 
 /// Parses and verifies a kernel file; `strict` asks for every layout (what running needs).

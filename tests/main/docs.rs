@@ -1,5 +1,7 @@
 //! The kernels in the documentation are real: every ```abk block of the tutorial parses and
-//! verifies, and the tutorial's low-bit matmul computes the right thing.
+//! verifies, and the tutorial's low-bit matmul computes the right thing. The Rust guide's
+//! blocks that doc tests cannot run are, verbatim, parts of the example crate that the tests
+//! build and run.
 
 use anybit::ir::DType;
 use anybit::ir::interp::{Arg, Buffer, RunOptions, run_kernel};
@@ -79,4 +81,31 @@ fn tutorial_lowbit_kernel_matches_the_reference() {
     for (i, (&got, &(exact, bound))) in y.iter().zip(&reference(&weights, &x, m).unwrap()).enumerate() {
         assert!((got - exact).abs() <= bound, "element {i}: {got} vs {exact}");
     }
+}
+
+#[test]
+fn the_example_crate_compiles_the_tutorial_kernel() {
+    let file = format!("{}/examples/aot/kernels/lowbit_u4_g128.abk", env!("CARGO_MANIFEST_DIR"));
+    assert_eq!(std::fs::read_to_string(file).unwrap(), abk_blocks("tutorial.md")[2]);
+}
+
+#[test]
+fn the_rust_guide_quotes_the_example_crate() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(format!("{root}/docs/rust.md")).unwrap();
+    let mut quoted = 0;
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let Some(file) = line.strip_prefix("<!-- file: ").and_then(|l| l.strip_suffix(" -->")) else { continue };
+        assert_eq!(lines.next(), Some("```rust,ignore"), "a quoted block follows its file marker");
+        let block: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+        let source = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+        assert!(
+            source.contains(&(block.join("\n") + "\n")),
+            "docs/rust.md quotes {file}, which does not contain:\n{}",
+            block.join("\n")
+        );
+        quoted += 1;
+    }
+    assert_eq!(quoted, 3);
 }
