@@ -9,6 +9,10 @@
 //! every warp, the (m-tile, k-tile) and (k-tile, n-tile) fragments its c tiles need
 //! ([`plan_mma`]). Otherwise each thread computes its own slots over k (`via fma`).
 //!
+//! A `load_shared` of 16-bit elements whose register layout is made of `ldmatrix` fragments,
+//! from rows that are contiguous and 16-byte aligned, gets `via ldmatrix` (or
+//! `ldmatrix(trans)`, [`ldmatrix_plan`]); other shared loads are vector or element loads.
+//!
 //! A `cast` of a viewed packed tensor to f16/bf16 gets `via dequant`: the backend runs the
 //! program the dequantization search selected for the target ([`crate::dequant`]); other casts
 //! convert element by element.
@@ -30,7 +34,7 @@ impl crate::manager::Pass for SelectInstructions {
     }
 
     fn description(&self) -> &'static str {
-        "selects `mma.sync` (with its fragment plan) or per-thread fma for every `dot`, and dequantization programs for casts of packed weights"
+        "selects mma.sync or per-thread fma for `dot`, ldmatrix for shared loads, and dequantization programs for casts of packed weights"
     }
 
     fn run(&self, module: &mut Module) -> Result<(), String> {
@@ -38,7 +42,12 @@ impl crate::manager::Pass for SelectInstructions {
             let decisions: Vec<(InstId, Via)> = kernel
                 .insts
                 .iter()
-                .filter_map(|(id, _)| Some((id, dot_via(kernel, id).or_else(|| cast_via(kernel, id))?)))
+                .filter_map(|(id, _)| {
+                    Some((
+                        id,
+                        dot_via(kernel, id).or_else(|| cast_via(kernel, id)).or_else(|| load_shared_via(kernel, id))?,
+                    ))
+                })
                 .collect();
             for (id, via) in decisions {
                 if let Some(inst) = kernel.insts.get_mut(id) {
@@ -94,6 +103,59 @@ fn cast_via(kernel: &Kernel, id: InstId) -> Option<Via> {
 
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// `load_shared` by `ldmatrix` when [`ldmatrix_plan`] allows it.
+fn load_shared_via(kernel: &Kernel, id: InstId) -> Option<Via> {
+    let Op::LoadShared { src, offsets, ty } = &kernel.insts.get(id)?.op else { return None };
+    let Type::Shared(tile) = &kernel.values.get(*src)?.ty else { return None };
+    let trans = ldmatrix_plan(tile.dtype, tile.layout.as_ref()?, offsets, ty.layout.as_ref()?)?;
+    Some(Via::Ldmatrix { trans })
+}
+
+/// The register layout of one `ldmatrix` matrix per warp (8×8 16-bit elements; each thread
+/// holds a pair of neighbours along a row, or along a column when transposed).
+pub fn ldmatrix_fragment(trans: bool) -> Result<RegisterLayout, LayoutError> {
+    if trans {
+        RegisterLayout::column_spatial(&[4, 8])?.compose(&RegisterLayout::local(&[2, 1])?)
+    } else {
+        RegisterLayout::spatial(&[8, 4])?.compose(&RegisterLayout::local(&[1, 2])?)
+    }
+}
+
+/// Whether a `load_shared` of `layout` from a shared tile of `dtype` laid out as `shared`, at
+/// `offsets`, can be `ldmatrix`: 16-bit elements, a 2-D tile whose rows are contiguous and
+/// 16-byte aligned (row stride a multiple of 8 elements, a literal column offset that is a
+/// multiple of 8, no swizzle finer than 16-byte chunks), and a register layout made of the
+/// instruction's fragments ([`ldmatrix_fragment`]). `Some(trans)` when it can.
+pub fn ldmatrix_plan(
+    dtype: DType,
+    shared: &anybit_layouts::SharedLayout,
+    offsets: &[anybit_ir::program::Operand],
+    layout: &RegisterLayout,
+) -> Option<bool> {
+    use anybit_ir::program::{Literal, Operand};
+    let modes = shared.modes();
+    if dtype.bits() != 16 || modes.len() != 2 || layout.rank() != 2 || offsets.len() != 2 {
+        return None;
+    }
+    if modes.iter().any(|d| d.len() != 1) || modes[1][0].stride != 1 || !modes[0][0].stride.is_multiple_of(8) {
+        return None;
+    }
+    if let Some(sw) = shared.swizzle()
+        && sw.bits() > 0
+        && sw.base() < 4
+    {
+        return None;
+    }
+    match offsets[1] {
+        Operand::Literal(Literal::Int(v)) if v.rem_euclid(8) == 0 => {}
+        _ => return None,
+    }
+    if !layout.num_threads().is_multiple_of(32) {
+        return None;
+    }
+    [false, true].into_iter().find(|&trans| ldmatrix_fragment(trans).is_ok_and(|f| layout.divide_right(&f).is_ok()))
 }
 
 /// The IR's name for an instruction's shape.
@@ -249,5 +311,19 @@ kernel d(m: i32) grid(1) warps(4) {
 }";
         // f16 accumulators have no mma shape here: per-thread fma.
         assert_eq!(selected(src), ["mma(m16n8k16)", "fma"]);
+    }
+
+    #[test]
+    fn fragment_layouts_load_by_ldmatrix() {
+        let src = "
+kernel l(m: i32) grid(1) warps(4) {
+    %s = alloc_shared : f16[64, 128] layout row_major(64,128)
+    %a = load_shared %s [0, 0] : f16[16, 64] layout column_local(2,8).replicated(4).spatial(8,4).local(1,2)
+    %b = load_shared %s [0, 8] : f16[16, 64] layout local(2,2).spatial(1,4).column_spatial(4,8).local(2,1)
+    %c = load_shared %s [0, 4] : f16[16, 64] layout column_local(2,8).replicated(4).spatial(8,4).local(1,2)
+    %d = load_shared %s [0, 0] : f16[64, 64] layout spatial(16,8).local(4,8)
+}";
+        // %c's column offset is not 16-byte aligned; %d's layout is not made of fragments.
+        assert_eq!(selected(src), ["ldmatrix", "ldmatrix(trans)"]);
     }
 }

@@ -56,6 +56,7 @@ use std::rc::Rc;
 use anybit_ir::access::{Run, plan_runs};
 use anybit_ir::program::{InstData, Kernel, Op, Operand, Type, ValueId, Via};
 use anybit_layouts::{RegisterLayout, SharedLayout};
+use anybit_passes::select::{ldmatrix_fragment, ldmatrix_plan};
 use inkwell::AddressSpace;
 use inkwell::module::Linkage;
 use inkwell::types::{BasicType, BasicTypeEnum};
@@ -1040,92 +1041,59 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     /// column stride, a row stride and a column origin that are multiples of 8, a swizzle
     /// that moves 16-byte chunks or none). Each lane gives the address of one row of one of up
     /// to 4 blocks; each register it gets back is one block's pair of slots.
-    fn try_ldmatrix(
+    /// `ldmatrix` (`.trans` when `trans`) for a load [`ldmatrix_plan`] allowed.
+    fn emit_ldmatrix(
         &mut self,
         tile: &SharedTile,
         origin: &[IntValue<'ctx>],
-        offsets: &[Operand],
         layout: &RegisterLayout,
-    ) -> LResult<Option<Vec<IntValue<'ctx>>>> {
-        let modes = tile.layout.modes();
-        if tile.dtype.bits() != 16 || modes.len() != 2 || layout.rank() != 2 || origin.len() != 2 {
-            return Ok(None);
-        }
-        if modes.iter().any(|d| d.len() != 1) || modes[1][0].stride != 1 || !modes[0][0].stride.is_multiple_of(8) {
-            return Ok(None);
-        }
-        if let Some(sw) = tile.layout.swizzle()
-            && sw.bits() > 0
-            && sw.base() < 4
-        {
-            return Ok(None);
-        }
-        match offsets.get(1).copied().and_then(Lower::static_index) {
-            Some(v) if v.rem_euclid(8) == 0 => {}
-            _ => return Ok(None),
-        }
-        if !layout.num_threads().is_multiple_of(32) {
-            return Ok(None);
-        }
+        trans: bool,
+    ) -> LResult<Vec<IntValue<'ctx>>> {
         let err = |e: anybit_layouts::LayoutError| LowerError::Llvm(format!("ldmatrix fragment: {e}"));
-        for trans in [false, true] {
-            let fragment = if trans {
-                RegisterLayout::column_spatial(&[4, 8])
-                    .map_err(err)?
-                    .compose(&RegisterLayout::local(&[2, 1]).map_err(err)?)
+        let fragment = ldmatrix_fragment(trans).map_err(err)?;
+        let quotient = layout.divide_right(&fragment).map_err(err)?;
+        let blocks = quotient.num_slots();
+        let warp = layout::warp_coords(&mut self.em, layout)?;
+        let ptr = self.tile_ptr(tile)?;
+        let em = &self.em;
+        let lane = em.and(em.tid()?, em.c32(31))?;
+        let matrix = em.lshr(lane, em.c32(3))?;
+        let row_in_block = em.and(lane, em.c32(7))?;
+        let mut codes: Vec<Option<IntValue<'ctx>>> = vec![None; layout.num_slots()];
+        let mut q = 0;
+        while q < blocks {
+            let count = if blocks - q >= 4 {
+                4
+            } else if blocks - q >= 2 {
+                2
             } else {
-                RegisterLayout::spatial(&[8, 4]).map_err(err)?.compose(&RegisterLayout::local(&[1, 2]).map_err(err)?)
-            }
-            .map_err(err)?;
-            let Ok(quotient) = layout.divide_right(&fragment) else { continue };
-            let blocks = quotient.num_slots();
-            let warp = layout::warp_coords(&mut self.em, layout)?;
-            let ptr = self.tile_ptr(tile)?;
-            let em = &self.em;
-            let lane = em.and(em.tid()?, em.c32(31))?;
-            let matrix = em.lshr(lane, em.c32(3))?;
-            let row_in_block = em.and(lane, em.c32(7))?;
-            let mut codes: Vec<Option<IntValue<'ctx>>> = vec![None; layout.num_slots()];
-            let mut q = 0;
-            while q < blocks {
-                let count = if blocks - q >= 4 {
-                    4
-                } else if blocks - q >= 2 {
-                    2
-                } else {
-                    1
-                };
-                // Matrix j of the instruction is block q + j: select its origin by lane / 8.
-                let pick = |dim: usize| -> LResult<IntValue<'ctx>> {
-                    let values: Vec<i64> = (0..count).map(|j| warp.offsets[2 * (q + j)][dim]).collect();
-                    let j = em.and(matrix, em.c32(count as i64 - 1))?;
-                    let mut v = em.c32(values[0]);
-                    for (k, &x) in values.iter().enumerate().skip(1) {
-                        let is = em.eq(j, em.c32(k as i64))?;
-                        v = em.select_int(is, em.c32(x), v)?;
-                    }
-                    Ok(v)
-                };
-                let row = em.add(em.add(em.add(origin[0], warp.base[0])?, pick(0)?)?, row_in_block)?;
-                let col = em.add(em.add(origin[1], warp.base[1])?, pick(1)?)?;
-                let (byte, _) = self.shared_address(tile, &[row, col])?;
-                let em = &self.em;
-                let addr = em.byte_offset(ptr, em.zext(byte, em.i64())?)?;
-                let regs = em.ldmatrix(addr, count as u32, trans)?;
-                for (j, reg) in regs.into_iter().enumerate() {
-                    let b = q + j;
-                    codes[2 * b] = Some(em.and(reg, em.c32(0xffff))?);
-                    codes[2 * b + 1] = Some(em.lshr(reg, em.c32(16))?);
+                1
+            };
+            // Matrix j of the instruction is block q + j: select its origin by lane / 8.
+            let pick = |dim: usize| -> LResult<IntValue<'ctx>> {
+                let values: Vec<i64> = (0..count).map(|j| warp.offsets[2 * (q + j)][dim]).collect();
+                let j = em.and(matrix, em.c32(count as i64 - 1))?;
+                let mut v = em.c32(values[0]);
+                for (k, &x) in values.iter().enumerate().skip(1) {
+                    let is = em.eq(j, em.c32(k as i64))?;
+                    v = em.select_int(is, em.c32(x), v)?;
                 }
-                q += count;
+                Ok(v)
+            };
+            let row = em.add(em.add(em.add(origin[0], warp.base[0])?, pick(0)?)?, row_in_block)?;
+            let col = em.add(em.add(origin[1], warp.base[1])?, pick(1)?)?;
+            let (byte, _) = self.shared_address(tile, &[row, col])?;
+            let em = &self.em;
+            let addr = em.byte_offset(ptr, em.zext(byte, em.i64())?)?;
+            let regs = em.ldmatrix(addr, count as u32, trans)?;
+            for (j, reg) in regs.into_iter().enumerate() {
+                let b = q + j;
+                codes[2 * b] = Some(em.and(reg, em.c32(0xffff))?);
+                codes[2 * b + 1] = Some(em.lshr(reg, em.c32(16))?);
             }
-            return codes
-                .into_iter()
-                .map(|c| c.ok_or(LowerError::Llvm("ldmatrix slot not loaded".into())))
-                .collect::<LResult<Vec<_>>>()
-                .map(Some);
+            q += count;
         }
-        Ok(None)
+        codes.into_iter().map(|c| c.ok_or(LowerError::Llvm("ldmatrix slot not loaded".into()))).collect()
     }
 
     pub(crate) fn load_shared(&mut self, inst: &InstData, src: ValueId, offsets: &[Operand]) -> LResult<()> {
@@ -1133,7 +1101,11 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         let origin = offsets.iter().map(|&o| self.index32(o)).collect::<LResult<Vec<_>>>()?;
         let Some(&id) = inst.results.first() else { return internal("missing result") };
         let (dtype, shape, layout) = self.register_type(id)?;
-        let codes = self.load_shared_codes(&tile, &origin, offsets, layout)?;
+        // What `select-instructions` decided: `ldmatrix`, or vector/element loads.
+        let codes = match inst.via {
+            Some(Via::Ldmatrix { trans }) => self.emit_ldmatrix(&tile, &origin, layout, trans)?,
+            _ => self.load_shared_vectors(&tile, &origin, offsets, layout)?,
+        };
         let slots = codes.into_iter().map(|c| arith::from_code(&self.em, dtype, c)).collect::<LResult<Vec<_>>>()?;
         let origin = Some(Origin { tile: src, offsets: offsets.to_vec(), epoch: self.epoch });
         let t = Tile { dtype, shape: shape.to_vec(), layout: layout.clone(), slots, origin };
@@ -1141,7 +1113,9 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     }
 
     /// Loads a register tile of `layout` from a shared tile at `origin` (`offsets` are the
-    /// origin's operands, for the static alignment of vector accesses).
+    /// origin's operands, for the static alignment of vector accesses) for the backend's own
+    /// layout conversions (not an instruction of the kernel): by `ldmatrix` when
+    /// [`ldmatrix_plan`] allows it, as `select-instructions` would choose.
     pub(crate) fn load_shared_codes(
         &mut self,
         tile: &SharedTile,
@@ -1149,9 +1123,21 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         offsets: &[Operand],
         layout: &RegisterLayout,
     ) -> LResult<Vec<IntValue<'ctx>>> {
-        if let Some(codes) = self.try_ldmatrix(tile, origin, offsets, layout)? {
-            return Ok(codes);
+        match ldmatrix_plan(tile.dtype, &tile.layout, offsets, layout) {
+            Some(trans) => self.emit_ldmatrix(tile, origin, layout, trans),
+            None => self.load_shared_vectors(tile, origin, offsets, layout),
         }
+    }
+
+    /// Loads a register tile of `layout` from a shared tile at `origin` by vector loads where
+    /// slots are contiguous and aligned, else element by element.
+    fn load_shared_vectors(
+        &mut self,
+        tile: &SharedTile,
+        origin: &[IntValue<'ctx>],
+        offsets: &[Operand],
+        layout: &RegisterLayout,
+    ) -> LResult<Vec<IntValue<'ctx>>> {
         let coords = layout::coords(&mut self.em, layout)?;
         let ptr = self.tile_ptr(tile)?;
         let bits = tile.dtype.bits();

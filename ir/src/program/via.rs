@@ -68,6 +68,12 @@ pub enum Via {
     /// `cast` of a viewed packed tensor to `f16`/`bf16` by the machine program the
     /// dequantization search selected.
     Dequant,
+    /// `load_shared` of 16-bit elements by `ldmatrix` (`.trans` when `trans`): each 8×8 block
+    /// of the register layout's fragments is one matrix of the instruction.
+    Ldmatrix {
+        /// Whether the matrices are transposed on the way.
+        trans: bool,
+    },
 }
 
 impl Via {
@@ -77,6 +83,7 @@ impl Via {
             Via::Scalar | Via::Vector { .. } => matches!(op, Op::LoadGlobal { .. } | Op::StoreGlobal { .. }),
             Via::Mma(_) | Via::Fma => matches!(op, Op::Dot { .. }),
             Via::Dequant => matches!(op, Op::Cast { .. }),
+            Via::Ldmatrix { .. } => matches!(op, Op::LoadShared { .. }),
         }
     }
 
@@ -98,6 +105,8 @@ impl fmt::Display for Via {
             Via::Mma(shape) => write!(f, "mma({})", shape.name()),
             Via::Fma => f.write_str("fma"),
             Via::Dequant => f.write_str("dequant"),
+            Via::Ldmatrix { trans: false } => f.write_str("ldmatrix"),
+            Via::Ldmatrix { trans: true } => f.write_str("ldmatrix(trans)"),
         }
     }
 }

@@ -1165,7 +1165,7 @@ impl<'s> Parser<'s> {
     }
 
     /// A selection after `via`: `scalar`, `vector(8)`, `vector(8, checked)`, `mma(m16n8k16)`,
-    /// `fma`, `dequant`.
+    /// `fma`, `dequant`, `ldmatrix`, `ldmatrix(trans)`.
     fn via(&mut self, op: &Op) -> PResult<Via> {
         let t = self.peek();
         let (word, span) = self.ident("a selection after `via` (`vector(8)`, `mma(m16n8k16)`, `fma`, …)")?;
@@ -1173,6 +1173,16 @@ impl<'s> Parser<'s> {
             "scalar" => Via::Scalar,
             "fma" => Via::Fma,
             "dequant" => Via::Dequant,
+            "ldmatrix" => {
+                let trans = if self.eat_punct(b'(') {
+                    self.expect_word("trans", "after `ldmatrix(`")?;
+                    self.expect_punct(b')', "after `trans`")?;
+                    true
+                } else {
+                    false
+                };
+                Via::Ldmatrix { trans }
+            }
             "vector" => {
                 self.expect_punct(b'(', "after `vector`")?;
                 let width = self.uint("the vector width in elements", 128)?;
@@ -1199,7 +1209,7 @@ impl<'s> Parser<'s> {
             }
             _ => {
                 self.error(
-                    format!("unknown selection `{word}` (expected scalar, vector, mma, fma or dequant)"),
+                    format!("unknown selection `{word}` (expected scalar, vector, mma, fma, dequant or ldmatrix)"),
                     Self::span_of(&t),
                 );
                 return Err(Reported);

@@ -35,6 +35,9 @@ impl<'k> Checker<'k> {
                 )),
                 None => Some("`via dequant` casts a register tensor".to_string()),
             },
+            (Op::LoadShared { ty, .. }, Via::Ldmatrix { .. }) if ty.dtype.bits() != 16 => {
+                Some(format!("`ldmatrix` loads 16-bit elements, not {}", ty.dtype))
+            }
             _ => None,
         };
         if let Some(problem) = problem {

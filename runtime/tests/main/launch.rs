@@ -113,11 +113,24 @@ fn buffers_are_checked_for_writability_alignment_size_and_overlap() {
 
     let mut a = args(1, 72, 128);
     a[2] = buffer(DType::F16, 144, (3 << 40) + 1, false);
-    assert_eq!(error(&m, &a).to_string(), "parameter `s`: address 0x30000000001 is not aligned to 2 bytes");
-    // Sub-byte and byte types need no alignment.
+    // The kernel declares `s: ptr f16[…] align 16`: more than f16's own 2 bytes.
+    assert_eq!(m.params[2].align, Some(16));
+    assert_eq!(error(&m, &a).to_string(), "parameter `s`: address 0x30000000001 is not aligned to 16 bytes");
     let mut a = args(1, 72, 128);
+    a[2] = buffer(DType::F16, 144, (3 << 40) + 2, false);
+    assert_eq!(error(&m, &a).to_string(), "parameter `s`: address 0x30000000002 is not aligned to 16 bytes");
+    // Without a declared alignment, an element's own: 2 bytes for f16, none for sub-byte and
+    // byte types.
+    let mut plain = m.clone();
+    for p in &mut plain.params {
+        p.align = None;
+    }
+    let mut a = args(1, 72, 128);
+    a[2] = buffer(DType::F16, 144, (3 << 40) + 1, false);
+    assert_eq!(error(&plain, &a).to_string(), "parameter `s`: address 0x30000000001 is not aligned to 2 bytes");
+    a[2] = buffer(DType::F16, 144, (3 << 40) + 2, false);
     a[3] = buffer(dtype("u4"), 144, (4 << 40) + 1, false);
-    assert!(check_launch(&m, &a).is_ok());
+    assert!(check_launch(&plain, &a).is_ok());
 
     let mut a = args(2, 72, 128);
     a[0] = buffer(DType::F16, 255, 1 << 40, false);
@@ -133,9 +146,9 @@ fn buffers_are_checked_for_writability_alignment_size_and_overlap() {
         error(&m, &a)
     );
 
-    // y (72 f16 = 144 bytes) starting inside x (128 f16 = 256 bytes).
+    // y (72 f16 = 144 bytes) starting inside x (128 f16 = 256 bytes), 16-byte aligned.
     let mut a = args(1, 72, 128);
-    a[4] = buffer(DType::F16, 72, (1 << 40) + 254, true);
+    a[4] = buffer(DType::F16, 72, (1 << 40) + 240, true);
     assert_eq!(
         error(&m, &a).to_string(),
         "parameters `x` and `y` overlap in device memory; the kernel requires distinct buffers"
