@@ -119,7 +119,7 @@ pub(crate) fn emit_ptx(
         .map_err(|e| llvm(format!("optimization failed: {e}")))?;
     let llvm_ir = options.emit_llvm_ir.then(|| module.print_to_string().to_string());
     let buffer = machine
-        .write_to_memory_buffer(&module, FileType::Assembly)
+        .write_to_memory_buffer(module, FileType::Assembly)
         .map_err(|e| llvm(format!("PTX emission failed: {e}")))?;
     let ptx = String::from_utf8_lossy(buffer.as_slice()).trim_end_matches('\0').to_string();
     Ok((ptx, llvm_ir))

@@ -217,7 +217,7 @@ fn build_into<'c, 'm>(ctx: &'c Context, body: BlockRef<'c, 'm>, kernel: &Kernel,
         let a = arg(i)?;
         let val = match p.ty {
             ParamType::Pointer(dtype) => Val::Pointer { dtype, ptr: a, param: i },
-            ParamType::Scalar(dtype) => Val::Scalar { dtype, v: lower.from_code(dtype, a)? },
+            ParamType::Scalar(dtype) => Val::Scalar { dtype, v: lower.carrier_of_code(dtype, a)? },
         };
         lower.bind(p.value, val)?;
     }
@@ -341,7 +341,7 @@ impl<'k, 'c, 'm> Lower<'k, 'c, 'm> {
     }
 
     /// The carrier of a code (an `i32`, zero-extended from the type's width).
-    fn from_code(&self, dtype: DType, code: Value<'c, 'm>) -> LResult<Value<'c, 'm>> {
+    fn carrier_of_code(&self, dtype: DType, code: Value<'c, 'm>) -> LResult<Value<'c, 'm>> {
         let em = &self.em;
         match carrier(dtype)? {
             Carrier::Int32 => Ok(code),
@@ -369,7 +369,7 @@ impl<'k, 'c, 'm> Lower<'k, 'c, 'm> {
     /// A constant carrier with exactly this code.
     fn const_code(&self, dtype: DType, code: u32) -> LResult<Value<'c, 'm>> {
         let c = self.em.c32(i64::from(code as i32))?;
-        self.from_code(dtype, c)
+        self.carrier_of_code(dtype, c)
     }
 
     /// The code of a value about to become observable (a store): NaNs computed natively get
@@ -467,7 +467,7 @@ impl<'k, 'c, 'm> Lower<'k, 'c, 'm> {
                 let magnitude = em.and(bits, em.c32(0x7fff_ffff)?)?;
                 let is_nan = em.icmp(ICmp::Ult, em.c32(0x7f80_0000)?, magnitude)?;
                 let code = em.select(is_nan, em.c32(0x7fc0)?, code)?;
-                return self.from_code(dtype, code);
+                return self.carrier_of_code(dtype, code);
             }
             let r = em.bin(name, x, y)?;
             if op == BinaryOp::Shl {
@@ -601,7 +601,7 @@ impl<'k, 'c, 'm> Lower<'k, 'c, 'm> {
         let mut slots = Vec::new();
         for (addr, mask) in self.global_elements(&view, offsets, layout)? {
             let code = self.load_pred(addr, bits, mask, invariant)?;
-            slots.push(self.from_code(dtype, code)?);
+            slots.push(self.carrier_of_code(dtype, code)?);
         }
         let tile = Tile { dtype, layout: layout.clone(), slots };
         self.bind(Self::result(inst)?, Val::Register(Rc::new(tile)))

@@ -7,7 +7,7 @@
 //! make a [`KernelModule`], which borrows the session: dropping or moving the session while a
 //! module lives does not compile.
 //!
-//! ```compile_fail
+//! ```compile_fail,E0505
 //! use anybit_backends::mlir::Session;
 //! let session = Session::new();
 //! let module = session.module();
@@ -15,7 +15,7 @@
 //! let _ = module.to_mlir_text();
 //! ```
 //!
-//! ```compile_fail
+//! ```compile_fail,E0515
 //! use anybit_backends::mlir::{KernelModule, Session};
 //! fn escape() -> KernelModule<'static> {
 //!     let session = Session::new();
