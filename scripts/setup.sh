@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything anybit's build and tests need, idempotently:
-#   - Debian packages: LLVM 22 and MLIR 22 development files (static linking needs libpolly),
+#   - Debian packages: LLVM 22 and MLIR 22 development files (static linking needs libpolly;
+#     the MLIR bindings' bindgen needs libclang and its headers),
 #     zstd, and Python's venv module;
 #   - a project-local Python virtual environment `.venv/` with ptxas/cuobjdump/nvdisasm and the
 #     reference packages pinned in scripts/requirements.txt; the tools are linked into .venv/bin.
@@ -11,7 +12,8 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv="$root/.venv"
 requirements="$root/scripts/requirements.txt"
-apt_packages=(llvm-22-dev libpolly-22-dev libmlir-22-dev mlir-22-tools libzstd-dev python3-venv)
+# libclang1-22 and libclang-common-22-dev: bindgen (mlir-sys, tblgen) for the MLIR backend (feature `mlir`).
+apt_packages=(llvm-22-dev libpolly-22-dev libmlir-22-dev mlir-22-tools libclang1-22 libclang-common-22-dev libzstd-dev python3-venv)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 

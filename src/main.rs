@@ -76,6 +76,9 @@ enum Command {
         /// environment variable ANYBIT_PRINT_AFTER_ALL=1 does the same.
         #[arg(long)]
         print_after_all: bool,
+        /// The code generator: llvm, or mlir when built with the `mlir` feature.
+        #[arg(long, value_enum, default_value = "llvm")]
+        backend: cli::compile::BackendChoice,
     },
     /// List a model file's tensors (name, type, shape, bytes) and metadata keys; reads only
     /// the header (GGUF v2/v3 for now).
@@ -192,13 +195,14 @@ fn main() -> ExitCode {
         }
         Command::Layout { expr, table } => cli::layout::run(expr, *table, &mut out),
         Command::Check { file, strict } => cli::source::check(file, *strict, &mut out),
-        Command::Compile { file, target, out_dir, emit, opt_level, passes, print_after_all, llvm } => {
+        Command::Compile { file, target, out_dir, emit, opt_level, passes, print_after_all, llvm, backend } => {
             let print = *print_after_all || std::env::var_os("ANYBIT_PRINT_AFTER_ALL").is_some_and(|v| v != "0");
             let pipeline = cli::compile::Pipeline {
                 opt_level: *opt_level,
                 passes: passes.clone(),
                 print_after_all: print,
                 llvm: llvm.clone(),
+                backend: *backend,
             };
             cli::compile::compile(file, target, out_dir, *emit, &pipeline, &mut out)
         }

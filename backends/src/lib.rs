@@ -16,7 +16,10 @@
 //! selection replaces those generic paths with `mma.sync`, `ldmatrix`, shuffles and vectorized
 //! accesses where the layouts allow.
 //!
-//! A second backend through MLIR (feature `mlir`) will implement the same [`Backend`] trait.
+//! The [`mlir`] backend (cargo feature `mlir`, off by default) lowers the same kernels to MLIR's
+//! `llvm` and `nvvm` dialects with melior, translates them to LLVM IR in-process and shares the
+//! LLVM backend's PTX emission; it implements the same [`Backend`] trait for a subset of the
+//! instructions so far.
 
 #![warn(missing_docs)]
 
@@ -26,6 +29,8 @@ pub use anybit_ir::{manifest, target};
 
 #[cfg(feature = "llvm")]
 pub mod llvm;
+#[cfg(feature = "mlir")]
+pub mod mlir;
 
 pub use target::{Target, UnknownTarget};
 
@@ -58,6 +63,15 @@ pub enum BackendError {
         /// The target.
         target: Target,
     },
+    /// MLIR rejected the generated module or could not translate it to LLVM IR (a compiler
+    /// bug: please report it with the kernel).
+    #[error("MLIR failed on kernel `{kernel}`: {message}")]
+    Mlir {
+        /// The kernel.
+        kernel: String,
+        /// What MLIR reported.
+        message: String,
+    },
     /// LLVM rejected the generated IR or failed to emit PTX (a compiler bug: please report it
     /// with the kernel).
     #[error("LLVM failed on kernel `{kernel}`: {message}")]
@@ -74,6 +88,8 @@ pub enum BackendError {
 pub struct CompileOptions {
     /// Also return each kernel's LLVM IR (optimized, before PTX emission).
     pub emit_llvm_ir: bool,
+    /// Also return each kernel's MLIR (the MLIR backend only).
+    pub emit_mlir: bool,
     /// LLVM's optimization pipeline.
     pub llvm: LlvmOptimization,
 }
@@ -134,6 +150,8 @@ pub struct CompiledKernel {
     pub ptx: String,
     /// The LLVM IR, when asked for.
     pub llvm_ir: Option<String>,
+    /// The MLIR (`llvm` and `nvvm` dialects), when asked for from the MLIR backend.
+    pub mlir: Option<String>,
     /// Shared memory per block, in bytes.
     pub shared_memory_bytes: usize,
 }

@@ -1,5 +1,6 @@
-//! `anybit compile FILE --target sm_90 -o DIR [--emit ptx|llvm]`: one `.ptx` (or `.ll`) file
-//! per kernel and `manifest.json`.
+//! `anybit compile FILE --target sm_90 -o DIR [--emit ptx|llvm|mlir] [--backend llvm|mlir]`:
+//! one `.ptx` (or `.ll`, `.mlir`) file per kernel and `manifest.json`. The MLIR backend and
+//! `--emit mlir` exist when the crate is built with the `mlir` feature.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,22 @@ pub enum Emit {
     Ptx,
     /// LLVM IR after optimization, one file per kernel (`<kernel>.ll`).
     Llvm,
+    /// MLIR in the `llvm` and `nvvm` dialects, one file per kernel (`<kernel>.mlir`; needs
+    /// `--backend mlir`).
+    #[cfg(feature = "mlir")]
+    Mlir,
+}
+
+/// Which code generator runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// LLVM IR through inkwell (the default).
+    #[default]
+    Llvm,
+    /// MLIR's `llvm`/`nvvm` dialects through melior, translated to LLVM IR in-process (a
+    /// subset of the instructions so far).
+    #[cfg(feature = "mlir")]
+    Mlir,
 }
 
 /// Which passes run before code generation.
@@ -29,6 +46,8 @@ pub struct Pipeline {
     pub print_after_all: bool,
     /// LLVM's pipeline, by name (`full` or `fast`).
     pub llvm: String,
+    /// The code generator.
+    pub backend: BackendChoice,
 }
 
 /// Runs the pipeline on `module`.
@@ -71,8 +90,21 @@ pub fn compile(
     let mut module = super::source::load(file, false)?;
     let start = Instant::now();
     run_passes(&mut module, pipeline).with_context(|| format!("cannot optimize {}", file.display()))?;
-    let options = CompileOptions { emit_llvm_ir: emit == Emit::Llvm, llvm };
-    let compiled = LlvmBackend
+    #[cfg(feature = "mlir")]
+    if emit == Emit::Mlir && pipeline.backend != BackendChoice::Mlir {
+        bail!("--emit mlir needs --backend mlir");
+    }
+    #[cfg(feature = "mlir")]
+    let emit_mlir = emit == Emit::Mlir;
+    #[cfg(not(feature = "mlir"))]
+    let emit_mlir = false;
+    let options = CompileOptions { emit_llvm_ir: emit == Emit::Llvm, emit_mlir, llvm };
+    let backend: &dyn Backend = match pipeline.backend {
+        BackendChoice::Llvm => &LlvmBackend,
+        #[cfg(feature = "mlir")]
+        BackendChoice::Mlir => &anybit::backends::mlir::MlirBackend,
+    };
+    let compiled = backend
         .compile(&module, target, &options)
         .with_context(|| format!("cannot compile {} for {target}", file.display()))?;
     let elapsed = start.elapsed();
@@ -84,6 +116,11 @@ pub fn compile(
             Emit::Llvm => match &kernel.llvm_ir {
                 Some(ir) => (format!("{}.ll", kernel.name), ir.clone()),
                 None => bail!("the backend returned no LLVM IR for `{}`", kernel.name),
+            },
+            #[cfg(feature = "mlir")]
+            Emit::Mlir => match &kernel.mlir {
+                Some(text) => (format!("{}.mlir", kernel.name), text.clone()),
+                None => bail!("the backend returned no MLIR for `{}`", kernel.name),
             },
         };
         files.push((out_dir.join(name), text));

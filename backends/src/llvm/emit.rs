@@ -122,6 +122,14 @@ impl<'ctx> Em<'ctx> {
         Em { ctx, module, b, platform, kernel: None, cache: HashMap::new() }
     }
 
+    /// An emitter adding to an existing module (the MLIR backend's translated modules, which
+    /// the host harness completes with its entry function).
+    #[cfg(all(test, feature = "mlir"))]
+    pub(crate) fn with_module(ctx: &'ctx Context, module: Module<'ctx>, platform: Platform) -> Em<'ctx> {
+        let b = ctx.create_builder();
+        Em { ctx, module, b, platform, kernel: None, cache: HashMap::new() }
+    }
+
     // ----- types -----
 
     pub(crate) fn i1(&self) -> IntType<'ctx> {

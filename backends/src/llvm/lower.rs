@@ -83,6 +83,20 @@ pub(crate) fn compile_kernel(
         LowerError::Llvm(message) => llvm(message),
     })?;
 
+    let (ptx, llvm_ir) = emit_ptx(&em.module, &kernel.name, target, options)?;
+    Ok(LoweredKernel { ptx, llvm_ir, shared_memory_bytes })
+}
+
+/// Optimizes a kernel's LLVM module with `options.llvm`'s pipeline and emits PTX for `target`;
+/// returns the PTX and, when asked for, the optimized LLVM IR. The MLIR backend hands the
+/// module MLIR translated to here too.
+pub(crate) fn emit_ptx(
+    module: &inkwell::module::Module<'_>,
+    kernel: &str,
+    target: Target,
+    options: &CompileOptions,
+) -> Result<(String, Option<String>), BackendError> {
+    let llvm = |message: String| BackendError::Llvm { kernel: kernel.to_string(), message };
     LlvmTarget::initialize_nvptx(&InitializationConfig::default());
     let triple = TargetTriple::create("nvptx64-nvidia-cuda");
     let llvm_target = LlvmTarget::from_triple(&triple).map_err(|e| llvm(e.to_string()))?;
@@ -97,18 +111,18 @@ pub(crate) fn compile_kernel(
             CodeModel::Default,
         )
         .ok_or_else(|| llvm(format!("no NVPTX target machine for {target}")))?;
-    em.module.set_triple(&triple);
-    em.module.set_data_layout(&machine.get_target_data().get_data_layout());
-    em.module.verify().map_err(|e| llvm(format!("the generated module does not verify: {e}")))?;
-    em.module
+    module.set_triple(&triple);
+    module.set_data_layout(&machine.get_target_data().get_data_layout());
+    module.verify().map_err(|e| llvm(format!("the generated module does not verify: {e}")))?;
+    module
         .run_passes(options.llvm.pipeline(), &machine, PassBuilderOptions::create())
         .map_err(|e| llvm(format!("optimization failed: {e}")))?;
-    let llvm_ir = options.emit_llvm_ir.then(|| em.module.print_to_string().to_string());
+    let llvm_ir = options.emit_llvm_ir.then(|| module.print_to_string().to_string());
     let buffer = machine
-        .write_to_memory_buffer(&em.module, FileType::Assembly)
+        .write_to_memory_buffer(module, FileType::Assembly)
         .map_err(|e| llvm(format!("PTX emission failed: {e}")))?;
     let ptx = String::from_utf8_lossy(buffer.as_slice()).trim_end_matches('\0').to_string();
-    Ok(LoweredKernel { ptx, llvm_ir, shared_memory_bytes })
+    Ok((ptx, llvm_ir))
 }
 
 // ----- values -----
@@ -396,7 +410,7 @@ fn has_copies(kernel: &Kernel) -> bool {
 
 /// Per parameter, whether some `store_global` writes through it (all of them when that
 /// cannot be told).
-fn stored_params(kernel: &Kernel) -> Vec<bool> {
+pub(crate) fn stored_params(kernel: &Kernel) -> Vec<bool> {
     let mut stored = vec![false; kernel.params.len()];
     let mut unknown = false;
     kernel.walk(|_, inst| {

@@ -52,12 +52,12 @@ mod arith;
 mod codec;
 mod dequant;
 mod dot;
-mod emit;
-mod layout;
-mod lower;
+pub(crate) mod emit;
+pub(crate) mod layout;
+pub(crate) mod lower;
 mod mathfn;
 mod memory;
-mod nan;
+pub(crate) mod nan;
 mod tensor;
 
 use anybit_ir::program::Module;
@@ -104,6 +104,7 @@ impl Backend for LlvmBackend {
                 name: kernel.name.clone(),
                 ptx: lowered.ptx,
                 llvm_ir: lowered.llvm_ir,
+                mlir: None,
                 shared_memory_bytes: lowered.shared_memory_bytes,
             });
         }
@@ -112,4 +113,4 @@ impl Backend for LlvmBackend {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -386,8 +386,14 @@ pub(crate) fn run_on_host(kernel: &Kernel, args: &mut [Arg]) -> Result<(), Strin
     let ctx = Context::create();
     let em = Em::new(&ctx, &kernel.name, Platform::Host);
     let (em, shared_bytes) = build_kernel(em, kernel).map_err(|e| format!("lowering: {e:?}"))?;
-    add_entry(&em, kernel)?;
-    let ee = jit(&em)?;
+    run_built(&em, kernel, shared_bytes, args)
+}
+
+/// Runs a kernel whose host function (`Platform::Host`'s signature) `em`'s module holds, with
+/// `shared_bytes` of shared memory per block.
+pub(crate) fn run_built(em: &Em<'_>, kernel: &Kernel, shared_bytes: usize, args: &mut [Arg]) -> Result<(), String> {
+    add_entry(em, kernel)?;
+    let ee = jit(em)?;
     let addr = address(&ee, "anybit_entry")?;
     // SAFETY: `anybit_entry` was built by `add_entry` with exactly this signature.
     let entry: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(addr) };

@@ -27,13 +27,28 @@ pub(crate) fn random_buffer(dtype: DType, len: usize, range: f64, rng: &mut Spli
 /// Runs the kernel in the interpreter and on the host with the same arguments; the buffers
 /// must agree bit for bit (or within `tolerance`, relative to the magnitude, when given).
 pub(crate) fn compare(kernel: &Kernel, args: Vec<Arg>, tolerance: Option<f64>) {
+    compare_with(&crate::llvm::LlvmBackend, run_on_host, kernel, args, tolerance);
+}
+
+/// Runs a kernel on the host like the GPU would (stores land in the argument buffers).
+pub(crate) type HostRunner = fn(&Kernel, &mut [Arg]) -> Result<(), String>;
+
+/// [`compare`] for another backend: `backend` compiles the kernel for a GPU target (checked by
+/// `ptxas`), `run` runs its host lowering.
+pub(crate) fn compare_with(
+    backend: &dyn crate::Backend,
+    run: HostRunner,
+    kernel: &Kernel,
+    args: Vec<Arg>,
+    tolerance: Option<f64>,
+) {
     let kernel = &super::selected(kernel);
-    assemble(kernel);
+    assemble_with(backend, kernel);
     let mut expected = args.clone();
     let options = RunOptions { check_block_conflicts: false, ..RunOptions::default() };
     run_kernel(kernel, &mut expected, &options).unwrap_or_else(|e| panic!("interpreter: {e}"));
     let mut actual = args;
-    run_on_host(kernel, &mut actual).unwrap_or_else(|e| panic!("host run of {}: {e}", kernel.name));
+    run(kernel, &mut actual).unwrap_or_else(|e| panic!("host run of {}: {e}", kernel.name));
     for ((p, e), a) in kernel.params.iter().zip(&expected).zip(&actual) {
         let (Arg::Buffer(e), Arg::Buffer(a)) = (e, a) else { continue };
         let ParamType::Pointer(dtype) = p.ty else { continue };
@@ -68,14 +83,19 @@ pub(crate) fn compare(kernel: &Kernel, args: Vec<Arg>, tolerance: Option<f64>) {
 /// that `ptxas` accepts it without spilling: the NVPTX-only paths (predicated accesses,
 /// `cp.async`, `ldmatrix`, `mma`) of every host-tested kernel get assembled too.
 pub(crate) fn assemble(kernel: &Kernel) {
+    assemble_with(&crate::llvm::LlvmBackend, kernel);
+}
+
+/// [`assemble`] with another backend.
+pub(crate) fn assemble_with(backend: &dyn crate::Backend, kernel: &Kernel) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static COUNT: AtomicUsize = AtomicUsize::new(0);
     let target =
         if COUNT.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) { crate::Target::Sm80 } else { crate::Target::Sm90 };
     let module = anybit_ir::program::Module { layouts: vec![], kernels: vec![kernel.clone()] };
-    let compiled =
-        crate::Backend::compile(&crate::llvm::LlvmBackend, &module, target, &crate::CompileOptions::default())
-            .unwrap_or_else(|e| panic!("{} for {target}: {e}", kernel.name));
+    let compiled = backend
+        .compile(&module, target, &crate::CompileOptions::default())
+        .unwrap_or_else(|e| panic!("{} for {target}: {e}", kernel.name));
     if let Some(report) = super::ptx::check_ptx(&compiled.kernels[0].ptx, target, &kernel.name) {
         assert!(report.contains(" 0 bytes spill stores"), "{} spills on {target}:\n{report}", kernel.name);
     }

@@ -3,11 +3,11 @@
 //! kernels run on the host against the interpreter.
 
 mod codec;
-mod host;
-mod kernels;
+pub(crate) mod host;
+pub(crate) mod kernels;
 mod lowbit;
 mod ops;
-mod ptx;
+pub(crate) mod ptx;
 mod tensors;
 
 /// The kernel with its global accesses vectorized and its `dot`s selected (`via …`, as `-O1`
