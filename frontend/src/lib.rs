@@ -15,11 +15,17 @@
 //!   IQ4_NL); the scale-quantized types' layers imported exactly as
 //!   [`lowbit::QuantizedWeights`] (K-quant two-level scales folded into f32 scales and offsets).
 //!
+//! - [`onnx`]: reading ONNX models (protobuf, decoded with `prost` from hand-written message
+//!   structs; initializer data in the message or in external files) and importing their
+//!   `com.microsoft::MatMulNBits` layers (2, 4 or 8 bits, packed zero points or the default
+//!   ones, f32/f16/bf16 scales, an optional bias) as [`lowbit::QuantizedWeights`].
+//!
 //! The facade's `anybit::import` turns every such layer of a model file into a compiled kernel
-//! and re-packed weights. Importers still to come (GPTQ/AWQ/compressed-tensors safetensors,
-//! ONNX `MatMulNBits`) will map each quantized layer to a [`lowbit::WeightFormat`] the same way.
+//! and re-packed weights. Importers still to come (GPTQ/AWQ/compressed-tensors safetensors)
+//! will map each quantized layer to a [`lowbit::WeightFormat`] the same way.
 
 #![warn(missing_docs)]
 
 pub mod gguf;
 pub mod lowbit;
+pub mod onnx;

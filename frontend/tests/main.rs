@@ -3,4 +3,5 @@
 mod main {
     mod gguf;
     mod lowbit;
+    mod onnx;
 }
