@@ -417,7 +417,7 @@ impl OnnxModel {
     }
 
     /// Every `MatMulNBits` node of the graph, described and checked against its initializers
-    /// (types, shapes, sizes; data in the message or beside it is not read yet).
+    /// (types, shapes, sizes, and the extent of external data in its file; no data is read).
     pub fn matmul_nbits(&self) -> Result<Vec<MatMulNBits>, OnnxError> {
         let is_layer = |n: &proto::NodeProto| n.domain == MATMUL_NBITS.0 && n.op_type == MATMUL_NBITS.1;
         let mut count: HashMap<&str, usize> = HashMap::new();
@@ -519,7 +519,11 @@ impl OnnxModel {
                         ),
                     ));
                 }
-                bytes = bytes.saturating_add((elements as u64).saturating_mul(info.element.size().unwrap_or(0) as u64));
+                let size = (elements as u64).saturating_mul(info.element.size().unwrap_or(0) as u64);
+                if info.external {
+                    self.external_extent(t, size).map_err(|what| err(Some(&t.name), what))?;
+                }
+                bytes = bytes.saturating_add(size);
                 Ok(info.element)
             };
         let b_dims = [n as u64, layer_blocks as u64, blob as u64];
@@ -593,8 +597,9 @@ impl OnnxModel {
         Ok(bytes)
     }
 
-    /// The bytes of an initializer stored in an external file beside the model.
-    fn external(&self, t: &proto::TensorProto, want: u64) -> Result<Vec<u8>, String> {
+    /// Where an initializer stored in an external file lies: the file and the byte offset,
+    /// checked to hold `want` bytes there.
+    fn external_extent(&self, t: &proto::TensorProto, want: u64) -> Result<(PathBuf, u64), String> {
         let entry = |key: &str| t.external_data.iter().find(|e| e.key == key).map(|e| e.value.as_str());
         let location = entry("location").ok_or("external data without a `location`")?;
         let relative = Path::new(location);
@@ -610,8 +615,7 @@ impl OnnxModel {
             return Err(format!("external data of {length} bytes, its shape needs {want}"));
         }
         let file_path = self.path.parent().unwrap_or(Path::new(".")).join(relative);
-        let file = File::open(&file_path).map_err(|e| format!("{}: {e}", file_path.display()))?;
-        let len = file.metadata().map_err(|e| format!("{}: {e}", file_path.display()))?.len();
+        let len = std::fs::metadata(&file_path).map_err(|e| format!("{}: {e}", file_path.display()))?.len();
         if offset.checked_add(length).is_none_or(|end| end > len) {
             return Err(format!(
                 "external data at {offset}..{} lies outside {} ({len} bytes)",
@@ -619,7 +623,14 @@ impl OnnxModel {
                 file_path.display()
             ));
         }
-        let mut buf = vec![0u8; length as usize];
+        Ok((file_path, offset))
+    }
+
+    /// The bytes of an initializer stored in an external file beside the model.
+    fn external(&self, t: &proto::TensorProto, want: u64) -> Result<Vec<u8>, String> {
+        let (file_path, offset) = self.external_extent(t, want)?;
+        let file = File::open(&file_path).map_err(|e| format!("{}: {e}", file_path.display()))?;
+        let mut buf = vec![0u8; want as usize];
         file.read_exact_at(&mut buf, offset).map_err(|e| format!("{}: {e}", file_path.display()))?;
         Ok(buf)
     }

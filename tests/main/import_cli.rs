@@ -13,12 +13,12 @@ use anybit::npy::{NpyArray, NpyType};
 use super::gguf_linear::{assert_matches_package, gguf_fixture, package_weights};
 use super::run::{anybit, failure, success};
 
-fn arg(path: &Path) -> &str {
+pub fn arg(path: &Path) -> &str {
     path.to_str().expect("UTF-8 path")
 }
 
 /// Files in `dir` whose names start with `.{name}.importing`: staging directories left behind.
-fn leftovers(dir: &Path, name: &str) -> Vec<PathBuf> {
+pub fn leftovers(dir: &Path, name: &str) -> Vec<PathBuf> {
     let prefix = format!(".{name}.importing");
     std::fs::read_dir(dir)
         .expect("dir")
@@ -33,7 +33,7 @@ fn write_npy(path: &Path, dtype: NpyType, shape: Vec<usize>, data: Vec<u8>) {
     std::fs::write(path, array.write()).expect("write npy");
 }
 
-fn read_npy(path: &Path) -> NpyArray {
+pub fn read_npy(path: &Path) -> NpyArray {
     NpyArray::read(&std::fs::read(path).expect("read y")).expect("y.npy")
 }
 
