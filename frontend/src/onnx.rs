@@ -44,6 +44,7 @@ use anybit_ir::DType;
 use prost::Message;
 
 use crate::lowbit::{QuantizedWeights, WeightFormat};
+use crate::stream_code;
 
 /// Why an ONNX model could not be read or one of its layers not imported.
 #[derive(Debug, thiserror::Error)]
@@ -342,17 +343,6 @@ pub struct OnnxLinear {
     pub weights: QuantizedWeights,
     /// The bias, N values as f32 bits.
     pub bias: Option<Vec<u32>>,
-}
-
-/// Code `index` of a little-endian bit stream of `bits`-bit codes (least significant bit first).
-fn stream_code(bytes: &[u8], index: usize, bits: u32) -> u32 {
-    let start = index * bits as usize;
-    let mut code = 0u32;
-    for b in 0..bits as usize {
-        let bit = start + b;
-        code |= u32::from((bytes[bit / 8] >> (bit % 8)) & 1) << b;
-    }
-    code
 }
 
 impl OnnxModel {

@@ -2,6 +2,7 @@
 
 mod main {
     mod gguf;
+    mod hf;
     mod lowbit;
     mod onnx;
 }
