@@ -43,6 +43,7 @@ use std::time::Instant;
 
 use anybit_backends::{LlvmOptimization, Target};
 use anybit_frontend::gguf::{GgmlType, GgufError, GgufFile, TensorInfo, linear_format, linear_weights};
+use anybit_frontend::hf::{HfError, HfLayer, HfModel};
 use anybit_frontend::lowbit::{PackedWeights, QuantizedWeights, WeightFormat, build_module_for};
 use anybit_frontend::onnx::{MatMulNBits, OnnxError, OnnxModel};
 use anybit_ir::DType;
@@ -80,6 +81,9 @@ pub enum ImportError {
     /// The ONNX model could not be read, or one of its layers not imported.
     #[error(transparent)]
     Onnx(#[from] OnnxError),
+    /// The Hugging Face checkpoint could not be read, or one of its layers not imported.
+    #[error(transparent)]
+    Hf(#[from] HfError),
     /// A layer's weights could not be imported.
     #[error("{path}: tensor `{tensor}`: {what}")]
     Tensor {
@@ -267,6 +271,10 @@ pub struct LayerRecord {
     /// Its bias (N f32 values in the weights file), added to y on the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bias: Option<BufferRecord>,
+    /// Its input order (K u32 indices in the weights file): the kernel's x column i is the
+    /// model's input feature `order[i]` (act-order GPTQ), gathered on the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_order: Option<BufferRecord>,
 }
 
 /// The manifest of an import directory (`manifest.json`).
@@ -411,26 +419,31 @@ pub struct LayerWeights {
     pub weights: QuantizedWeights,
     /// The bias, N values as f32 bits, added to y (after the kernel's rounding).
     pub bias: Option<Vec<u32>>,
+    /// The input order, K indices: x's columns are gathered in this order before the kernel.
+    pub input_order: Option<Vec<u32>>,
 }
 
-/// A model file opened for import: a GGUF file or an ONNX model.
+/// A model opened for import: a GGUF file, an ONNX model or a Hugging Face checkpoint.
 #[derive(Debug)]
 pub enum ModelSource {
     /// A GGUF file.
     Gguf(GgufFile),
     /// An ONNX model and its MatMulNBits layers.
     Onnx(OnnxModel, Vec<MatMulNBits>),
+    /// A Hugging Face checkpoint directory and its quantized linear layers.
+    Hf(HfModel, Vec<HfLayer>),
 }
 
 impl ModelSource {
-    /// Opens `model` by its kind: a `.gguf` file or an `.onnx` model (headers and layer
-    /// descriptions checked; weight data read layer by layer later).
+    /// Opens `model` by its kind: a `.gguf` file, an `.onnx` model or a Hugging Face
+    /// checkpoint directory (headers and layer descriptions checked; weight data read layer by
+    /// layer later).
     pub fn open(model: &Path) -> Result<ModelSource, ImportError> {
         let refuse = |what: &str| Err(ImportError::Model { path: model.to_path_buf(), what: what.into() });
         if model.is_dir() {
-            return refuse(
-                "Hugging Face model directories (safetensors) cannot be imported yet; GGUF and ONNX files can",
-            );
+            let hf = HfModel::open(model)?;
+            let layers = hf.layers()?;
+            return Ok(ModelSource::Hf(hf, layers));
         }
         match model.extension().and_then(|e| e.to_str()) {
             Some("gguf") => Ok(ModelSource::Gguf(GgufFile::open(model)?)),
@@ -439,7 +452,7 @@ impl ModelSource {
                 let layers = onnx.matmul_nbits()?;
                 Ok(ModelSource::Onnx(onnx, layers))
             }
-            _ => refuse("not a model file anybit imports (a .gguf file or an .onnx model)"),
+            _ => refuse("not a model anybit imports (a .gguf file, an .onnx model or a Hugging Face directory)"),
         }
     }
 
@@ -448,6 +461,7 @@ impl ModelSource {
         match self {
             ModelSource::Gguf(file) => file.path(),
             ModelSource::Onnx(model, _) => model.path(),
+            ModelSource::Hf(model, _) => model.dir(),
         }
     }
 
@@ -488,6 +502,34 @@ impl ModelSource {
                 }
                 out
             }
+            ModelSource::Hf(model, layers) => {
+                let source_type = model.quantization.describe();
+                let mut out: Vec<ModelLayer> = layers
+                    .iter()
+                    .map(|l| ModelLayer {
+                        name: l.name.clone(),
+                        source_type: source_type.clone(),
+                        shape: vec![l.n as u64, l.k as u64],
+                        bytes: l.bytes,
+                        plan: match model.format(l, activation) {
+                            Ok(format) => TensorPlan::Layer(format),
+                            Err(why) => TensorPlan::Unsupported(why),
+                        },
+                    })
+                    .collect();
+                let claimed: std::collections::HashSet<&str> =
+                    layers.iter().flat_map(|l| l.tensors.iter().map(String::as_str)).collect();
+                for t in model.tensors().filter(|t| !claimed.contains(t.name.as_str())) {
+                    out.push(ModelLayer {
+                        name: t.name.clone(),
+                        source_type: format!("{:?}", t.dtype),
+                        shape: t.shape.iter().map(|&d| d as u64).collect(),
+                        bytes: t.bytes,
+                        plan: TensorPlan::Skip(format!("{:?} (not a quantized linear layer)", t.dtype)),
+                    });
+                }
+                out
+            }
         }
     }
 
@@ -501,12 +543,17 @@ impl ModelSource {
         match self {
             ModelSource::Gguf(file) => {
                 let tensor = file.tensor(name).ok_or_else(missing)?;
-                Ok(LayerWeights { weights: linear_weights(file, tensor, activation)?, bias: None })
+                Ok(LayerWeights { weights: linear_weights(file, tensor, activation)?, bias: None, input_order: None })
             }
             ModelSource::Onnx(model, layers) => {
                 let layer = layers.iter().find(|l| l.name == name).ok_or_else(missing)?;
                 let linear = model.linear_weights(layer, activation)?;
-                Ok(LayerWeights { weights: linear.weights, bias: linear.bias })
+                Ok(LayerWeights { weights: linear.weights, bias: linear.bias, input_order: None })
+            }
+            ModelSource::Hf(model, layers) => {
+                let layer = layers.iter().find(|l| l.name == name).ok_or_else(missing)?;
+                let linear = model.linear_weights(layer, activation)?;
+                Ok(LayerWeights { weights: linear.weights, bias: linear.bias, input_order: linear.input_order })
             }
         }
     }
@@ -628,7 +675,7 @@ pub fn import_model(
     let mut at = 0u64;
     let mut records = Vec::with_capacity(layers.len());
     for (i, (name, source_type, _, format)) in layers.iter().enumerate() {
-        let LayerWeights { weights, bias } = source.layer_weights(name, options.activation)?;
+        let LayerWeights { weights, bias, input_order } = source.layer_weights(name, options.activation)?;
         let tensor_error =
             |what: String| ImportError::Tensor { path: source.path().to_path_buf(), tensor: name.clone(), what };
         if weights.format != *format {
@@ -663,15 +710,25 @@ pub fn import_model(
             Some(bias) => return Err(tensor_error(format!("{} bias values for N = {}", bias.len(), weights.n))),
             None => None,
         };
+        let input_order = match input_order {
+            Some(order) if order.len() == weights.k && order.iter().all(|&i| (i as usize) < weights.k) => {
+                let u32_type = DType::uint(32).map_err(|e| tensor_error(e.to_string()))?;
+                let buffer = Buffer::from_codes(u32_type, &order).map_err(|e| tensor_error(e.to_string()))?;
+                Some(write_buffer("input_order", &buffer)?)
+            }
+            Some(_) => return Err(tensor_error(format!("the input order is not {} indices below K", weights.k))),
+            None => None,
+        };
         progress(&format!(
-            "[layer {}/{}] {name} {source_type} {}×{} → {}{} ({:.1} KiB)",
+            "[layer {}/{}] {name} {source_type} {}×{} → {}{}{} ({:.1} KiB)",
             i + 1,
             layers.len(),
             weights.k,
             weights.n,
             format.kernel_name(),
+            if input_order.is_some() { " + input order" } else { "" },
             if bias.is_some() { " + bias" } else { "" },
-            buffers.iter().chain(&bias).map(|b| b.bytes).sum::<u64>() as f64 / 1024.0
+            buffers.iter().chain(&bias).chain(&input_order).map(|b| b.bytes).sum::<u64>() as f64 / 1024.0
         ));
         records.push(LayerRecord {
             name: name.clone(),
@@ -682,6 +739,7 @@ pub fn import_model(
             format: FormatRecord::new(format),
             buffers,
             bias,
+            input_order,
         });
     }
     writer
@@ -848,6 +906,22 @@ impl ImportedModel {
         let Some(record) = &layer.bias else { return Ok(None) };
         let buffer = self.read_buffer(layer, record, "bias", DType::F32, layer.n)?;
         Ok(Some(buffer.codes().into_iter().map(f32::from_bits).collect()))
+    }
+
+    /// A layer's input order (K indices), if it has one: the host gathers x's columns in this
+    /// order before the kernel.
+    pub fn input_order(&self, layer: &LayerRecord) -> Result<Option<Vec<usize>>, ImportError> {
+        let Some(record) = &layer.input_order else { return Ok(None) };
+        let u32_type = DType::uint(32)
+            .map_err(|e| ImportError::Manifest { path: self.dir.join("manifest.json"), what: e.to_string() })?;
+        let order = self.read_buffer(layer, record, "input_order", u32_type, layer.k)?.codes();
+        if let Some(bad) = order.iter().find(|&&i| i as usize >= layer.k) {
+            return Err(ImportError::Manifest {
+                path: self.dir.join(&self.manifest.weights_file),
+                what: format!("layer `{}`: input order index {bad} is not below K = {}", layer.name, layer.k),
+            });
+        }
+        Ok(Some(order.into_iter().map(|i| i as usize).collect()))
     }
 
     /// A layer ready to run on `device` with the kernel the import compiled: on a GPU its PTX

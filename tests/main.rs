@@ -6,6 +6,7 @@ mod main {
     mod examples;
     pub mod gguf_linear;
     mod gpu;
+    mod hf_cli;
     pub mod import_cli;
     mod inspect_cli;
     mod jit;

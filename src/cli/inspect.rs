@@ -1,4 +1,5 @@
-//! `anybit inspect MODEL`: a model file's tensors (GGUF) or layers (ONNX MatMulNBits nodes),
+//! `anybit inspect MODEL`: a model file's tensors (GGUF) or layers (ONNX MatMulNBits nodes,
+//! a Hugging Face checkpoint's GPTQ/AWQ/compressed-tensors layers),
 //! how each would import, formats and sizes, from its header and layer descriptions alone
 //! (nothing is imported); or an import directory's layers and kernels.
 
@@ -16,10 +17,16 @@ pub fn run(model: &Path, out: &mut dyn Write) -> Result<()> {
     if model.is_dir() && model.join("manifest.json").is_file() {
         return imported(model, out);
     }
+    if model.is_dir() {
+        return layers(model, out);
+    }
     match model.extension().and_then(|e| e.to_str()) {
         Some("gguf") => {}
         Some("onnx") => return layers(model, out),
-        _ => bail!("{}: only GGUF files (.gguf) and ONNX models (.onnx) can be inspected so far", model.display()),
+        _ => bail!(
+            "{}: only GGUF files (.gguf), ONNX models (.onnx) and Hugging Face directories can be inspected",
+            model.display()
+        ),
     }
     let file = GgufFile::open(model)?;
     let total: u64 = file.tensors.iter().map(|t| t.bytes).sum();
@@ -55,7 +62,7 @@ pub fn run(model: &Path, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-/// A model other than GGUF: what it is, then per layer (or other node) its name, type in the
+/// A model other than GGUF (ONNX, a Hugging Face directory): what it is, then per layer (or other node) its name, type in the
 /// model, shape (outermost first), bytes and what an import does with it.
 fn layers(model: &Path, out: &mut dyn Write) -> Result<()> {
     let source = ModelSource::open(model)?;
@@ -68,6 +75,13 @@ fn layers(model: &Path, out: &mut dyn Write) -> Result<()> {
             format!("ONNX IR v{}{producer}, {} nodes", onnx.ir_version, onnx.nodes().count())
         }
         ModelSource::Gguf(file) => format!("GGUF v{}, {} tensors", file.version, file.tensors.len()),
+        ModelSource::Hf(hf, _) => format!(
+            "Hugging Face checkpoint, {} in {} safetensors file{}, {} tensors",
+            hf.quantization.describe(),
+            hf.files.len(),
+            if hf.files.len() == 1 { "" } else { "s" },
+            hf.tensors().count()
+        ),
     };
     writeln!(
         out,
@@ -104,7 +118,12 @@ fn imported(dir: &Path, out: &mut dyn Write) -> Result<()> {
     for layer in &manifest.layers {
         let bytes: u64 = layer.buffers.iter().map(|b| b.bytes).sum();
         let shape = format!("{}×{}", layer.k, layer.n);
-        let bias = if layer.bias.is_some() { " + bias" } else { "" };
+        let bias = match (&layer.input_order, &layer.bias) {
+            (Some(_), Some(_)) => " + input order + bias",
+            (Some(_), None) => " + input order",
+            (None, Some(_)) => " + bias",
+            (None, None) => "",
+        };
         writeln!(
             out,
             "  {:<40} {:<8} {shape:<12} {}{bias} {bytes} bytes",

@@ -1,5 +1,6 @@
 //! `anybit linear DIR --layer NAME --input x.npy --output y.npy [--device auto|gpu|interp]`:
-//! one imported layer on a batch of activations (plus the layer's bias, where it has one).
+//! one imported layer on a batch of activations (x's columns gathered in the layer's input
+//! order and its bias added, where it has them).
 
 use std::io::Write;
 use std::path::Path;
@@ -63,6 +64,11 @@ pub fn run(request: &LinearRequest<'_>, out: &mut dyn Write) -> Result<()> {
             x.data.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect()
         }
         other => bail!("{}: x holds `{}` elements; use float16 or float32", input.display(), other.descr()),
+    };
+    // An input order (act-order GPTQ) gathers x's columns as the kernel's rows of W expect.
+    let values = match model.input_order(record)? {
+        Some(order) => values.chunks_exact(k).flat_map(|row| order.iter().map(|&i| row[i])).collect(),
+        None => values,
     };
     let device = match request.device {
         DeviceChoice::Auto => Device::Auto,

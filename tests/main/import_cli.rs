@@ -28,7 +28,7 @@ pub fn leftovers(dir: &Path, name: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-fn write_npy(path: &Path, dtype: NpyType, shape: Vec<usize>, data: Vec<u8>) {
+pub fn write_npy(path: &Path, dtype: NpyType, shape: Vec<usize>, data: Vec<u8>) {
     let array = NpyArray::new(dtype, shape, data).expect("npy");
     std::fs::write(path, array.write()).expect("write npy");
 }
@@ -153,8 +153,8 @@ fn bad_models_and_inputs_are_refused_leaving_nothing() {
     std::fs::write(&unsupported_path, &unsupported).expect("write");
     refused(&unsupported_path, &["unsupported.gguf", "`output.weight`", "IQ4_NL weights cannot be imported"]);
     // Not a model anybit imports.
-    refused(&dir.join("blk.0.attn_q.weight.f32"), &["not a model file"]);
-    refused(&dir, &["Hugging Face model directories"]);
+    refused(&dir.join("blk.0.attn_q.weight.f32"), &["not a model anybit imports"]);
+    refused(&dir, &["config.json: missing"]);
     // A tensor whose type and shape disagree with the file's layout: as Q8_0 (larger blocks)
     // its data would run into the next tensor's.
     set_tensor_type(&mut reshaped, "blk.0.attn_q.weight", 8);
