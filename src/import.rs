@@ -33,6 +33,24 @@
 //! (IQ4_NL and the other IQ types) fails the import with an error naming the file and the
 //! tensor. Unquantized tensors (F32, F16, BF16: norms,
 //! biases, unquantized matrices) are not layers of a low-bit kernel and are left out.
+//!
+//! From an ONNX model (`.onnx`): every `com.microsoft::MatMulNBits` node (2, 4 or 8 bits, see
+//! [`anybit_frontend::onnx`]); other nodes are left out. From a Hugging Face checkpoint (a
+//! directory with `config.json` and `*.safetensors`): every GPTQ, AWQ or compressed-tensors
+//! quantized linear layer (see [`anybit_frontend::hf`]); other tensors are left out.
+//! [`ModelSource`] opens any of the three and plans each layer before anything is compiled.
+//!
+//! # What the host adds around the kernel
+//!
+//! A layer may carry a **bias** (ONNX MatMulNBits, GPTQ/AWQ/compressed-tensors checkpoints:
+//! N f32 values, buffer `bias` in the layer's `bias` entry) and an **input order** (act-order
+//! GPTQ: K u32 indices, the layer's `input_order` entry): the kernel's W rows are sorted so
+//! groups are contiguous, and x's columns must be gathered in the same order
+//! (`x'[m][i] = x[m][order[i]]`). `anybit linear` does both — gathers x before the kernel and
+//! adds the bias to y in f64, rounded once to y's element type — and
+//! [`ImportedModel::bias`] and [`ImportedModel::input_order`] give them to other hosts
+//! ([`ImportedModel::load_layer`]'s `QuantizedLinear` runs the kernel alone). Import format 2
+//! added these entries; format 1 directories still load.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -412,6 +430,26 @@ pub struct ModelLayer {
     pub plan: TensorPlan,
 }
 
+impl ModelLayer {
+    /// A linear layer of K inputs and N outputs, imported in `format` (or unsupported for the
+    /// reason).
+    fn linear(
+        name: &str,
+        source_type: String,
+        [k, n]: [usize; 2],
+        bytes: u64,
+        format: Result<WeightFormat, String>,
+    ) -> ModelLayer {
+        ModelLayer {
+            name: name.to_string(),
+            source_type,
+            shape: vec![n as u64, k as u64],
+            bytes,
+            plan: format.map_or_else(TensorPlan::Unsupported, TensorPlan::Layer),
+        }
+    }
+}
+
 /// A layer's weights in canonical form, and what the host does around the kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerWeights {
@@ -482,16 +520,7 @@ impl ModelSource {
             ModelSource::Onnx(model, layers) => {
                 let mut out: Vec<ModelLayer> = layers
                     .iter()
-                    .map(|l| ModelLayer {
-                        name: l.name.clone(),
-                        source_type: l.source_type(),
-                        shape: vec![l.n as u64, l.k as u64],
-                        bytes: l.bytes,
-                        plan: match l.format(activation) {
-                            Ok(format) => TensorPlan::Layer(format),
-                            Err(why) => TensorPlan::Unsupported(why),
-                        },
-                    })
+                    .map(|l| ModelLayer::linear(&l.name, l.source_type(), [l.k, l.n], l.bytes, l.format(activation)))
                     .collect();
                 let is_layer = |i: usize| layers.iter().any(|l| l.node == i);
                 for (i, (name, domain, op)) in model.nodes().enumerate().filter(|(i, _)| !is_layer(*i)) {
@@ -506,15 +535,9 @@ impl ModelSource {
                 let source_type = model.quantization.describe();
                 let mut out: Vec<ModelLayer> = layers
                     .iter()
-                    .map(|l| ModelLayer {
-                        name: l.name.clone(),
-                        source_type: source_type.clone(),
-                        shape: vec![l.n as u64, l.k as u64],
-                        bytes: l.bytes,
-                        plan: match model.format(l, activation) {
-                            Ok(format) => TensorPlan::Layer(format),
-                            Err(why) => TensorPlan::Unsupported(why),
-                        },
+                    .map(|l| {
+                        let format = model.format(l, activation);
+                        ModelLayer::linear(&l.name, source_type.clone(), [l.k, l.n], l.bytes, format)
                     })
                     .collect();
                 let claimed: std::collections::HashSet<&str> =

@@ -16,24 +16,11 @@ use anybit::ir::DType;
 use anybit::ir::random::SplitMix64;
 use anybit::npy::NpyType;
 
-use super::import_cli::{arg, leftovers, read_npy, write_npy};
-use super::run::{anybit, failure, success};
+use super::import_cli::{arg, read_npy, write_npy};
+use super::run::{anybit, assert_import_refused, f64s, failure, python_fixture, success};
 
 fn hf_fixture(tag: &str, seed: u64) -> PathBuf {
-    let python = std::env::var_os("ANYBIT_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("frontend/tests/fixtures/hf_fixture.py");
-    let status = std::process::Command::new(python).arg(&script).arg(&dir).arg(seed.to_string()).status();
-    assert!(status.expect("python").success(), "fixture script failed");
-    dir
-}
-
-fn f64s(path: &Path) -> Vec<f64> {
-    let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    raw.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()
+    python_fixture("hf_fixture.py", tag, seed, None)
 }
 
 #[test]
@@ -125,14 +112,7 @@ fn imported_checkpoints_run_like_their_weights() {
 fn bad_checkpoints_are_refused_leaving_nothing() {
     let root = hf_fixture("hf-bad", 62);
     let out = root.join("out");
-    let refused = |model: &Path, expect: &[&str]| {
-        let message = failure(&["import", arg(model), "-o", arg(&out)]);
-        for e in expect {
-            assert!(message.contains(e), "expected `{e}` in: {message}");
-        }
-        assert!(!out.exists(), "{} was left behind", out.display());
-        assert!(leftovers(&root, "out").is_empty(), "staging directories left behind");
-    };
+    let refused = |model: &Path, expect: &[&str]| assert_import_refused(model, &out, expect);
     let gptq = root.join("gptq-4b-g32-sym");
     std::fs::remove_file(gptq.join("config.json")).expect("remove");
     refused(&gptq, &["gptq-4b-g32-sym/config.json: missing"]);

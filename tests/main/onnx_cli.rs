@@ -17,25 +17,11 @@ use anybit::frontend::onnx::OnnxModel;
 use anybit::ir::DType;
 use anybit::npy::{NpyArray, NpyType};
 
-use super::import_cli::{arg, leftovers, read_npy};
-use super::run::{anybit, failure, success};
+use super::import_cli::{arg, read_npy};
+use super::run::{anybit, assert_import_refused, f64s, failure, leftovers, python_fixture, success};
 
-/// Runs `frontend/tests/fixtures/onnx_fixture.py DIR SEED` into a fresh directory.
 fn onnx_fixture(tag: &str, seed: u64) -> PathBuf {
-    let python = std::env::var_os("ANYBIT_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("frontend/tests/fixtures/onnx_fixture.py");
-    let status = std::process::Command::new(python).arg(&script).arg(&dir).arg(seed.to_string()).status();
-    assert!(status.expect("python").success(), "fixture script failed");
-    dir
-}
-
-fn f64s(path: &Path) -> Vec<f64> {
-    let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    raw.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()
+    python_fixture("onnx_fixture.py", tag, seed, None)
 }
 
 /// An f16 or f32 array's values.
@@ -132,14 +118,7 @@ fn imported_matmul_nbits_layers_run_like_onnxruntime() {
 fn bad_onnx_models_are_refused_leaving_nothing() {
     let dir = onnx_fixture("onnx-bad", 42);
     let out = dir.join("out");
-    let refused = |model: &Path, expect: &[&str]| {
-        let message = failure(&["import", arg(model), "-o", arg(&out)]);
-        for e in expect {
-            assert!(message.contains(e), "expected `{e}` in: {message}");
-        }
-        assert!(!out.exists(), "{} was left behind", out.display());
-        assert!(leftovers(&dir, "out").is_empty(), "staging directories left behind");
-    };
+    let refused = |model: &Path, expect: &[&str]| assert_import_refused(model, &out, expect);
     let bad = dir.join("bad");
     refused(&bad.join("bits3.onnx"), &["bits3.onnx", "node `bad_layer`", "bits = 3"]);
     refused(&bad.join("g_idx.onnx"), &["g_idx.onnx", "tensor `bad_layer.g_idx`"]);

@@ -6,34 +6,15 @@
 //! bad checkpoints are refused naming the file and the tensor.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anybit_frontend::hf::{HfError, HfModel, SafetensorsFile};
 use anybit_frontend::lowbit::round_to;
 use anybit_ir::DType;
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("ANYBIT_PYTHON") {
-        return p.into();
-    }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(path.exists(), "{} is missing: run scripts/setup.sh", path.display());
-    path
-}
+use super::fixtures::{exact_weight, f64s};
 
-/// Writes the fixture for `seed` into a fresh directory under the target directory.
 fn fixture(seed: u64) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hf-{}-{seed}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf_fixture.py");
-    let out = Command::new(python()).arg(&script).arg(&dir).arg(seed.to_string()).output().expect("python");
-    assert!(out.status.success(), "fixture script failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    dir
-}
-
-fn f64s(path: &Path) -> Vec<f64> {
-    let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    raw.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()
+    super::fixtures::fixture("hf_fixture.py", "hf", seed)
 }
 
 const CHECKPOINTS: [&str; 9] = [
@@ -77,11 +58,7 @@ fn quantized_checkpoints_import_exactly() {
             let (k, n) = (weights.k, weights.n);
             for row in 0..k {
                 for col in 0..n {
-                    let g = row / f.group_size;
-                    let q = f64::from(weights.codes[row * n + col]);
-                    let z = f64::from(weights.zeros[g * n + col]);
-                    let s = f.scale.decode_f64(weights.scales[g * n + col]).expect("scale");
-                    let exact = (q - z) * s;
+                    let exact = exact_weight(weights, row, col);
                     let ours = if package_rounds { round_to(f.scale, exact) } else { exact };
                     let want = w[col * k + order[row]];
                     assert_eq!(ours, want, "{checkpoint} {}: w[{}][{col}]", layer.name, order[row]);

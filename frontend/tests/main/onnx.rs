@@ -5,34 +5,15 @@
 //! truncated bytes never panic.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anybit_frontend::onnx::{OnnxError, OnnxModel};
 use anybit_ir::DType;
 use proptest::prelude::*;
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("ANYBIT_PYTHON") {
-        return p.into();
-    }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(path.exists(), "{} is missing: run scripts/setup.sh", path.display());
-    path
-}
+use super::fixtures::{exact_weight, f64s};
 
-/// Writes the fixture for `seed` into a fresh directory under the target directory.
 fn fixture(seed: u64) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("onnx-{}-{seed}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx_fixture.py");
-    let out = Command::new(python()).arg(&script).arg(&dir).arg(seed.to_string()).output().expect("python");
-    assert!(out.status.success(), "fixture script failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    dir
-}
-
-fn f64s(path: &Path) -> Vec<f64> {
-    let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    raw.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()
+    super::fixtures::fixture("onnx_fixture.py", "onnx", seed)
 }
 
 #[test]
@@ -67,11 +48,7 @@ fn matmul_nbits_layers_import_exactly() {
         let (k, n) = (weights.k, weights.n);
         for row in 0..n {
             for col in 0..k {
-                let g = col / f.group_size;
-                let q = f64::from(weights.codes[col * n + row]);
-                let z = f64::from(weights.zeros[g * n + row]);
-                let s = f.scale.decode_f64(weights.scales[g * n + row]).expect("scale");
-                assert_eq!((q - z) * s, w[row * k + col], "{} w[{row}][{col}]", layer.name);
+                assert_eq!(exact_weight(weights, col, row), w[row * k + col], "{} w[{row}][{col}]", layer.name);
             }
         }
         match &imported.bias {
