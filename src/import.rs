@@ -33,6 +33,24 @@
 //! (IQ4_NL and the other IQ types) fails the import with an error naming the file and the
 //! tensor. Unquantized tensors (F32, F16, BF16: norms,
 //! biases, unquantized matrices) are not layers of a low-bit kernel and are left out.
+//!
+//! From an ONNX model (`.onnx`): every `com.microsoft::MatMulNBits` node (2, 4 or 8 bits, see
+//! [`anybit_frontend::onnx`]); other nodes are left out. From a Hugging Face checkpoint (a
+//! directory with `config.json` and `*.safetensors`): every GPTQ, AWQ or compressed-tensors
+//! quantized linear layer (see [`anybit_frontend::hf`]); other tensors are left out.
+//! [`ModelSource`] opens any of the three and plans each layer before anything is compiled.
+//!
+//! # What the host adds around the kernel
+//!
+//! A layer may carry a **bias** (ONNX MatMulNBits, GPTQ/AWQ/compressed-tensors checkpoints:
+//! N f32 values, buffer `bias` in the layer's `bias` entry) and an **input order** (act-order
+//! GPTQ: K u32 indices, the layer's `input_order` entry): the kernel's W rows are sorted so
+//! groups are contiguous, and x's columns must be gathered in the same order
+//! (`x'[m][i] = x[m][order[i]]`). `anybit linear` does both — gathers x before the kernel and
+//! adds the bias to y in f64, rounded once to y's element type — and
+//! [`ImportedModel::bias`] and [`ImportedModel::input_order`] give them to other hosts
+//! ([`ImportedModel::load_layer`]'s `QuantizedLinear` runs the kernel alone). Import format 2
+//! added these entries; format 1 directories still load.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -43,7 +61,9 @@ use std::time::Instant;
 
 use anybit_backends::{LlvmOptimization, Target};
 use anybit_frontend::gguf::{GgmlType, GgufError, GgufFile, TensorInfo, linear_format, linear_weights};
-use anybit_frontend::lowbit::{PackedWeights, WeightFormat, build_module_for};
+use anybit_frontend::hf::{HfError, HfLayer, HfModel};
+use anybit_frontend::lowbit::{PackedWeights, QuantizedWeights, WeightFormat, build_module_for};
+use anybit_frontend::onnx::{MatMulNBits, OnnxError, OnnxModel};
 use anybit_ir::DType;
 use anybit_ir::interp::Buffer;
 use anybit_ir::manifest::Manifest;
@@ -54,8 +74,9 @@ use serde::{Deserialize, Serialize};
 use crate::jit::{JitError, JitOptions, compile_lowbit_for};
 use crate::linear::{Device, LinearError, QuantizedLinear};
 
-/// The version of the import directory's layout this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version of the import directory's layout this build writes (it reads this one and 1,
+/// which had no biases).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Buffers in `weights.bin` start at multiples of this (a GPU's widest loads, and pages of a
 /// memory map, stay aligned).
@@ -75,6 +96,22 @@ pub enum ImportError {
     /// The GGUF file could not be read, or one of its tensors not imported.
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    /// The ONNX model could not be read, or one of its layers not imported.
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
+    /// The Hugging Face checkpoint could not be read, or one of its layers not imported.
+    #[error(transparent)]
+    Hf(#[from] HfError),
+    /// A layer's weights could not be imported.
+    #[error("{path}: tensor `{tensor}`: {what}")]
+    Tensor {
+        /// The model.
+        path: PathBuf,
+        /// The tensor (or layer).
+        tensor: String,
+        /// What is wrong.
+        what: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -249,6 +286,13 @@ pub struct LayerRecord {
     pub format: FormatRecord,
     /// Its buffers, in launch order.
     pub buffers: Vec<BufferRecord>,
+    /// Its bias (N f32 values in the weights file), added to y on the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias: Option<BufferRecord>,
+    /// Its input order (K u32 indices in the weights file): the kernel's x column i is the
+    /// model's input feature `order[i]` (act-order GPTQ), gathered on the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_order: Option<BufferRecord>,
 }
 
 /// The manifest of an import directory (`manifest.json`).
@@ -371,6 +415,173 @@ pub fn gguf_tensor_plan(tensor: &TensorInfo, activation: DType) -> TensorPlan {
     TensorPlan::Layer(format)
 }
 
+/// One layer (or left-out tensor) of a model, as an import plans it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelLayer {
+    /// Its name in the model (a tensor's or a node's).
+    pub name: String,
+    /// What it is in the model (`Q4_0`, `MatMulNBits(4b, block 32)`, `Relu`).
+    pub source_type: String,
+    /// Its shape as the model states it, outermost first.
+    pub shape: Vec<u64>,
+    /// Bytes of its data in the model.
+    pub bytes: u64,
+    /// What an import does with it.
+    pub plan: TensorPlan,
+}
+
+impl ModelLayer {
+    /// A linear layer of K inputs and N outputs, imported in `format` (or unsupported for the
+    /// reason).
+    fn linear(
+        name: &str,
+        source_type: String,
+        [k, n]: [usize; 2],
+        bytes: u64,
+        format: Result<WeightFormat, String>,
+    ) -> ModelLayer {
+        ModelLayer {
+            name: name.to_string(),
+            source_type,
+            shape: vec![n as u64, k as u64],
+            bytes,
+            plan: format.map_or_else(TensorPlan::Unsupported, TensorPlan::Layer),
+        }
+    }
+}
+
+/// A layer's weights in canonical form, and what the host does around the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerWeights {
+    /// The weights.
+    pub weights: QuantizedWeights,
+    /// The bias, N values as f32 bits, added to y (after the kernel's rounding).
+    pub bias: Option<Vec<u32>>,
+    /// The input order, K indices: x's columns are gathered in this order before the kernel.
+    pub input_order: Option<Vec<u32>>,
+}
+
+/// A model opened for import: a GGUF file, an ONNX model or a Hugging Face checkpoint.
+#[derive(Debug)]
+pub enum ModelSource {
+    /// A GGUF file.
+    Gguf(GgufFile),
+    /// An ONNX model and its MatMulNBits layers.
+    Onnx(OnnxModel, Vec<MatMulNBits>),
+    /// A Hugging Face checkpoint directory and its quantized linear layers.
+    Hf(HfModel, Vec<HfLayer>),
+}
+
+impl ModelSource {
+    /// Opens `model` by its kind: a `.gguf` file, an `.onnx` model or a Hugging Face
+    /// checkpoint directory (headers and layer descriptions checked; weight data read layer by
+    /// layer later).
+    pub fn open(model: &Path) -> Result<ModelSource, ImportError> {
+        let refuse = |what: &str| Err(ImportError::Model { path: model.to_path_buf(), what: what.into() });
+        if model.is_dir() {
+            let hf = HfModel::open(model)?;
+            let layers = hf.layers()?;
+            return Ok(ModelSource::Hf(hf, layers));
+        }
+        match model.extension().and_then(|e| e.to_str()) {
+            Some("gguf") => Ok(ModelSource::Gguf(GgufFile::open(model)?)),
+            Some("onnx") => {
+                let onnx = OnnxModel::open(model)?;
+                let layers = onnx.matmul_nbits()?;
+                Ok(ModelSource::Onnx(onnx, layers))
+            }
+            _ => refuse("not a model anybit imports (a .gguf file, an .onnx model or a Hugging Face directory)"),
+        }
+    }
+
+    /// The model's path.
+    pub fn path(&self) -> &Path {
+        match self {
+            ModelSource::Gguf(file) => file.path(),
+            ModelSource::Onnx(model, _) => model.path(),
+            ModelSource::Hf(model, _) => model.dir(),
+        }
+    }
+
+    /// Every tensor (GGUF) or node (ONNX) and what importing it with `activation` x/y does.
+    pub fn layers(&self, activation: DType) -> Vec<ModelLayer> {
+        match self {
+            ModelSource::Gguf(file) => file
+                .tensors
+                .iter()
+                .map(|t| ModelLayer {
+                    name: t.name.clone(),
+                    source_type: t.ggml_type.name(),
+                    shape: t.dims.iter().rev().copied().collect(),
+                    bytes: t.bytes,
+                    plan: gguf_tensor_plan(t, activation),
+                })
+                .collect(),
+            ModelSource::Onnx(model, layers) => {
+                let mut out: Vec<ModelLayer> = layers
+                    .iter()
+                    .map(|l| ModelLayer::linear(&l.name, l.source_type(), [l.k, l.n], l.bytes, l.format(activation)))
+                    .collect();
+                let is_layer = |i: usize| layers.iter().any(|l| l.node == i);
+                for (i, (name, domain, op)) in model.nodes().enumerate().filter(|(i, _)| !is_layer(*i)) {
+                    let op = if domain.is_empty() { op.to_string() } else { format!("{domain}::{op}") };
+                    let name = if name.is_empty() { format!("node {i}") } else { name.to_string() };
+                    let plan = TensorPlan::Skip(format!("{op} (not a quantized linear layer)"));
+                    out.push(ModelLayer { name, source_type: op, shape: Vec::new(), bytes: 0, plan });
+                }
+                out
+            }
+            ModelSource::Hf(model, layers) => {
+                let source_type = model.quantization.describe();
+                let mut out: Vec<ModelLayer> = layers
+                    .iter()
+                    .map(|l| {
+                        let format = model.format(l, activation);
+                        ModelLayer::linear(&l.name, source_type.clone(), [l.k, l.n], l.bytes, format)
+                    })
+                    .collect();
+                let claimed: std::collections::HashSet<&str> =
+                    layers.iter().flat_map(|l| l.tensors.iter().map(String::as_str)).collect();
+                for t in model.tensors().filter(|t| !claimed.contains(t.name.as_str())) {
+                    out.push(ModelLayer {
+                        name: t.name.clone(),
+                        source_type: format!("{:?}", t.dtype),
+                        shape: t.shape.iter().map(|&d| d as u64).collect(),
+                        bytes: t.bytes,
+                        plan: TensorPlan::Skip(format!("{:?} (not a quantized linear layer)", t.dtype)),
+                    });
+                }
+                out
+            }
+        }
+    }
+
+    /// The weights of the layer called `name`, in canonical form for `activation` x/y.
+    pub fn layer_weights(&self, name: &str, activation: DType) -> Result<LayerWeights, ImportError> {
+        let missing = || ImportError::Tensor {
+            path: self.path().to_path_buf(),
+            tensor: name.to_string(),
+            what: "no such layer".into(),
+        };
+        match self {
+            ModelSource::Gguf(file) => {
+                let tensor = file.tensor(name).ok_or_else(missing)?;
+                Ok(LayerWeights { weights: linear_weights(file, tensor, activation)?, bias: None, input_order: None })
+            }
+            ModelSource::Onnx(model, layers) => {
+                let layer = layers.iter().find(|l| l.name == name).ok_or_else(missing)?;
+                let linear = model.linear_weights(layer, activation)?;
+                Ok(LayerWeights { weights: linear.weights, bias: linear.bias, input_order: None })
+            }
+            ModelSource::Hf(model, layers) => {
+                let layer = layers.iter().find(|l| l.name == name).ok_or_else(missing)?;
+                let linear = model.linear_weights(layer, activation)?;
+                Ok(LayerWeights { weights: linear.weights, bias: linear.bias, input_order: linear.input_order })
+            }
+        }
+    }
+}
+
 /// Imports `model` into the directory `out` (see the module doc); `progress` receives one
 /// line per step (for a terminal: what is being compiled or packed, and how far along).
 pub fn import_model(
@@ -389,43 +600,36 @@ pub fn import_model(
             what: format!("activation type {} is not supported: use f16 or bf16", options.activation),
         });
     }
-    let kind = if model.is_dir() {
-        Err("Hugging Face model directories (safetensors) cannot be imported yet; GGUF files can")
-    } else {
-        match model.extension().and_then(|e| e.to_str()) {
-            Some("gguf") => Ok(()),
-            Some("onnx") => Err("ONNX models cannot be imported yet; GGUF files can"),
-            _ => Err("not a model file anybit imports (a .gguf file)"),
-        }
-    };
-    if let Err(what) = kind {
-        return Err(ImportError::Model { path: model.to_path_buf(), what: what.into() });
-    }
-    let file = GgufFile::open(model)?;
+    let source = ModelSource::open(model)?;
 
-    // Plan: every tensor's role, before anything is compiled or written.
+    // Plan: every layer's role, before anything is compiled or written.
     let mut layers = Vec::new();
     let mut skipped = Vec::new();
-    for tensor in &file.tensors {
-        match gguf_tensor_plan(tensor, options.activation) {
-            TensorPlan::Layer(format) => layers.push((tensor, format)),
-            TensorPlan::Skip(why) => skipped.push((tensor.name.clone(), why)),
+    let all = source.layers(options.activation);
+    let count = all.len();
+    for layer in all {
+        match layer.plan {
+            TensorPlan::Layer(format) => {
+                let dim = |d: Option<&u64>| d.map_or(0, |&d| d as usize);
+                let shape = [dim(layer.shape.get(1)), dim(layer.shape.first())];
+                layers.push((layer.name, layer.source_type, shape, format));
+            }
+            TensorPlan::Skip(why) => skipped.push((layer.name, why)),
             TensorPlan::Unsupported(what) => {
-                let path = file.path().to_path_buf();
-                return Err(GgufError::Tensor { path, tensor: tensor.name.clone(), what }.into());
+                return Err(ImportError::Tensor { path: source.path().to_path_buf(), tensor: layer.name, what });
             }
         }
     }
     if layers.is_empty() {
         return Err(ImportError::Model {
             path: model.to_path_buf(),
-            what: format!("no quantized linear layers among its {} tensors", file.tensors.len()),
+            what: format!("no quantized linear layers among its {count} tensors and nodes"),
         });
     }
     let mut kernels: Vec<KernelRecord> = Vec::new();
     let mut formats: Vec<WeightFormat> = Vec::new();
-    for (tensor, format) in &layers {
-        let shape = [tensor.dims[0] as usize, tensor.dims[1] as usize];
+    for (_, _, shape, format) in &layers {
+        let shape = *shape;
         match formats.iter().position(|f| f == format) {
             Some(i) if kernels[i].shapes.contains(&shape) => {}
             Some(i) => kernels[i].shapes.push(shape),
@@ -493,49 +697,72 @@ pub fn import_model(
     let mut writer = BufWriter::new(weights_file);
     let mut at = 0u64;
     let mut records = Vec::with_capacity(layers.len());
-    for (i, (tensor, format)) in layers.iter().enumerate() {
-        let weights = linear_weights(&file, tensor, options.activation)?;
+    for (i, (name, source_type, _, format)) in layers.iter().enumerate() {
+        let LayerWeights { weights, bias, input_order } = source.layer_weights(name, options.activation)?;
         let tensor_error =
-            |what: String| GgufError::Tensor { path: file.path().to_path_buf(), tensor: tensor.name.clone(), what };
+            |what: String| ImportError::Tensor { path: source.path().to_path_buf(), tensor: name.clone(), what };
         if weights.format != *format {
-            return Err(tensor_error(format!("imported as {:?}, planned as {format:?}", weights.format)).into());
+            return Err(tensor_error(format!("imported as {:?}, planned as {format:?}", weights.format)));
         }
         let packed = weights.pack().map_err(|e| tensor_error(e.to_string()))?;
-        let mut buffers = Vec::new();
-        for (name, buffer) in packed.buffers() {
+        let mut write_buffer = |name: &str, buffer: &Buffer| -> Result<BufferRecord, ImportError> {
             let padding = at.next_multiple_of(WEIGHT_ALIGNMENT) - at;
             writer.write_all(&vec![0u8; padding as usize]).map_err(io_error(&weights_path))?;
             at += padding;
             let bytes = buffer.bytes();
             writer.write_all(bytes).map_err(io_error(&weights_path))?;
-            buffers.push(BufferRecord {
+            let record = BufferRecord {
                 name: name.into(),
                 dtype: buffer.dtype().to_string(),
                 len: buffer.len(),
                 offset: at,
                 bytes: bytes.len() as u64,
-            });
+            };
             at += bytes.len() as u64;
+            Ok(record)
+        };
+        let mut buffers = Vec::new();
+        for (name, buffer) in packed.buffers() {
+            buffers.push(write_buffer(name, buffer)?);
         }
+        let bias = match bias {
+            Some(bias) if bias.len() == weights.n => {
+                let buffer = Buffer::from_codes(DType::F32, &bias).map_err(|e| tensor_error(e.to_string()))?;
+                Some(write_buffer("bias", &buffer)?)
+            }
+            Some(bias) => return Err(tensor_error(format!("{} bias values for N = {}", bias.len(), weights.n))),
+            None => None,
+        };
+        let input_order = match input_order {
+            Some(order) if order.len() == weights.k && order.iter().all(|&i| (i as usize) < weights.k) => {
+                let u32_type = DType::uint(32).map_err(|e| tensor_error(e.to_string()))?;
+                let buffer = Buffer::from_codes(u32_type, &order).map_err(|e| tensor_error(e.to_string()))?;
+                Some(write_buffer("input_order", &buffer)?)
+            }
+            Some(_) => return Err(tensor_error(format!("the input order is not {} indices below K", weights.k))),
+            None => None,
+        };
         progress(&format!(
-            "[layer {}/{}] {} {} {}×{} → {} ({:.1} KiB)",
+            "[layer {}/{}] {name} {source_type} {}×{} → {}{}{} ({:.1} KiB)",
             i + 1,
             layers.len(),
-            tensor.name,
-            tensor.ggml_type.name(),
             weights.k,
             weights.n,
             format.kernel_name(),
-            buffers.iter().map(|b| b.bytes).sum::<u64>() as f64 / 1024.0
+            if input_order.is_some() { " + input order" } else { "" },
+            if bias.is_some() { " + bias" } else { "" },
+            buffers.iter().chain(&bias).chain(&input_order).map(|b| b.bytes).sum::<u64>() as f64 / 1024.0
         ));
         records.push(LayerRecord {
-            name: tensor.name.clone(),
-            source_type: tensor.ggml_type.name(),
+            name: name.clone(),
+            source_type: source_type.clone(),
             k: weights.k,
             n: weights.n,
             kernel: format.kernel_name(),
             format: FormatRecord::new(format),
             buffers,
+            bias,
+            input_order,
         });
     }
     writer
@@ -601,9 +828,9 @@ impl ImportedModel {
         let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
         let bad = |what: String| ImportError::Manifest { path: path.clone(), what };
         let manifest: ImportManifest = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        if manifest.format_version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&manifest.format_version) {
             return Err(bad(format!(
-                "written in import format {}, this build reads {FORMAT_VERSION}: import the model again",
+                "written in import format {}, this build reads 1 to {FORMAT_VERSION}: import the model again",
                 manifest.format_version
             )));
         }
@@ -636,9 +863,6 @@ impl ImportedModel {
         let manifest_path = self.dir.join("manifest.json");
         let bad = |what: String| ImportError::Manifest { path: manifest_path.clone(), what };
         let format = layer.format.format().map_err(|e| bad(format!("layer `{}`: {e}", layer.name)))?;
-        let path = inside(&self.dir, &self.manifest.weights_file, &manifest_path)?;
-        let file = File::open(&path).map_err(io_error(&path))?;
-        let file_len = file.metadata().map_err(io_error(&path))?.len();
         let expected = PackedWeights::expected_buffers(&format, layer.k, layer.n)
             .map_err(|e| bad(format!("layer `{}`: {e}", layer.name)))?;
         let names: Vec<&str> = layer.buffers.iter().map(|b| b.name.as_str()).collect();
@@ -648,28 +872,7 @@ impl ImportedModel {
         }
         let mut buffers = Vec::with_capacity(expected.len());
         for (record, (name, dtype, len)) in layer.buffers.iter().zip(expected) {
-            let what = |w: String| bad(format!("layer `{}`, buffer `{name}`: {w}", layer.name));
-            let bytes = (len as u64 * u64::from(dtype.bits())).div_ceil(8);
-            if record.dtype != dtype.to_string() || record.len != len || record.bytes != bytes {
-                return Err(what(format!(
-                    "{} elements of {} in {} bytes, the format needs {len} of {dtype} in {bytes}",
-                    record.len, record.dtype, record.bytes
-                )));
-            }
-            if record.offset.checked_add(bytes).is_none_or(|end| end > file_len) {
-                return Err(ImportError::Manifest {
-                    path: path.clone(),
-                    what: format!(
-                        "layer `{}`, buffer `{name}`: bytes {}..{} lie outside the file ({file_len} bytes)",
-                        layer.name,
-                        record.offset,
-                        record.offset.saturating_add(bytes)
-                    ),
-                });
-            }
-            let mut data = vec![0u8; bytes as usize];
-            file.read_exact_at(&mut data, record.offset).map_err(io_error(&path))?;
-            buffers.push(Buffer::from_bytes(dtype, len, data).map_err(|e| what(e.to_string()))?);
+            buffers.push(self.read_buffer(layer, record, name, dtype, len)?);
         }
         // The names were checked against the format's: w, s, then z and o where it has them.
         let mut buffers = buffers.into_iter();
@@ -679,6 +882,69 @@ impl ImportedModel {
         let z = if format.zero_point { buffers.next() } else { None };
         let o = if format.offset { buffers.next() } else { None };
         Ok(PackedWeights { format, k: layer.k, n: layer.n, w, s, z, o })
+    }
+
+    /// One buffer of `layer` from the weights file, checked to be `len` elements of `dtype`.
+    fn read_buffer(
+        &self,
+        layer: &LayerRecord,
+        record: &BufferRecord,
+        name: &str,
+        dtype: DType,
+        len: usize,
+    ) -> Result<Buffer, ImportError> {
+        let manifest_path = self.dir.join("manifest.json");
+        let what = |w: String| ImportError::Manifest {
+            path: manifest_path.clone(),
+            what: format!("layer `{}`, buffer `{name}`: {w}", layer.name),
+        };
+        let path = inside(&self.dir, &self.manifest.weights_file, &manifest_path)?;
+        let file = File::open(&path).map_err(io_error(&path))?;
+        let file_len = file.metadata().map_err(io_error(&path))?.len();
+        let bytes = (len as u64 * u64::from(dtype.bits())).div_ceil(8);
+        if record.dtype != dtype.to_string() || record.len != len || record.bytes != bytes {
+            return Err(what(format!(
+                "{} elements of {} in {} bytes, the format needs {len} of {dtype} in {bytes}",
+                record.len, record.dtype, record.bytes
+            )));
+        }
+        if record.offset.checked_add(bytes).is_none_or(|end| end > file_len) {
+            return Err(ImportError::Manifest {
+                path: path.clone(),
+                what: format!(
+                    "layer `{}`, buffer `{name}`: bytes {}..{} lie outside the file ({file_len} bytes)",
+                    layer.name,
+                    record.offset,
+                    record.offset.saturating_add(bytes)
+                ),
+            });
+        }
+        let mut data = vec![0u8; bytes as usize];
+        file.read_exact_at(&mut data, record.offset).map_err(io_error(&path))?;
+        Buffer::from_bytes(dtype, len, data).map_err(|e| what(e.to_string()))
+    }
+
+    /// A layer's bias (N values), if it has one: the host adds it to y after the kernel.
+    pub fn bias(&self, layer: &LayerRecord) -> Result<Option<Vec<f32>>, ImportError> {
+        let Some(record) = &layer.bias else { return Ok(None) };
+        let buffer = self.read_buffer(layer, record, "bias", DType::F32, layer.n)?;
+        Ok(Some(buffer.codes().into_iter().map(f32::from_bits).collect()))
+    }
+
+    /// A layer's input order (K indices), if it has one: the host gathers x's columns in this
+    /// order before the kernel.
+    pub fn input_order(&self, layer: &LayerRecord) -> Result<Option<Vec<usize>>, ImportError> {
+        let Some(record) = &layer.input_order else { return Ok(None) };
+        let u32_type = DType::uint(32)
+            .map_err(|e| ImportError::Manifest { path: self.dir.join("manifest.json"), what: e.to_string() })?;
+        let order = self.read_buffer(layer, record, "input_order", u32_type, layer.k)?.codes();
+        if let Some(bad) = order.iter().find(|&&i| i as usize >= layer.k) {
+            return Err(ImportError::Manifest {
+                path: self.dir.join(&self.manifest.weights_file),
+                what: format!("layer `{}`: input order index {bad} is not below K = {}", layer.name, layer.k),
+            });
+        }
+        Ok(Some(order.into_iter().map(|i| i as usize).collect()))
     }
 
     /// A layer ready to run on `device` with the kernel the import compiled: on a GPU its PTX

@@ -6,13 +6,15 @@ mod main {
     mod examples;
     pub mod gguf_linear;
     mod gpu;
-    mod import_cli;
+    mod hf_cli;
+    pub mod import_cli;
     mod inspect_cli;
     mod jit;
     mod kernel_cli;
     mod layout_cli;
     pub mod linear;
     mod npy;
+    mod onnx_cli;
     mod passes;
     pub mod run;
 }

@@ -1,5 +1,6 @@
 //! `anybit linear DIR --layer NAME --input x.npy --output y.npy [--device auto|gpu|interp]`:
-//! one imported layer on a batch of activations.
+//! one imported layer on a batch of activations (x's columns gathered in the layer's input
+//! order and its bias added, where it has them).
 
 use std::io::Write;
 use std::path::Path;
@@ -64,6 +65,11 @@ pub fn run(request: &LinearRequest<'_>, out: &mut dyn Write) -> Result<()> {
         }
         other => bail!("{}: x holds `{}` elements; use float16 or float32", input.display(), other.descr()),
     };
+    // An input order (act-order GPTQ) gathers x's columns as the kernel's rows of W expect.
+    let values = match model.input_order(record)? {
+        Some(order) => values.chunks_exact(k).flat_map(|row| order.iter().map(|&i| row[i])).collect(),
+        None => values,
+    };
     let device = match request.device {
         DeviceChoice::Auto => Device::Auto,
         DeviceChoice::Interp => Device::Interpreter,
@@ -77,8 +83,15 @@ pub fn run(request: &LinearRequest<'_>, out: &mut dyn Write) -> Result<()> {
     let start = Instant::now();
     let y = layer.forward(&x_codes).with_context(|| format!("layer `{}`", request.layer))?;
     let ran = start.elapsed();
-    let y_values = y.iter().map(|&c| act.decode_f64(u32::from(c)).unwrap_or(f64::NAN));
-    // y in x's element type: exact for f32, and for f16 when the activations are f16.
+    // The bias (a model's, e.g. ONNX MatMulNBits's) is added on the host to the kernel's y,
+    // in f64, then rounded once to y's element type.
+    let bias = model.bias(record)?;
+    let y_values = y.iter().enumerate().map(|(i, &c)| {
+        let value = act.decode_f64(u32::from(c)).unwrap_or(f64::NAN);
+        value + bias.as_ref().map_or(0.0, |b| f64::from(b[i % n]))
+    });
+    // y in x's element type: exact for f32 (without a bias), and for f16 when the activations
+    // are f16.
     let data: Vec<u8> = match x.dtype {
         NpyType::F16 => y_values.flat_map(|v| (DType::F16.encode(v) as u16).to_le_bytes()).collect(),
         _ => y_values.flat_map(|v| (v as f32).to_le_bytes()).collect(),
@@ -90,11 +103,12 @@ pub fn run(request: &LinearRequest<'_>, out: &mut dyn Write) -> Result<()> {
     std::fs::rename(&tmp, output).with_context(|| format!("cannot write {}", output.display()))?;
     writeln!(
         out,
-        "{}: `{}` ({} {k}×{n}, {}) on {}, M = {m}: loaded in {:.1} ms, ran in {:.1} ms; wrote {}",
+        "{}: `{}` ({} {k}×{n}, {}{}) on {}, M = {m}: loaded in {:.1} ms, ran in {:.1} ms; wrote {}",
         request.dir.display(),
         record.name,
         record.source_type,
         record.kernel,
+        if bias.is_some() { " + bias" } else { "" },
         layer.device_name(),
         loaded.as_secs_f64() * 1e3,
         ran.as_secs_f64() * 1e3,

@@ -19,17 +19,7 @@ use anybit::linear::{Device, LinearOptions, QuantizedLinear};
 /// named after `tag` under the target directory: `DIR/model.gguf` and the package's
 /// dequantized values of every quantized tensor, `DIR/<tensor>.f32`.
 pub fn gguf_fixture(tag: &str, seed: u64, kind: Option<&str>) -> PathBuf {
-    let python = std::env::var_os("ANYBIT_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("frontend/tests/fixtures/gguf_fixture.py");
-    let mut command = std::process::Command::new(python);
-    command.arg(&script).arg(&dir).arg(seed.to_string()).args(kind);
-    let status = command.status().expect("python");
-    assert!(status.success(), "fixture script failed");
-    dir
+    super::run::python_fixture("gguf_fixture.py", tag, seed, kind)
 }
 
 /// The package's dequantized W of tensor `name` in fixture `dir`, [N][K] (GGUF's row order).

@@ -2,7 +2,7 @@
 //! layers, against y from the package's own dequantized weights; bad input refused with
 //! nothing left behind.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anybit::frontend::gguf::{GgufFile, linear_weights};
 use anybit::import::ImportedModel;
@@ -11,29 +11,18 @@ use anybit::ir::random::SplitMix64;
 use anybit::npy::{NpyArray, NpyType};
 
 use super::gguf_linear::{assert_matches_package, gguf_fixture, package_weights};
-use super::run::{anybit, failure, success};
+use super::run::{anybit, assert_import_refused, failure, leftovers, success};
 
-fn arg(path: &Path) -> &str {
+pub fn arg(path: &Path) -> &str {
     path.to_str().expect("UTF-8 path")
 }
 
-/// Files in `dir` whose names start with `.{name}.importing`: staging directories left behind.
-fn leftovers(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let prefix = format!(".{name}.importing");
-    std::fs::read_dir(dir)
-        .expect("dir")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
-        .collect()
-}
-
-fn write_npy(path: &Path, dtype: NpyType, shape: Vec<usize>, data: Vec<u8>) {
+pub fn write_npy(path: &Path, dtype: NpyType, shape: Vec<usize>, data: Vec<u8>) {
     let array = NpyArray::new(dtype, shape, data).expect("npy");
     std::fs::write(path, array.write()).expect("write npy");
 }
 
-fn read_npy(path: &Path) -> NpyArray {
+pub fn read_npy(path: &Path) -> NpyArray {
     NpyArray::read(&std::fs::read(path).expect("read y")).expect("y.npy")
 }
 
@@ -128,14 +117,7 @@ fn bad_models_and_inputs_are_refused_leaving_nothing() {
     let model = dir.join("model.gguf");
     let bytes = std::fs::read(&model).expect("model");
     let out = dir.join("out");
-    let refused = |model: &Path, expect: &[&str]| {
-        let message = failure(&["import", arg(model), "-o", arg(&out)]);
-        for e in expect {
-            assert!(message.contains(e), "expected `{e}` in: {message}");
-        }
-        assert!(!out.exists(), "{} was left behind", out.display());
-        assert!(leftovers(&dir, "out").is_empty(), "staging directories left behind");
-    };
+    let refused = |model: &Path, expect: &[&str]| assert_import_refused(model, &out, expect);
     // A truncated file (cut inside the tensor data).
     let truncated = dir.join("truncated.gguf");
     std::fs::write(&truncated, &bytes[..bytes.len() - 1000]).expect("write");
@@ -153,8 +135,8 @@ fn bad_models_and_inputs_are_refused_leaving_nothing() {
     std::fs::write(&unsupported_path, &unsupported).expect("write");
     refused(&unsupported_path, &["unsupported.gguf", "`output.weight`", "IQ4_NL weights cannot be imported"]);
     // Not a model anybit imports.
-    refused(&dir.join("blk.0.attn_q.weight.f32"), &["not a model file"]);
-    refused(&dir, &["Hugging Face model directories"]);
+    refused(&dir.join("blk.0.attn_q.weight.f32"), &["not a model anybit imports"]);
+    refused(&dir, &["config.json: missing"]);
     // A tensor whose type and shape disagree with the file's layout: as Q8_0 (larger blocks)
     // its data would run into the next tensor's.
     set_tensor_type(&mut reshaped, "blk.0.attn_q.weight", 8);

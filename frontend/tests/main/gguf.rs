@@ -2,28 +2,12 @@
 //! package (`tests/fixtures/gguf_fixture.py`), and against corrupted files.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anybit_frontend::gguf::{GgufError, GgufFile, MetaValue};
 use proptest::prelude::*;
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("ANYBIT_PYTHON") {
-        return p.into();
-    }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(path.exists(), "{} is missing: run scripts/setup.sh", path.display());
-    path
-}
-
-/// Writes the fixture for `seed` into a fresh directory under the target directory.
 fn fixture(seed: u64) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("gguf-{}-{seed}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf_fixture.py");
-    let out = Command::new(python()).arg(&script).arg(&dir).arg(seed.to_string()).output().expect("python");
-    assert!(out.status.success(), "fixture script failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    dir
+    super::fixtures::fixture("gguf_fixture.py", "gguf", seed)
 }
 
 #[test]
