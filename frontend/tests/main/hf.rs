@@ -150,3 +150,42 @@ fn bad_checkpoints_are_errors_naming_file_and_tensor() {
     expect(first_error(&act), &["tensor `model.layers.0.self_attn.q_proj.g_idx`", "does not hold exactly 32"]);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The checkpoints of one fixture run, generated once for the property test below.
+fn corruption_source() -> &'static (PathBuf, Vec<u8>) {
+    static SOURCE: std::sync::OnceLock<(PathBuf, Vec<u8>)> = std::sync::OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let root = fixture(53);
+        let bytes = std::fs::read(root.join("gptq-4b-g32-act-order/model.safetensors")).expect("file");
+        (root, bytes)
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Corrupted checkpoint bytes — the safetensors header (its length, its JSON), tensor data,
+    /// offsets — give an error or weights, never a panic or a wild allocation. Flips are drawn
+    /// mostly from the header, where the structure lives.
+    #[test]
+    fn corrupted_checkpoints_never_panic(
+        flips in proptest::collection::vec((0usize..2048, proptest::prelude::any::<u8>()), 1..8),
+    ) {
+        let (root, good) = corruption_source();
+        let dir = root.join(format!("corrupt-{}", flips.len()));
+        let _ = std::fs::create_dir_all(&dir);
+        std::fs::copy(root.join("gptq-4b-g32-act-order/config.json"), dir.join("config.json")).expect("config");
+        let mut bytes = good.clone();
+        let n = bytes.len();
+        for (at, value) in flips {
+            bytes[at % n] = value;
+        }
+        std::fs::write(dir.join("model.safetensors"), &bytes).expect("write");
+        let _ = HfModel::open(&dir).and_then(|model| {
+            for layer in model.layers()? {
+                model.linear_weights(&layer, DType::F16)?;
+            }
+            Ok::<(), HfError>(())
+        });
+    }
+}
