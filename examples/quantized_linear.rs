@@ -19,7 +19,7 @@ use std::time::Instant;
 use anybit::frontend::lowbit::{QuantizedWeights, WeightFormat, reference};
 use anybit::ir::DType;
 use anybit::ir::random::SplitMix64;
-use anybit::jit::{JitOptions, compile_lowbit};
+use anybit::jit::{JitOptions, compile_lowbit_for};
 use anybit::linear::{Device, LinearOptions, QuantizedLinear};
 use anybit::runtime::CompileCache;
 
@@ -48,9 +48,10 @@ fn run(
     let compile = match layer.compile_info() {
         Some(info) => format!("{} {} ms {} KB", info.source, info.milliseconds, info.ptx_bytes / 1024),
         None => {
-            // No GPU: compile anyway, to show the JIT and the cache at work.
-            let compiled =
-                compile_lowbit(&format, &JitOptions::default(), CompileCache::global()).map_err(|e| e.to_string())?;
+            // No GPU: compile anyway (the kernel the layer would run, specialized for its N),
+            // to show the JIT and the cache at work.
+            let compiled = compile_lowbit_for(&format, Some(n), &JitOptions::default(), CompileCache::global())
+                .map_err(|e| e.to_string())?;
             let bytes: usize = compiled.module.ptx.iter().map(String::len).sum();
             format!("{} {} ms {} KB", compiled.source, compiled.timings.total.as_millis(), bytes / 1024)
         }
