@@ -6,7 +6,8 @@
 //! (translation validation over every example kernel, in the root crate's tests).
 //!
 //! The [`manager::PassManager`] runs named passes from plain per-level lists
-//! ([`manager::OptLevel`]: `-O0` only infers missing layouts, `-O1`/`-O2` clean up first) or
+//! ([`manager::OptLevel`]: `-O0` infers missing layouts and selects instructions, `-O1`/`-O2`
+//! also clean up first and vectorize) or
 //! from a list given by name (`anybit compile --passes a,b,c`), runs the verifier after each
 //! pass in debug builds and tests (an error names the pass), and can hand the module to a
 //! callback after each pass (`--print-after-all`).
@@ -22,12 +23,17 @@
 //! - [`vectorize`] — the widest legal access of every global load and store, from a
 //!   divisibility analysis over the kernel's assumptions, recorded as `via vector(n)` (proven
 //!   aligned), `via vector(n, checked)` (tested at run time) or `via scalar`;
-//! - [`select`] — instruction selection for `dot`: `mma.sync` with its fragment plan, or
-//!   per-thread fma, recorded as `via mma(m16n8k16)` / `via fma`;
-//! - [`dequant`] — not a pass over kernels but the instruction-selection search the backend
-//!   asks for every `cast(view(packed → w))` to `f16`/`bf16`: machine sequences (`lop3`,
-//!   `prmt`, half-pair arithmetic) found in an e-graph, extracted by cost and proven over
-//!   every input code.
+//! - [`select`] — instruction selection: `dot` by `mma.sync` with its fragment plan or
+//!   per-thread fma (`via mma(m16n8k16)` / `via fma`), shared loads by `ldmatrix`
+//!   (`via ldmatrix`), casts of packed weights by dequantization programs (`via dequant`);
+//! - [`dequant`] — not a pass over kernels but the search behind `via dequant`, which the
+//!   backend runs for the target: for every `cast(view(packed → w))` to `f16`/`bf16`, machine
+//!   sequences (`lop3`, `prmt`, half-pair arithmetic) found in an e-graph, extracted by cost
+//!   and proven over every input code.
+//!
+//! Selections are recorded in the IR (`InstData::via`): the backend carries them out and
+//! decides nothing itself, except for the layout conversions it inserts on its own (which use
+//! the same predicates) and, for now, shared-memory vector widths and `cp.async`.
 //!
 //! Dependencies point one way: this crate uses `anybit-ir` and `anybit-layouts`; the backends
 //! use it.

@@ -51,9 +51,10 @@ pub enum PassError {
 /// Optimization levels: which pipeline runs by default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OptLevel {
-    /// Only what code generation needs: missing layouts inferred.
+    /// Only what code generation needs: missing layouts inferred, instructions selected
+    /// (global accesses stay element by element).
     O0,
-    /// Plus index simplification and dead code elimination.
+    /// Plus index simplification, dead code elimination and vectorization.
     O1,
     /// Everything (today the same as `-O1`).
     O2,
