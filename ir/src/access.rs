@@ -14,7 +14,10 @@
 
 use std::collections::HashMap;
 
-use anybit_layouts::RegisterLayout;
+use anybit_layouts::{LayoutError, RegisterLayout, SharedLayout, ThreadAxis};
+
+use crate::dtype::DType;
+use crate::program::{Literal, Operand};
 
 /// One mode of a layout in mode form: its dim, size, and weight (the product of the sizes of
 /// the modes inside it in its dim).
@@ -166,6 +169,194 @@ pub fn vector_promise_holds(
         let index: i128 = (0..rank).map(|d| coord(d) * i128::from(strides[d])).sum();
         index.rem_euclid(w) == 0 && coord(last).rem_euclid(w) == 0
     })
+}
+
+/// Per thread axis (most significant first): its size, and the product of the sizes of the
+/// axes less significant than it.
+pub fn thread_axes(layout: &RegisterLayout) -> Vec<(ThreadAxis, usize, usize)> {
+    let sizes: Vec<usize> = layout
+        .threads()
+        .iter()
+        .map(|a| match *a {
+            ThreadAxis::Mode(m) => layout.mode_size(m).unwrap_or(1),
+            ThreadAxis::Replicated(n) => n,
+        })
+        .collect();
+    let mut out = Vec::with_capacity(sizes.len());
+    for (k, axis) in layout.threads().iter().enumerate() {
+        let stride: usize = sizes[k + 1..].iter().product();
+        out.push((*axis, sizes[k], stride));
+    }
+    out
+}
+
+/// The value of a literal integer operand (what a shared access's alignment can rely on).
+fn literal_index(o: Operand) -> Option<i64> {
+    match o {
+        Operand::Literal(Literal::Int(v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// Whether a shared access at these offsets by this layout has its runs aligned at compile
+/// time: literal offsets, and every dynamic term of the base (thread digits times mode
+/// weights times the dim's stride) a multiple of the longest run. Only single-mode dims
+/// (strided layouts) qualify.
+pub fn shared_access_aligned(
+    dtype: DType,
+    shared: &SharedLayout,
+    offsets: &[Operand],
+    layout: &RegisterLayout,
+) -> bool {
+    let modes = shared.modes();
+    if modes.iter().any(|d| d.len() != 1) || offsets.len() != modes.len() {
+        return false;
+    }
+    let strides: Vec<usize> = modes.iter().map(|d| d[0].stride).collect();
+    let rank = strides.len();
+    if strides.last() != Some(&1) {
+        return false;
+    }
+    let slot_offsets = slot_offsets(layout);
+    let runs = plan_runs(&slot_offsets, dtype.bits(), u32::MAX);
+    let Some(longest) = runs.iter().map(|r| r.slots.len()).max() else { return false };
+    let bits = dtype.bits() as usize;
+    let run_bytes = longest * bits / 8;
+    if run_bytes == 0 || run_bytes > 16 {
+        return false;
+    }
+    // Elements per run: the alignment every term must keep, in elements.
+    let unit = longest;
+    for (d, o) in offsets.iter().enumerate() {
+        match literal_index(*o) {
+            Some(v) if (v as usize * strides[d]).is_multiple_of(unit) => {}
+            _ => return false,
+        }
+    }
+    // Thread-digit terms of the base: weight × stride must be a multiple of the run length.
+    for (axis, _, _) in thread_axes(layout) {
+        if let ThreadAxis::Mode(m) = axis {
+            let Some(dim) = layout.mode_dim(m) else { return false };
+            let dim_modes = &layout.dims()[dim];
+            let first = layout.dims()[..dim].iter().map(Vec::len).sum::<usize>();
+            let weight: usize = dim_modes[m - first + 1..].iter().product();
+            if dim >= rank || !(weight * strides[dim]).is_multiple_of(unit) {
+                return false;
+            }
+        }
+    }
+    // Static slot offsets of run starts must be aligned too (the runs guarantee it for the
+    // last dim; other dims need their stride to keep it).
+    for run in &runs {
+        let Some(&first) = run.slots.first() else { continue };
+        let o = &slot_offsets[first];
+        let elem: usize = o.iter().zip(&strides).map(|(&k, &s)| k as usize * s).sum();
+        if !elem.is_multiple_of(run.slots.len()) {
+            return false;
+        }
+    }
+    // Swizzles move chunks of 2^base bytes: runs must not cross them.
+    if let Some(s) = shared.swizzle()
+        && s.bits() > 0
+        && run_bytes > (1usize << s.base())
+    {
+        return false;
+    }
+    // The tile's byte offset is 16-aligned; elements of sub-byte types must form whole bytes.
+    run_bytes * 8 == longest * bits
+}
+
+/// The vector runs of a shared access (when [`shared_access_aligned`] holds), of at most
+/// `max_width` elements.
+pub fn shared_vector_runs(dtype: DType, shared: &SharedLayout, offsets: &[Vec<i64>], max_width: u32) -> Vec<Run> {
+    let modes = shared.modes();
+    if modes.iter().any(|d| d.len() != 1) || modes.last().map(|d| d[0].stride) != Some(1) {
+        return vec![];
+    }
+    let bits = dtype.bits();
+    plan_runs(offsets, bits, max_width)
+        .into_iter()
+        .filter(|r| (r.slots.len() as u32 * bits).is_multiple_of(8))
+        .collect()
+}
+
+/// The vector width of a shared access that [`shared_access_aligned`] proves aligned: the
+/// longest of its [`shared_vector_runs`]; `None` when its elements go one by one (unaligned,
+/// no runs, or a store by a replicated layout, whose replicas would race on a vector).
+pub fn shared_vector_width(
+    dtype: DType,
+    shared: &SharedLayout,
+    offsets: &[Operand],
+    layout: &RegisterLayout,
+    store: bool,
+) -> Option<u32> {
+    if !shared_access_aligned(dtype, shared, offsets, layout) || (store && layout.is_replicated()) {
+        return None;
+    }
+    let runs = shared_vector_runs(dtype, shared, &slot_offsets(layout), u32::MAX);
+    (!runs.is_empty()).then(|| longest_run(&runs) as u32)
+}
+
+/// Whether a `copy_async` of `shape` (elements of `dtype`) into a shared tile laid out as
+/// `shared` at `dst_offsets`, spread over `threads` threads by [`copy_layout`], can be
+/// `cp.async`: whole bytes, every thread's elements in runs of 4, 8 or 16 bytes along the last
+/// dim, landing aligned in shared memory. `Some(width)` (the longest run) when it can; the
+/// global side (a unit last stride, aligned runs) is for the caller to prove or test.
+pub fn async_copy_width(
+    dtype: DType,
+    shared: &SharedLayout,
+    dst_offsets: &[Operand],
+    shape: &[usize],
+    threads: usize,
+) -> Option<u32> {
+    let bits = dtype.bits();
+    if !bits.is_multiple_of(8) {
+        return None;
+    }
+    let layout = copy_layout(shape, threads, bits).ok()?;
+    let offsets = slot_offsets(&layout);
+    let runs = plan_runs(&offsets, bits, u32::MAX);
+    let whole_runs = !runs.is_empty()
+        && runs.iter().all(|r| matches!(r.slots.len() as u32 * bits / 8, 4 | 8 | 16))
+        && runs.iter().map(|r| r.slots.len()).sum::<usize>() == offsets.len();
+    let lands_aligned = shared_access_aligned(dtype, shared, dst_offsets, &layout)
+        && !shared_vector_runs(dtype, shared, &offsets, u32::MAX).is_empty();
+    (whole_runs && lands_aligned).then(|| longest_run(&runs) as u32)
+}
+
+/// A layout spreading a copy of `shape` over `threads` threads, each thread holding runs of
+/// up to 16 bytes along the last dim.
+pub fn copy_layout(shape: &[usize], threads: usize, bits: u32) -> Result<RegisterLayout, LayoutError> {
+    let rank = shape.len();
+    let Some(&last) = shape.last() else { return Err(LayoutError::ZeroSize { what: "the copy's rank".into() }) };
+    let mut v = ((128 / bits.max(1)) as usize).max(1);
+    while v > 1 && !last.is_multiple_of(v) {
+        v /= 2;
+    }
+    let mut grid: Vec<usize> = shape.to_vec();
+    grid[rank - 1] /= v;
+    let mut spatial = vec![1usize; rank];
+    let mut local = grid.clone();
+    let mut t = threads;
+    for d in (0..rank).rev() {
+        let p = gcd(local[d], t);
+        spatial[d] = p;
+        local[d] /= p;
+        t /= p;
+    }
+    let mut inner = vec![1usize; rank];
+    inner[rank - 1] = v;
+    let mut l = RegisterLayout::local(&local)?;
+    l = l.compose(&RegisterLayout::spatial(&spatial)?)?;
+    l = l.compose(&RegisterLayout::local(&inner)?)?;
+    if t > 1 {
+        l = RegisterLayout::replicated(t)?.compose(&l)?;
+    }
+    Ok(l)
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 #[cfg(test)]

@@ -142,12 +142,13 @@
 //!
 //! **Selections** (`via …`, recorded by the selection passes)
 //!
-//! 23. A selection applies to its instruction: `scalar`/`vector` to global loads and stores,
-//!     `mma`/`fma` to `dot`, `dequant` to `cast`, `ldmatrix` to `load_shared`. A vector width
-//!     is a power of two ≥ 2 whose run moves 16 to 128 bits of a power-of-two element width
-//!     ≤ 32; `mma(m16n8k16)` takes f16×f16 or bf16×bf16 into f32 and `mma(m16n8k32)` s8/u8
-//!     into 32-bit integers, with M, N, K multiples of the shape; `dequant` casts elements of
-//!     at most 8 bits to f16/bf16; `ldmatrix` loads 16-bit elements.
+//! 23. A selection applies to its instruction: `scalar`/`vector` to global and shared loads
+//!     and stores (shared ones never `checked`), `async` to `copy_async`, `mma`/`fma` to
+//!     `dot`, `dequant` to `cast`, `ldmatrix` to `load_shared`. A vector width is a power of
+//!     two ≥ 2 whose run moves 16 to 128 bits of a power-of-two element width ≤ 32;
+//!     `mma(m16n8k16)` takes f16×f16 or bf16×bf16 into f32 and `mma(m16n8k32)` s8/u8 into
+//!     32-bit integers, with M, N, K multiples of the shape; `dequant` casts elements of at
+//!     most 8 bits to f16/bf16; `ldmatrix` loads 16-bit elements.
 //!
 //! [`GridExpr::Param`]: crate::program::GridExpr::Param
 //! [`infer::result_types`]: crate::program::infer::result_types

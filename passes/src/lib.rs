@@ -20,9 +20,10 @@
 //! - [`infer`] — layout inference: every missing register and shared layout filled from
 //!   per-instruction rules (MMA fragments for `dot`, vector-friendly loads, propagation through
 //!   elementwise operations and `view`, swizzled shared layouts);
-//! - [`vectorize`] — the widest legal access of every global load and store, from a
-//!   divisibility analysis over the kernel's assumptions, recorded as `via vector(n)` (proven
-//!   aligned), `via vector(n, checked)` (tested at run time) or `via scalar`;
+//! - [`vectorize`] — the widest legal access of every memory instruction, from a divisibility
+//!   analysis over the kernel's assumptions: global and shared `via vector(n)` (proven
+//!   aligned), global `via vector(n, checked)` (tested at run time), `via scalar`, and
+//!   `copy_async via async` / `via async(checked)` for `cp.async`;
 //! - [`select`] — instruction selection: `dot` by `mma.sync` with its fragment plan or
 //!   per-thread fma (`via mma(m16n8k16)` / `via fma`), shared loads by `ldmatrix`
 //!   (`via ldmatrix`), casts of packed weights by dequantization programs (`via dequant`);
@@ -33,7 +34,7 @@
 //!
 //! Selections are recorded in the IR (`InstData::via`): the backend carries them out and
 //! decides nothing itself, except for the layout conversions it inserts on its own (which use
-//! the same predicates) and, for now, shared-memory vector widths and `cp.async`.
+//! the same predicates).
 //!
 //! Dependencies point one way: this crate uses `anybit-ir` and `anybit-layouts`; the backends
 //! use it.

@@ -11,7 +11,7 @@
 //! the slot part folded into constants.
 
 use anybit_ir::access::modes;
-pub(crate) use anybit_ir::access::slot_offsets;
+pub(crate) use anybit_ir::access::{slot_offsets, thread_axes};
 use anybit_layouts::{RegisterLayout, ThreadAxis};
 use inkwell::values::IntValue;
 
@@ -24,25 +24,6 @@ pub(crate) struct Coords<'ctx> {
     pub base: Vec<IntValue<'ctx>>,
     /// Per slot, per dim, what the slot adds to the base.
     pub offsets: Vec<Vec<i64>>,
-}
-
-/// Per thread axis (most significant first): its size, and the product of the sizes of the
-/// axes less significant than it.
-pub(crate) fn thread_axes(layout: &RegisterLayout) -> Vec<(ThreadAxis, usize, usize)> {
-    let sizes: Vec<usize> = layout
-        .threads()
-        .iter()
-        .map(|a| match *a {
-            ThreadAxis::Mode(m) => layout.mode_size(m).unwrap_or(1),
-            ThreadAxis::Replicated(n) => n,
-        })
-        .collect();
-    let mut out = Vec::with_capacity(sizes.len());
-    for (k, axis) in layout.threads().iter().enumerate() {
-        let stride: usize = sizes[k + 1..].iter().product();
-        out.push((*axis, sizes[k], stride));
-    }
-    out
 }
 
 /// The digit of thread axis `k` of the running thread (`i32`), computed in the prologue.

@@ -738,9 +738,9 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                 Ok(())
             }
             Op::LoadShared { src, offsets, .. } => self.load_shared(inst, *src, offsets),
-            Op::StoreShared { value, dst, offsets } => self.store_shared(*value, *dst, offsets),
+            Op::StoreShared { value, dst, offsets } => self.store_shared(inst, *value, *dst, offsets),
             Op::CopyAsync { src, src_offsets, dst, dst_offsets, shape } => {
-                self.copy_async(*src, src_offsets, *dst, dst_offsets, shape)
+                self.copy_async(inst, *src, src_offsets, *dst, dst_offsets, shape)
             }
             Op::CommitGroup => self.commit_group(),
             Op::WaitGroup { pending } => self.wait_group(*pending),

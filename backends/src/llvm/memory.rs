@@ -53,7 +53,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use anybit_ir::access::{Run, plan_runs};
+use anybit_ir::access::{Run, async_copy_width, copy_layout, plan_runs, shared_vector_runs, shared_vector_width};
 use anybit_ir::program::{InstData, Kernel, Op, Operand, Type, ValueId, Via};
 use anybit_layouts::{RegisterLayout, SharedLayout};
 use anybit_passes::select::{ldmatrix_fragment, ldmatrix_plan};
@@ -1104,7 +1104,8 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         // What `select-instructions` decided: `ldmatrix`, or vector/element loads.
         let codes = match inst.via {
             Some(Via::Ldmatrix { trans }) => self.emit_ldmatrix(&tile, &origin, layout, trans)?,
-            _ => self.load_shared_vectors(&tile, &origin, offsets, layout)?,
+            Some(Via::Vector { width, .. }) => self.load_shared_vectors(&tile, &origin, layout, Some(width))?,
+            _ => self.load_shared_vectors(&tile, &origin, layout, None)?,
         };
         let slots = codes.into_iter().map(|c| arith::from_code(&self.em, dtype, c)).collect::<LResult<Vec<_>>>()?;
         let origin = Some(Origin { tile: src, offsets: offsets.to_vec(), epoch: self.epoch });
@@ -1125,27 +1126,26 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     ) -> LResult<Vec<IntValue<'ctx>>> {
         match ldmatrix_plan(tile.dtype, &tile.layout, offsets, layout) {
             Some(trans) => self.emit_ldmatrix(tile, origin, layout, trans),
-            None => self.load_shared_vectors(tile, origin, offsets, layout),
+            None => {
+                let width = shared_vector_width(tile.dtype, &tile.layout, offsets, layout, false);
+                self.load_shared_vectors(tile, origin, layout, width)
+            }
         }
     }
 
-    /// Loads a register tile of `layout` from a shared tile at `origin` by vector loads where
-    /// slots are contiguous and aligned, else element by element.
+    /// Loads a register tile of `layout` from a shared tile at `origin`: by vector loads of up
+    /// to `width` elements ([`shared_vector_width`]: proven aligned), else element by element.
     fn load_shared_vectors(
         &mut self,
         tile: &SharedTile,
         origin: &[IntValue<'ctx>],
-        offsets: &[Operand],
         layout: &RegisterLayout,
+        width: Option<u32>,
     ) -> LResult<Vec<IntValue<'ctx>>> {
         let coords = layout::coords(&mut self.em, layout)?;
         let ptr = self.tile_ptr(tile)?;
         let bits = tile.dtype.bits();
-        let runs = if shared_access_aligned(tile, offsets, layout) {
-            shared_vector_runs(tile, &coords.offsets)
-        } else {
-            vec![]
-        };
+        let runs = width.map_or_else(Vec::new, |w| shared_vector_runs(tile.dtype, &tile.layout, &coords.offsets, w));
         let mut codes: Vec<Option<IntValue<'ctx>>> = vec![None; coords.offsets.len()];
         for run in &runs {
             let Some(&first) = run.slots.first() else { continue };
@@ -1168,24 +1168,22 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         codes.into_iter().map(|c| c.ok_or(LowerError::Llvm("slot not loaded".into()))).collect()
     }
 
-    /// Stores codes of a register tile of `layout` into a shared tile at `origin`.
+    /// Stores codes of a register tile of `layout` into a shared tile at `origin`, by vector
+    /// stores of up to `width` elements ([`shared_vector_width`]: proven aligned, `None` for
+    /// element stores); `None` for `width` is decided here for the backend's own copies.
     pub(crate) fn store_shared_codes(
         &mut self,
         tile: &SharedTile,
         origin: &[IntValue<'ctx>],
-        offsets_ops: &[Operand],
         layout: &RegisterLayout,
         codes: &[IntValue<'ctx>],
+        width: Option<u32>,
     ) -> LResult<()> {
         let coords = layout::coords(&mut self.em, layout)?;
         let ptr = self.tile_ptr(tile)?;
         let bits = tile.dtype.bits();
         let replicated = layout.is_replicated();
-        let runs = if shared_access_aligned(tile, offsets_ops, layout) && !replicated {
-            shared_vector_runs(tile, &coords.offsets)
-        } else {
-            vec![]
-        };
+        let runs = width.map_or_else(Vec::new, |w| shared_vector_runs(tile.dtype, &tile.layout, &coords.offsets, w));
         // Replicas write the same values; sub-byte replicas only once (atomics).
         let guard = if replicated && !bits.is_multiple_of(8) {
             Some(layout::is_first_holder(&mut self.em, layout)?)
@@ -1237,7 +1235,13 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         Ok(())
     }
 
-    pub(crate) fn store_shared(&mut self, value: ValueId, dst: ValueId, offsets: &[Operand]) -> LResult<()> {
+    pub(crate) fn store_shared(
+        &mut self,
+        inst: &InstData,
+        value: ValueId,
+        dst: ValueId,
+        offsets: &[Operand],
+    ) -> LResult<()> {
         let tile = self.shared_tile(dst)?;
         let t = match self.canonical(value, self.val(value)?)? {
             Val::Register(t) => t,
@@ -1246,7 +1250,12 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         let origin = offsets.iter().map(|&o| self.index32(o)).collect::<LResult<Vec<_>>>()?;
         let codes = t.slots.iter().map(|&v| arith::to_code(&self.em, t.dtype, v)).collect::<LResult<Vec<_>>>()?;
         self.epoch += 1;
-        self.store_shared_codes(&tile, &origin, offsets, &t.layout, &codes)
+        // What `vectorize` decided.
+        let width = match inst.via {
+            Some(Via::Vector { width, .. }) => Some(width),
+            _ => None,
+        };
+        self.store_shared_codes(&tile, &origin, &t.layout, &codes, width)
     }
 
     /// An integer scalar operand as `i32` (shared-memory coordinates).
@@ -1259,6 +1268,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
 
     pub(crate) fn copy_async(
         &mut self,
+        inst: &InstData,
         src: ValueId,
         src_offsets: &[Operand],
         dst: ValueId,
@@ -1270,24 +1280,26 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         let tile = self.shared_tile(dst)?;
         self.epoch += 1;
         let bits = view.dtype.bits();
-        let layout = copy_layout(shape, self.kernel.num_threads(), bits)?;
+        let layout = copy_layout(shape, self.kernel.num_threads(), bits)
+            .map_err(|e| LowerError::Llvm(format!("copy layout: {e}")))?;
         let src_origin = src_offsets.iter().map(|&o| self.index64(o)).collect::<LResult<Vec<_>>>()?;
         let dst_origin = dst_offsets.iter().map(|&o| self.index32(o)).collect::<LResult<Vec<_>>>()?;
         let coords = layout::coords(&mut self.em, &layout)?;
         let runs = Self::global_runs(&view, &coords.offsets, u32::MAX);
-        let asyncable = self.em.platform.is_nvptx()
-            && bits % 8 == 0
-            && !runs.is_empty()
-            && runs.iter().all(|r| {
-                let bytes = r.slots.len() as u32 * bits / 8;
-                matches!(bytes, 4 | 8 | 16)
-            })
-            && runs.iter().map(|r| r.slots.len()).sum::<usize>() == coords.offsets.len()
-            && shared_access_aligned(&tile, dst_offsets, &layout)
-            && !shared_vector_runs(&tile, &coords.offsets).is_empty();
-        if !asyncable {
-            let codes = self.load_global_codes(view, &src_origin, &coords, Vectorize::Checked(u32::MAX))?;
-            return self.store_shared_codes(&tile, &dst_origin, dst_offsets, &layout, &codes);
+        // What `vectorize` decided: `cp.async` (proven aligned, or tested at run time), or a
+        // synchronous copy. The host platform has no `cp.async` and always copies synchronously.
+        let checked = match inst.via {
+            Some(Via::Async { checked }) if self.em.platform.is_nvptx() => checked,
+            _ => {
+                let codes = self.load_global_codes(view, &src_origin, &coords, Vectorize::Checked(u32::MAX))?;
+                let width = shared_vector_width(tile.dtype, &tile.layout, dst_offsets, &layout, true);
+                return self.store_shared_codes(&tile, &dst_origin, &layout, &codes, width);
+            }
+        };
+        if runs.is_empty()
+            || async_copy_width(tile.dtype, &tile.layout, dst_offsets, shape, layout.num_threads()).is_none()
+        {
+            return internal("`copy_async` was selected for cp.async, but its runs do not allow it");
         }
         // cp.async per run when aligned and no run is partially masked; else synchronous.
         let mut acc = self.begin_global(view.clone(), &src_origin, &coords.base)?;
@@ -1323,11 +1335,17 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                 }
             }
         }
-        let fast = self.em.and_all(&conds)?;
-        let (async_block, sync_block, merge) =
-            (self.block_named("cp.async")?, self.block_named("cp.sync")?, self.block_named("cp.merge")?);
-        self.em.b.build_conditional_branch(fast, async_block, sync_block)?;
-        self.em.b.position_at_end(async_block);
+        // Proven aligned and whole: no test, no synchronous path.
+        let blocks = if checked {
+            let fast = self.em.and_all(&conds)?;
+            let (async_block, sync_block, merge) =
+                (self.block_named("cp.async")?, self.block_named("cp.sync")?, self.block_named("cp.merge")?);
+            self.em.b.build_conditional_branch(fast, async_block, sync_block)?;
+            self.em.b.position_at_end(async_block);
+            Some((sync_block, merge))
+        } else {
+            None
+        };
         let tile_ptr = self.tile_ptr(&tile)?;
         let zero = zero_page(&self.em);
         for (run, &full) in runs.iter().zip(&run_full) {
@@ -1344,10 +1362,12 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
             let name = format!("llvm.nvvm.cp.async.{kind}.shared.global.{bytes}.s");
             self.em.intrinsic(&name, None, &[saddr.into(), gaddr.into(), size.into()])?;
         }
+        let Some((sync_block, merge)) = blocks else { return Ok(()) };
         self.em.b.build_unconditional_branch(merge)?;
         self.em.b.position_at_end(sync_block);
         let codes = self.load_global_codes(view, &src_origin, &coords, Vectorize::Checked(u32::MAX))?;
-        self.store_shared_codes(&tile, &dst_origin, dst_offsets, &layout, &codes)?;
+        let width = shared_vector_width(tile.dtype, &tile.layout, dst_offsets, &layout, true);
+        self.store_shared_codes(&tile, &dst_origin, &layout, &codes, width)?;
         self.em.b.build_unconditional_branch(merge)?;
         self.em.b.position_at_end(merge);
         Ok(())
@@ -1387,113 +1407,4 @@ fn natural_alignment(bits: u32) -> u32 {
 
 pub(crate) fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 { a } else { gcd(b, a % b) }
-}
-
-/// Whether a shared access at these offsets by this layout has its runs aligned at compile
-/// time: literal offsets, and every dynamic term of the base (thread digits times mode
-/// weights times the dim's stride) a multiple of the longest run. Only single-mode dims
-/// (strided layouts) qualify.
-pub(crate) fn shared_access_aligned(tile: &SharedTile, offsets: &[Operand], layout: &RegisterLayout) -> bool {
-    let modes = tile.layout.modes();
-    if modes.iter().any(|d| d.len() != 1) || offsets.len() != modes.len() {
-        return false;
-    }
-    let strides: Vec<usize> = modes.iter().map(|d| d[0].stride).collect();
-    let rank = strides.len();
-    if strides.last() != Some(&1) {
-        return false;
-    }
-    let slot_offsets = layout::slot_offsets(layout);
-    let runs = plan_runs(&slot_offsets, tile.dtype.bits(), u32::MAX);
-    let Some(longest) = runs.iter().map(|r| r.slots.len()).max() else { return false };
-    let bits = tile.dtype.bits() as usize;
-    let run_bytes = longest * bits / 8;
-    if run_bytes == 0 || run_bytes > 16 {
-        return false;
-    }
-    // Elements per run: the alignment every term must keep, in elements.
-    let unit = longest;
-    for (d, o) in offsets.iter().enumerate() {
-        match Lower::static_index(*o) {
-            Some(v) if (v as usize * strides[d]).is_multiple_of(unit) => {}
-            _ => return false,
-        }
-    }
-    // Thread-digit terms of the base: weight × stride must be a multiple of the run length.
-    for (axis, _, _) in layout::thread_axes(layout) {
-        if let anybit_layouts::ThreadAxis::Mode(m) = axis {
-            let Some(dim) = layout.mode_dim(m) else { return false };
-            let dim_modes = &layout.dims()[dim];
-            let first = layout.dims()[..dim].iter().map(Vec::len).sum::<usize>();
-            let weight: usize = dim_modes[m - first + 1..].iter().product();
-            if dim >= rank || !(weight * strides[dim]).is_multiple_of(unit) {
-                return false;
-            }
-        }
-    }
-    // Static slot offsets of run starts must be aligned too (the runs guarantee it for the
-    // last dim; other dims need their stride to keep it).
-    for run in &runs {
-        let Some(&first) = run.slots.first() else { continue };
-        let o = &slot_offsets[first];
-        let elem: usize = o.iter().zip(&strides).map(|(&k, &s)| k as usize * s).sum();
-        if !elem.is_multiple_of(run.slots.len()) {
-            return false;
-        }
-    }
-    // Swizzles move chunks of 2^base bytes: runs must not cross them.
-    if let Some(s) = tile.layout.swizzle()
-        && s.bits() > 0
-        && run_bytes > (1usize << s.base())
-    {
-        return false;
-    }
-    // The tile's byte offset is 16-aligned; elements of sub-byte types must form whole bytes.
-    run_bytes * 8 == longest * bits
-}
-
-/// The vector runs of a shared access (when [`shared_access_aligned`] holds).
-fn shared_vector_runs(tile: &SharedTile, offsets: &[Vec<i64>]) -> Vec<Run> {
-    let modes = tile.layout.modes();
-    if modes.iter().any(|d| d.len() != 1) || modes.last().map(|d| d[0].stride) != Some(1) {
-        return vec![];
-    }
-    let bits = tile.dtype.bits();
-    plan_runs(offsets, bits, u32::MAX).into_iter().filter(|r| (r.slots.len() as u32 * bits).is_multiple_of(8)).collect()
-}
-
-/// A layout spreading a copy of `shape` over `threads` threads, each thread holding runs of
-/// up to 16 bytes along the last dim.
-pub(crate) fn copy_layout(shape: &[usize], threads: usize, bits: u32) -> LResult<RegisterLayout> {
-    let rank = shape.len();
-    let Some(&last) = shape.last() else { return internal("copy of rank 0") };
-    let mut v = ((128 / bits.max(1)) as usize).max(1);
-    while v > 1 && !last.is_multiple_of(v) {
-        v /= 2;
-    }
-    let mut grid: Vec<usize> = shape.to_vec();
-    grid[rank - 1] /= v;
-    let mut spatial = vec![1usize; rank];
-    let mut local = grid.clone();
-    let mut t = threads;
-    for d in (0..rank).rev() {
-        let p = gcd_usize(local[d], t);
-        spatial[d] = p;
-        local[d] /= p;
-        t /= p;
-    }
-    let mut inner = vec![1usize; rank];
-    inner[rank - 1] = v;
-    let err = |e: anybit_layouts::LayoutError| LowerError::Llvm(format!("copy layout: {e}"));
-    let mut l = RegisterLayout::local(&local).map_err(err)?;
-    l = l.compose(&RegisterLayout::spatial(&spatial).map_err(err)?).map_err(err)?;
-    l = l.compose(&RegisterLayout::local(&inner).map_err(err)?).map_err(err)?;
-    if t > 1 {
-        l = RegisterLayout::replicated(t).map_err(err)?.compose(&l).map_err(err)?;
-    }
-    Ok(l)
-}
-
-fn gcd_usize(a: usize, b: usize) -> usize {
-    if b == 0 { a } else { gcd_usize(b, a % b) }
 }

@@ -237,7 +237,8 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         let codes = src.slots.iter().map(|&v| arith::to_code(&self.em, src.dtype, v)).collect::<LResult<Vec<_>>>()?;
         let zeros = vec![anybit_ir::program::Operand::Literal(anybit_ir::program::Literal::Int(0)); src.shape.len()];
         let origin = vec![self.em.c32(0); src.shape.len()];
-        self.store_shared_codes(&tile, &origin, &zeros, &src.layout, &codes)?;
+        let width = anybit_ir::access::shared_vector_width(tile.dtype, &tile.layout, &zeros, &src.layout, true);
+        self.store_shared_codes(&tile, &origin, &src.layout, &codes, width)?;
         Ok(tile)
     }
 

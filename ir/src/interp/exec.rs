@@ -1127,6 +1127,26 @@ impl<'k, 'a> Machine<'k, 'a> {
                 format!("the copy has more than {} elements", self.options.max_tile_elements),
             );
         }
+        // A copy selected as proven-aligned `cp.async` runs must find them aligned and whole.
+        if let Some(inst) = self.kernel.insts.get(id)
+            && inst.via == Some(Via::Async { checked: false })
+        {
+            let bits = view.dtype.bits();
+            let layout = crate::access::copy_layout(shape, self.kernel.num_threads(), bits)
+                .map_err(|e| InterpError::new(ErrorKind::Malformed, format!("copy layout: {e}")))?;
+            let runs = crate::access::plan_runs(&crate::access::slot_offsets(&layout), bits, u32::MAX);
+            let width = crate::access::longest_run(&runs) as u32;
+            if !crate::access::vector_promise_holds(&layout, &src_offsets, &view.shape, &view.strides, width) {
+                return fail(
+                    ErrorKind::BrokenVectorPromise,
+                    format!(
+                        "`copy_async` from {src_offsets:?} of a view of shape {:?} and strides {:?} was selected as \
+                         aligned cp.async runs of {width} elements (`via async`), but they are not aligned or whole here",
+                        view.shape, view.strides
+                    ),
+                );
+            }
+        }
         // Read the source now (global memory does not change while the copy is in flight).
         let codes = self.read_global_tile(&view, &src_offsets, shape)?;
         let access = Access {

@@ -49,10 +49,11 @@ impl MmaShape {
 /// How the backend implements one instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Via {
-    /// A global access (`load_global`, `store_global`) element by element.
+    /// A global or shared access (`load_global`, `store_global`, `load_shared`,
+    /// `store_shared`) element by element.
     Scalar,
-    /// A global access in runs of up to `width` consecutive elements per memory instruction
-    /// (at most 128 bits). Without `checked` the vectorizer proved every run aligned and
+    /// A global or shared access in runs of up to `width` consecutive elements per memory
+    /// instruction (at most 128 bits); shared accesses are always proven (never `checked`). Without `checked` the vectorizer proved every run aligned and
     /// entirely inside or outside the view, from the kernel's assumptions; with it, the
     /// backend tests that at run time and falls back to element accesses.
     Vector {
@@ -68,6 +69,14 @@ pub enum Via {
     /// `cast` of a viewed packed tensor to `f16`/`bf16` by the machine program the
     /// dequantization search selected.
     Dequant,
+    /// `copy_async` by `cp.async`, runs of 4 to 16 bytes per thread. Without `checked` the
+    /// vectorizer proved the global runs aligned and whole; with it the backend tests that at
+    /// run time and copies synchronously otherwise. Without this selection the copy is
+    /// synchronous (loads, then shared stores).
+    Async {
+        /// Whether alignment is tested at run time.
+        checked: bool,
+    },
     /// `load_shared` of 16-bit elements by `ldmatrix` (`.trans` when `trans`): each 8×8 block
     /// of the register layout's fragments is one matrix of the instruction.
     Ldmatrix {
@@ -80,7 +89,11 @@ impl Via {
     /// Whether this selection can describe `op` (the verifier checks more).
     pub fn applies_to(&self, op: &Op) -> bool {
         match self {
-            Via::Scalar | Via::Vector { .. } => matches!(op, Op::LoadGlobal { .. } | Op::StoreGlobal { .. }),
+            Via::Scalar | Via::Vector { .. } => matches!(
+                op,
+                Op::LoadGlobal { .. } | Op::StoreGlobal { .. } | Op::LoadShared { .. } | Op::StoreShared { .. }
+            ),
+            Via::Async { .. } => matches!(op, Op::CopyAsync { .. }),
             Via::Mma(_) | Via::Fma => matches!(op, Op::Dot { .. }),
             Via::Dequant => matches!(op, Op::Cast { .. }),
             Via::Ldmatrix { .. } => matches!(op, Op::LoadShared { .. }),
@@ -105,6 +118,8 @@ impl fmt::Display for Via {
             Via::Mma(shape) => write!(f, "mma({})", shape.name()),
             Via::Fma => f.write_str("fma"),
             Via::Dequant => f.write_str("dequant"),
+            Via::Async { checked: false } => f.write_str("async"),
+            Via::Async { checked: true } => f.write_str("async(checked)"),
             Via::Ldmatrix { trans: false } => f.write_str("ldmatrix"),
             Via::Ldmatrix { trans: true } => f.write_str("ldmatrix(trans)"),
         }

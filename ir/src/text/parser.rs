@@ -1164,8 +1164,18 @@ impl<'s> Parser<'s> {
         Ok(())
     }
 
+    /// `(flag)` after a selection's name, or nothing: whether the flag is given.
+    fn optional_flag(&mut self, name: &str, flag: &str) -> PResult<bool> {
+        if !self.eat_punct(b'(') {
+            return Ok(false);
+        }
+        self.expect_word(flag, &format!("after `{name}(`"))?;
+        self.expect_punct(b')', &format!("after `{flag}`"))?;
+        Ok(true)
+    }
+
     /// A selection after `via`: `scalar`, `vector(8)`, `vector(8, checked)`, `mma(m16n8k16)`,
-    /// `fma`, `dequant`, `ldmatrix`, `ldmatrix(trans)`.
+    /// `fma`, `dequant`, `ldmatrix`, `ldmatrix(trans)`, `async`, `async(checked)`.
     fn via(&mut self, op: &Op) -> PResult<Via> {
         let t = self.peek();
         let (word, span) = self.ident("a selection after `via` (`vector(8)`, `mma(m16n8k16)`, `fma`, …)")?;
@@ -1173,16 +1183,8 @@ impl<'s> Parser<'s> {
             "scalar" => Via::Scalar,
             "fma" => Via::Fma,
             "dequant" => Via::Dequant,
-            "ldmatrix" => {
-                let trans = if self.eat_punct(b'(') {
-                    self.expect_word("trans", "after `ldmatrix(`")?;
-                    self.expect_punct(b')', "after `trans`")?;
-                    true
-                } else {
-                    false
-                };
-                Via::Ldmatrix { trans }
-            }
+            "async" => Via::Async { checked: self.optional_flag("async", "checked")? },
+            "ldmatrix" => Via::Ldmatrix { trans: self.optional_flag("ldmatrix", "trans")? },
             "vector" => {
                 self.expect_punct(b'(', "after `vector`")?;
                 let width = self.uint("the vector width in elements", 128)?;
@@ -1209,7 +1211,9 @@ impl<'s> Parser<'s> {
             }
             _ => {
                 self.error(
-                    format!("unknown selection `{word}` (expected scalar, vector, mma, fma, dequant or ldmatrix)"),
+                    format!(
+                        "unknown selection `{word}` (expected scalar, vector, mma, fma, dequant, ldmatrix or async)"
+                    ),
                     Self::span_of(&t),
                 );
                 return Err(Reported);

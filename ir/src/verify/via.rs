@@ -17,7 +17,15 @@ impl<'k> Checker<'k> {
         let Some(via) = inst.via else { return };
         let problem = match (&inst.op, via) {
             (op, via) if !via.applies_to(op) => Some(format!("`via {via}` does not apply to this instruction")),
-            (Op::LoadGlobal { ty, .. }, Via::Vector { width, .. }) => vector_problem(ty.dtype, width),
+            (Op::LoadShared { .. } | Op::StoreShared { .. }, Via::Vector { checked: true, .. }) => {
+                Some("shared accesses are vectorized only when proven aligned (no `checked`)".to_string())
+            }
+            (Op::LoadGlobal { ty, .. } | Op::LoadShared { ty, .. }, Via::Vector { width, .. }) => {
+                vector_problem(ty.dtype, width)
+            }
+            (Op::StoreShared { value, .. }, Via::Vector { width, .. }) => {
+                self.register_of(Operand::Value(*value)).and_then(|(dtype, _)| vector_problem(dtype, width))
+            }
             (Op::StoreGlobal { value, .. }, Via::Vector { width, .. }) => {
                 match self.register_of(Operand::Value(*value)) {
                     Some((dtype, _)) => vector_problem(dtype, width),

@@ -1981,3 +1981,30 @@ fn errors_render_with_their_location() {
     assert_eq!(d.span, None, "built kernels have no spans");
     let _ = SpecialValues::Ieee;
 }
+
+/// A global access selected as proven-aligned vector runs (`via vector(8)`) is checked on every
+/// execution: aligned origins pass; an origin that splits the runs is an error, as is breaking
+/// the kernel's stated assumption at launch.
+#[test]
+fn proven_vector_accesses_and_assumptions_are_checked() {
+    let src = "
+kernel copy(x: ptr f16[k] align 16, y: ptr f16[k] align 16, k: i32, o: i32) where k % 8 == 0 grid(1) warps(1) {
+    %xv = global_view %x [%k] strides [1]
+    %yv = global_view %y [%k] strides [1]
+    %t = load_global %xv [%o] : f16[256] layout spatial(32).local(8) via vector(8)
+    store_global %t, %yv [%o] via vector(8)
+}";
+    let kernel = anybit_ir::text::parse_module(src).expect("parse").kernels.remove(0);
+    let k = 512;
+    let input: Vec<u32> = (0..k as u32).map(|i| DType::F16.encode(f64::from(i % 97))).collect();
+    let mut args = vec![buf(DType::F16, &input), zeros(DType::F16, k), Arg::Int(k as i64), Arg::Int(256)];
+    run(&kernel, &mut args);
+    assert_eq!(codes_of(&args[1])[256..], input[256..]);
+    let mut args = vec![buf(DType::F16, &input), zeros(DType::F16, k), Arg::Int(k as i64), Arg::Int(4)];
+    let e = run_err(&kernel, &mut args);
+    assert_eq!(e.kind, ErrorKind::BrokenVectorPromise, "{e}");
+    let mut args = vec![buf(DType::F16, &input), zeros(DType::F16, 500), Arg::Int(500), Arg::Int(0)];
+    let e = run_err(&kernel, &mut args);
+    assert_eq!(e.kind, ErrorKind::BadArgument, "{e}");
+    assert!(e.to_string().contains("k % 8 == 0"), "{e}");
+}
