@@ -65,6 +65,7 @@ use anybit_frontend::hf::{HfError, HfLayer, HfModel};
 use anybit_frontend::lowbit::{PackedWeights, QuantizedWeights, WeightFormat, build_module_for};
 use anybit_frontend::onnx::{MatMulNBits, OnnxError, OnnxModel};
 use anybit_ir::DType;
+use anybit_ir::access::gcd;
 use anybit_ir::interp::Buffer;
 use anybit_ir::manifest::Manifest;
 use anybit_passes::{OptLevel, PassManager};
@@ -998,8 +999,4 @@ impl ImportedModel {
         QuantizedLinear::from_ptx(packed, gpu, &manifest, &ptx)
             .map_err(|source| ImportError::Layer { layer: layer.name.clone(), source })
     }
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 { a } else { gcd(b, a % b) }
 }

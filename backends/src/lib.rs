@@ -167,6 +167,41 @@ pub struct CompiledModule {
     pub manifest: manifest::Manifest,
 }
 
+/// What every backend does around its own code generation: verify the module in strict mode
+/// for `target`'s shared memory, then per kernel run `lower` (which fills the PTX, the IR
+/// texts and the shared memory of a [`CompiledKernel`]), check the shared memory against the
+/// target, and describe the kernel in the manifest.
+#[cfg(any(feature = "llvm", feature = "mlir"))]
+pub(crate) fn compile_each_kernel(
+    module: &Module,
+    target: Target,
+    mut lower: impl FnMut(&anybit_ir::program::Kernel) -> Result<CompiledKernel, BackendError>,
+) -> Result<CompiledModule, BackendError> {
+    use anybit_ir::verify::{VerifyOptions, verify_module};
+    let verify = VerifyOptions::strict().with_shared_memory_limit(target.max_shared_memory());
+    verify_module(module, &verify).map_err(BackendError::Unverified)?;
+    let mut manifest = manifest::Manifest::new(target);
+    let mut kernels = Vec::with_capacity(module.kernels.len());
+    for kernel in &module.kernels {
+        let compiled = lower(kernel)?;
+        if compiled.shared_memory_bytes > target.max_shared_memory() {
+            return Err(BackendError::SharedMemory {
+                kernel: kernel.name.clone(),
+                bytes: compiled.shared_memory_bytes,
+                limit: target.max_shared_memory(),
+                target,
+            });
+        }
+        manifest.kernels.push(manifest::KernelManifest::new(
+            kernel,
+            format!("{}.ptx", kernel.name),
+            compiled.shared_memory_bytes as u64,
+        ));
+        kernels.push(compiled);
+    }
+    Ok(CompiledModule { target, kernels, manifest })
+}
+
 /// A code generator from the tile IR to PTX.
 pub trait Backend {
     /// Its name (`llvm`).

@@ -229,21 +229,7 @@ pub const BUFFER_ALIGN: u32 = 16;
 /// [`build_kernel`], specialized for an N known when compiling: the kernel also assumes that
 /// `n` is a multiple of the largest power of two (at most 64) dividing `n`, so the vectorizer
 /// can prove the weight, scale and output rows aligned. Launches with another `n` are refused.
-pub fn build_kernel_for(format: &WeightFormat, n: Option<usize>) -> Result<Kernel, FormatError> {
-    let mut kernel = build_kernel_generic(format)?;
-    if let Some(n) = n.filter(|&n| n > 0) {
-        let divisor = 1u64 << n.trailing_zeros().min(6);
-        if divisor > 1 {
-            let position = kernel.params.iter().position(|p| p.name == "n");
-            if let Some(param) = position {
-                kernel.assumptions.push(anybit_ir::program::Assumption { param, divisor, span: None });
-            }
-        }
-    }
-    Ok(kernel)
-}
-
-fn build_kernel_generic(format: &WeightFormat) -> Result<Kernel, FormatError> {
+pub fn build_kernel_for(format: &WeightFormat, known_n: Option<usize>) -> Result<Kernel, FormatError> {
     format.validate()?;
     let i32 = DType::int(32).map_err(|e| FormatError::Data(e.to_string()))?;
     let u8 = DType::uint(8).map_err(|e| FormatError::Data(e.to_string()))?;
@@ -281,6 +267,12 @@ fn build_kernel_generic(format: &WeightFormat) -> Result<Kernel, FormatError> {
     // every buffer starts 16-byte aligned (as allocators give), so tile rows load as 128-bit
     // vectors without a run-time test.
     k.assume_multiple(kk, format.group_size as u64)?;
+    if let Some(n_value) = known_n.filter(|&v| v > 0) {
+        let divisor = 1u64 << n_value.trailing_zeros().min(6);
+        if divisor > 1 {
+            k.assume_multiple(n, divisor)?;
+        }
+    }
     for p in [Some(x), Some(w), Some(s), z, Some(y)].into_iter().flatten() {
         k.align_param(p, BUFFER_ALIGN)?;
     }

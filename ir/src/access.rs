@@ -135,12 +135,53 @@ pub fn thread_bases(layout: &RegisterLayout) -> Option<Vec<Vec<i64>>> {
         .collect()
 }
 
-/// Whether the runs of width `width` of a tile access are all aligned and whole: for every
-/// thread, the element index of its base (`Σ (origin + base)·stride`) and its base coordinate
-/// along the last dim are multiples of `width`, and so are the view's last extent, and
-/// `offset·stride` for every slot offset along the outer dims. With a buffer address aligned
-/// to `width × bits` bits, every run is then one aligned memory instruction entirely inside
-/// or entirely outside the view. The last stride must be 1.
+/// The static facts [`AccessShape::promise_holds`] needs of a register layout: its slot
+/// offsets and every thread's base. Computed once per instruction by the interpreter, which
+/// checks the promise on every execution.
+#[derive(Clone, Debug)]
+pub struct AccessShape {
+    rank: usize,
+    slots: Vec<Vec<i64>>,
+    bases: Option<Vec<Vec<i64>>>,
+}
+
+impl AccessShape {
+    /// The shape of accesses by `layout`.
+    pub fn of(layout: &RegisterLayout) -> AccessShape {
+        AccessShape { rank: layout.rank(), slots: slot_offsets(layout), bases: thread_bases(layout) }
+    }
+
+    /// Whether the runs of width `width` of a tile access are all aligned and whole: for every
+    /// thread, the element index of its base (`Σ (origin + base)·stride`) and its base
+    /// coordinate along the last dim are multiples of `width`, and so are the view's last
+    /// extent, and `offset·stride` for every slot offset along the outer dims. With a buffer
+    /// address aligned to `width × bits` bits, every run is then one aligned memory
+    /// instruction entirely inside or entirely outside the view. The last stride must be 1.
+    pub fn promise_holds(&self, origin: &[i64], extent: &[i64], strides: &[i64], width: u32) -> bool {
+        let w = i128::from(width.max(1));
+        let rank = origin.len();
+        if rank == 0 || extent.len() != rank || strides.len() != rank || self.rank != rank {
+            return false;
+        }
+        let last = rank - 1;
+        if strides[last] != 1 || i128::from(extent[last]).rem_euclid(w) != 0 {
+            return false;
+        }
+        let offsets_ok = self
+            .slots
+            .iter()
+            .all(|o| (0..last).all(|d| (i128::from(o[d]) * i128::from(strides[d])).rem_euclid(w) == 0));
+        let Some(bases) = &self.bases else { return false };
+        offsets_ok
+            && bases.iter().all(|base| {
+                let coord = |d: usize| i128::from(origin[d]) + i128::from(base[d]);
+                let index: i128 = (0..rank).map(|d| coord(d) * i128::from(strides[d])).sum();
+                index.rem_euclid(w) == 0 && coord(last).rem_euclid(w) == 0
+            })
+    }
+}
+
+/// [`AccessShape::promise_holds`] for a layout, computed afresh.
 pub fn vector_promise_holds(
     layout: &RegisterLayout,
     origin: &[i64],
@@ -148,27 +189,7 @@ pub fn vector_promise_holds(
     strides: &[i64],
     width: u32,
 ) -> bool {
-    let w = i128::from(width.max(1));
-    let rank = origin.len();
-    if rank == 0 || extent.len() != rank || strides.len() != rank || layout.rank() != rank {
-        return false;
-    }
-    let last = rank - 1;
-    if strides[last] != 1 || i128::from(extent[last]).rem_euclid(w) != 0 {
-        return false;
-    }
-    let offsets_ok = slot_offsets(layout)
-        .iter()
-        .all(|o| (0..last).all(|d| (i128::from(o[d]) * i128::from(strides[d])).rem_euclid(w) == 0));
-    if !offsets_ok {
-        return false;
-    }
-    let Some(bases) = thread_bases(layout) else { return false };
-    bases.iter().all(|base| {
-        let coord = |d: usize| i128::from(origin[d]) + i128::from(base[d]);
-        let index: i128 = (0..rank).map(|d| coord(d) * i128::from(strides[d])).sum();
-        index.rem_euclid(w) == 0 && coord(last).rem_euclid(w) == 0
-    })
+    AccessShape::of(layout).promise_holds(origin, extent, strides, width)
 }
 
 /// Per thread axis (most significant first): its size, and the product of the sizes of the
@@ -355,7 +376,8 @@ pub fn copy_layout(shape: &[usize], threads: usize, bits: u32) -> Result<Registe
     Ok(l)
 }
 
-fn gcd(a: usize, b: usize) -> usize {
+/// The greatest common divisor (`gcd(0, b) = b`).
+pub fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 

@@ -20,6 +20,7 @@
 //! The plan is computed from the types alone, so the backend, which emits what was selected,
 //! asks [`plan_mma`] for the same plan: the pass decides, the backend carries out.
 
+use anybit_ir::access::gcd;
 use anybit_ir::dtype::DType;
 use anybit_ir::program::{InstId, Kernel, MmaShape, Module, Op, RegisterTensorType, Type, ValueDef, ValueId, Via};
 use anybit_layouts::{LayoutError, MmaInstruction, MmaOperand, RegisterLayout};
@@ -99,10 +100,6 @@ fn cast_via(kernel: &Kernel, id: InstId) -> Option<Via> {
     let bits = from.bits() as usize;
     let group = bits * 32 / gcd(bits, 32);
     thread_bits.is_multiple_of(group).then_some(Via::Dequant)
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// `load_shared` by `ldmatrix` when [`ldmatrix_plan`] allows it.

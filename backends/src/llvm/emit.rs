@@ -30,6 +30,25 @@ pub(crate) enum LowerError {
     Llvm(String),
 }
 
+impl LowerError {
+    /// This error raised by `inst`: an `Unsupported` one names the instruction and the values
+    /// it defines (`` `fill` defining %zero: … ``), so the user can find it in the kernel.
+    pub(crate) fn in_instruction(
+        self,
+        inst: &anybit_ir::program::InstData,
+        name: impl Fn(anybit_ir::program::ValueId) -> String,
+    ) -> LowerError {
+        match self {
+            LowerError::Unsupported(what) => {
+                let names: Vec<String> = inst.results.iter().map(|&r| name(r)).collect();
+                let at = if names.is_empty() { String::new() } else { format!(" defining {}", names.join(", ")) };
+                LowerError::Unsupported(format!("`{}`{at}: {what}", inst.op.mnemonic()))
+            }
+            other => other,
+        }
+    }
+}
+
 impl From<BuilderError> for LowerError {
     fn from(e: BuilderError) -> LowerError {
         LowerError::Llvm(format!("IR builder: {e}"))

@@ -640,14 +640,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     fn inst(&mut self, id: InstId) -> LResult<()> {
         let kernel = self.kernel;
         let Some(inst) = kernel.insts.get(id) else { return internal("instruction handle out of range") };
-        self.dispatch(inst).map_err(|e| match e {
-            LowerError::Unsupported(what) => {
-                let names: Vec<String> = inst.results.iter().map(|&r| self.name(r)).collect();
-                let at = if names.is_empty() { String::new() } else { format!(" defining {}", names.join(", ")) };
-                LowerError::Unsupported(format!("`{}`{at}: {what}", inst.op.mnemonic()))
-            }
-            other => other,
-        })
+        self.dispatch(inst).map_err(|e| e.in_instruction(inst, |r| self.name(r)))
     }
 
     fn dispatch(&mut self, inst: &'k InstData) -> LResult<()> {

@@ -289,6 +289,14 @@ pub(crate) enum Vectorize {
 }
 
 impl Vectorize {
+    /// The longest run allowed; `None` for element accesses.
+    fn width(self) -> Option<u32> {
+        match self {
+            Vectorize::Elements => None,
+            Vectorize::Checked(width) | Vectorize::Proven(width) => Some(width),
+        }
+    }
+
     pub(crate) fn of(via: Option<Via>) -> Vectorize {
         match via {
             Some(Via::Vector { width, checked: true }) => Vectorize::Checked(width),
@@ -690,6 +698,31 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         em.and_all(&[aligned, start_ok, extent_ok])
     }
 
+    /// For a checked access, the run-time test ([`Lower::runs_whole`]) branching to a vector
+    /// block (where the builder is left) or an element block: `Some((element, merge))`. For a
+    /// proven access, nothing: the vector accesses are all there is.
+    fn vector_branch(
+        &mut self,
+        acc: &GlobalAccess<'ctx>,
+        offsets: &[Vec<i64>],
+        runs: &[Run],
+        vectorize: Vectorize,
+        prefix: &str,
+    ) -> LResult<Option<(inkwell::basic_block::BasicBlock<'ctx>, inkwell::basic_block::BasicBlock<'ctx>)>> {
+        if matches!(vectorize, Vectorize::Proven(_)) {
+            return Ok(None);
+        }
+        let whole = self.runs_whole(acc, offsets, runs)?;
+        let (vector, element, merge) = (
+            self.block_named(&format!("{prefix}.vec"))?,
+            self.block_named(&format!("{prefix}.elem"))?,
+            self.block_named(&format!("{prefix}.merge"))?,
+        );
+        self.em.b.build_conditional_branch(whole, vector, element)?;
+        self.em.b.position_at_end(vector);
+        Ok(Some((element, merge)))
+    }
+
     /// Loads the codes of a tile at `origin` of a view, one per slot of `coords`.
     ///
     /// With runs of consecutive elements that are whole ([`Lower::runs_whole`]), each run is one
@@ -702,10 +735,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         coords: &layout::Coords<'ctx>,
         vectorize: Vectorize,
     ) -> LResult<Vec<IntValue<'ctx>>> {
-        let runs = match vectorize {
-            Vectorize::Elements => vec![],
-            Vectorize::Checked(width) | Vectorize::Proven(width) => Self::global_runs(&view, &coords.offsets, width),
-        };
+        let runs = vectorize.width().map_or_else(Vec::new, |w| Self::global_runs(&view, &coords.offsets, w));
         let mut acc = self.begin_global(view, origin, &coords.base)?;
         let elements =
             |this: &Self, acc: &mut GlobalAccess<'ctx>, skip: &[bool]| -> LResult<Vec<Option<IntValue<'ctx>>>> {
@@ -728,17 +758,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                 .map(|c| c.ok_or(LowerError::Llvm("slot not loaded".into())))
                 .collect();
         }
-        let proven = matches!(vectorize, Vectorize::Proven(_));
-        let blocks = if proven {
-            None
-        } else {
-            let whole = self.runs_whole(&acc, &coords.offsets, &runs)?;
-            let (vector, scalar, merge) =
-                (self.block_named("ld.vec")?, self.block_named("ld.elem")?, self.block_named("ld.merge")?);
-            self.em.b.build_conditional_branch(whole, vector, scalar)?;
-            self.em.b.position_at_end(vector);
-            Some((scalar, merge))
-        };
+        let blocks = self.vector_branch(&acc, &coords.offsets, &runs, vectorize, "ld")?;
         // Vector accesses.
         let mut in_run = vec![false; coords.offsets.len()];
         let mut fast: Vec<Option<IntValue<'ctx>>> = vec![None; coords.offsets.len()];
@@ -797,10 +817,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         enabled: Option<IntValue<'ctx>>,
         vectorize: Vectorize,
     ) -> LResult<()> {
-        let runs = match vectorize {
-            Vectorize::Elements => vec![],
-            Vectorize::Checked(width) | Vectorize::Proven(width) => Self::global_runs(&view, &coords.offsets, width),
-        };
+        let runs = vectorize.width().map_or_else(Vec::new, |w| Self::global_runs(&view, &coords.offsets, w));
         let mut acc = self.begin_global(view, origin, &coords.base)?;
         let element_stores = |this: &Self, acc: &mut GlobalAccess<'ctx>, skip: &[bool]| -> LResult<()> {
             for (i, (off, &code)) in coords.offsets.iter().zip(codes).enumerate() {
@@ -819,17 +836,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         if runs.is_empty() {
             return element_stores(self, &mut acc, &[]);
         }
-        let proven = matches!(vectorize, Vectorize::Proven(_));
-        let blocks = if proven {
-            None
-        } else {
-            let whole = self.runs_whole(&acc, &coords.offsets, &runs)?;
-            let (vector, scalar, merge) =
-                (self.block_named("st.vec")?, self.block_named("st.elem")?, self.block_named("st.merge")?);
-            self.em.b.build_conditional_branch(whole, vector, scalar)?;
-            self.em.b.position_at_end(vector);
-            Some((scalar, merge))
-        };
+        let blocks = self.vector_branch(&acc, &coords.offsets, &runs, vectorize, "st")?;
         let mut in_run = vec![false; codes.len()];
         for run in &runs {
             let Some(&first) = run.slots.first() else { continue };

@@ -61,9 +61,7 @@ pub(crate) mod nan;
 mod tensor;
 
 use anybit_ir::program::Module;
-use anybit_ir::verify::{VerifyOptions, verify_module};
 
-use crate::manifest::{KernelManifest, Manifest};
 use crate::{Backend, BackendError, CompileOptions, CompiledKernel, CompiledModule, Target};
 
 /// The LLVM backend.
@@ -81,34 +79,16 @@ impl Backend for LlvmBackend {
         target: Target,
         options: &CompileOptions,
     ) -> Result<CompiledModule, BackendError> {
-        let verify = VerifyOptions::strict().with_shared_memory_limit(target.max_shared_memory());
-        verify_module(module, &verify).map_err(BackendError::Unverified)?;
-        let mut manifest = Manifest::new(target);
-        let mut kernels = Vec::with_capacity(module.kernels.len());
-        for kernel in &module.kernels {
+        crate::compile_each_kernel(module, target, |kernel| {
             let lowered = lower::compile_kernel(kernel, target, options)?;
-            if lowered.shared_memory_bytes > target.max_shared_memory() {
-                return Err(BackendError::SharedMemory {
-                    kernel: kernel.name.clone(),
-                    bytes: lowered.shared_memory_bytes,
-                    limit: target.max_shared_memory(),
-                    target,
-                });
-            }
-            manifest.kernels.push(KernelManifest::new(
-                kernel,
-                format!("{}.ptx", kernel.name),
-                lowered.shared_memory_bytes as u64,
-            ));
-            kernels.push(CompiledKernel {
+            Ok(CompiledKernel {
                 name: kernel.name.clone(),
                 ptx: lowered.ptx,
                 llvm_ir: lowered.llvm_ir,
                 mlir: None,
                 shared_memory_bytes: lowered.shared_memory_bytes,
-            });
-        }
-        Ok(CompiledModule { target, kernels, manifest })
+            })
+        })
     }
 }
 

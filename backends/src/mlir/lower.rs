@@ -270,14 +270,7 @@ impl<'k, 'c, 'm> Lower<'k, 'c, 'm> {
     }
 
     fn inst(&mut self, inst: &'k InstData) -> LResult<()> {
-        self.dispatch(inst).map_err(|e| match e {
-            LowerError::Unsupported(what) => {
-                let names: Vec<String> = inst.results.iter().map(|&r| self.name(r)).collect();
-                let at = if names.is_empty() { String::new() } else { format!(" defining {}", names.join(", ")) };
-                LowerError::Unsupported(format!("`{}`{at}: {what}", inst.op.mnemonic()))
-            }
-            other => other,
-        })
+        self.dispatch(inst).map_err(|e| e.in_instruction(inst, |r| self.name(r)))
     }
 
     fn dispatch(&mut self, inst: &'k InstData) -> LResult<()> {

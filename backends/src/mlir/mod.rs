@@ -45,10 +45,8 @@ mod session;
 pub use session::{KernelModule, Session};
 
 use anybit_ir::program::Module;
-use anybit_ir::verify::{VerifyOptions, verify_module};
 
 use crate::llvm::emit::{LowerError, Platform};
-use crate::manifest::{KernelManifest, Manifest};
 use crate::{Backend, BackendError, CompileOptions, CompiledKernel, CompiledModule, Target};
 
 /// The MLIR backend.
@@ -86,12 +84,8 @@ impl Backend for MlirBackend {
         target: Target,
         options: &CompileOptions,
     ) -> Result<CompiledModule, BackendError> {
-        let verify = VerifyOptions::strict().with_shared_memory_limit(target.max_shared_memory());
-        verify_module(module, &verify).map_err(BackendError::Unverified)?;
         let session = Session::new();
-        let mut manifest = Manifest::new(target);
-        let mut kernels = Vec::with_capacity(module.kernels.len());
-        for kernel in &module.kernels {
+        crate::compile_each_kernel(module, target, |kernel| {
             let lowered = lower_kernel(&session, kernel, Platform::Nvptx(target))?;
             let mlir = options.emit_mlir.then(|| lowered.to_mlir_text());
             let context = inkwell::context::Context::create();
@@ -101,15 +95,8 @@ impl Backend for MlirBackend {
             })?;
             let (ptx, llvm_ir) = crate::llvm::lower::emit_ptx(&llvm_module, &kernel.name, target, options)?;
             // Shared memory is not used by the instructions this backend lowers yet.
-            let shared_memory_bytes = 0;
-            manifest.kernels.push(KernelManifest::new(
-                kernel,
-                format!("{}.ptx", kernel.name),
-                shared_memory_bytes as u64,
-            ));
-            kernels.push(CompiledKernel { name: kernel.name.clone(), ptx, llvm_ir, mlir, shared_memory_bytes });
-        }
-        Ok(CompiledModule { target, kernels, manifest })
+            Ok(CompiledKernel { name: kernel.name.clone(), ptx, llvm_ir, mlir, shared_memory_bytes: 0 })
+        })
     }
 }
 

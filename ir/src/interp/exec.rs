@@ -16,6 +16,7 @@ use super::shared::{Access, SharedMemory, SharedTileSpec, Violation};
 use super::tensor::{self, advance, strides};
 use super::values::{self, Codec, GlobalView, Lane, Tile, Val};
 use super::{RunOptions, RunReport};
+use crate::access::AccessShape;
 
 /// Blocks nested deeper than this are refused (a malformed kernel could nest forever; the
 /// language allows 64 levels inside the kernel body).
@@ -120,6 +121,8 @@ pub(crate) struct Machine<'k, 'a> {
     tables: Vec<Option<Rc<LayoutTable>>>,
     checked: Vec<bool>,
     shared_offsets: Vec<Option<Rc<Vec<u32>>>>,
+    /// Per instruction with a proven vector selection: the static part of its check.
+    access_shapes: HashMap<InstId, Rc<(AccessShape, u32)>>,
     groups: ThreadGroups,
     shared: SharedMemory,
     block: [u32; 3],
@@ -155,6 +158,7 @@ impl<'k, 'a> Machine<'k, 'a> {
             tables: vec![None; values],
             checked: vec![false; values],
             shared_offsets: vec![None; values],
+            access_shapes: HashMap::new(),
             groups: ThreadGroups::new(setup.threads as u32),
             shared: SharedMemory::new(),
             block: [0; 3],
@@ -652,8 +656,8 @@ impl<'k, 'a> Machine<'k, 'a> {
                 }
                 self.define(inst, 0, Val::Global(Rc::new(GlobalView { param, dtype, shape, strides })))
             }
-            Op::LoadGlobal { src, offsets, .. } => self.load_global(inst, *src, offsets),
-            Op::StoreGlobal { value, dst, offsets } => self.store_global(inst, *value, *dst, offsets),
+            Op::LoadGlobal { src, offsets, .. } => self.load_global(id, inst, *src, offsets),
+            Op::StoreGlobal { value, dst, offsets } => self.store_global(id, inst, *value, *dst, offsets),
             Op::AllocShared { .. } => self.alloc_shared(inst),
             Op::FreeShared { tensor } => self.free_shared(*tensor),
             Op::LoadShared { src, offsets, .. } => self.load_shared(id, inst, *src, offsets),
@@ -839,14 +843,70 @@ impl<'k, 'a> Machine<'k, 'a> {
         Ok(codes)
     }
 
-    fn load_global(&mut self, inst: &InstData, src: ValueId, offsets: &[Operand]) -> Result<(), InterpError> {
+    /// A global access selected as proven vector runs (`via vector(n)`), or a copy selected as
+    /// proven `cp.async` runs (`via async`), must find them aligned and whole
+    /// ([`AccessShape::promise_holds`]; the layout's part computed once per instruction); a
+    /// checked or element access promises nothing.
+    fn check_vector_promise(
+        &mut self,
+        id: InstId,
+        inst: &InstData,
+        view: &GlobalView,
+        origin: &[i64],
+        layout: Option<&anybit_layouts::RegisterLayout>,
+    ) -> Result<(), InterpError> {
+        let proven = matches!(inst.via, Some(Via::Vector { checked: false, .. } | Via::Async { checked: false }));
+        let Some(layout) = layout.filter(|_| proven) else {
+            return if proven { malformed("a proven vector access without a layout") } else { Ok(()) };
+        };
+        let shape = match self.access_shapes.get(&id).cloned() {
+            Some(shape) => shape,
+            None => {
+                let width = match inst.via {
+                    Some(Via::Vector { width, .. }) => width,
+                    // cp.async moves the copy layout's longest runs.
+                    _ => crate::access::longest_run(&crate::access::plan_runs(
+                        &crate::access::slot_offsets(layout),
+                        view.dtype.bits(),
+                        u32::MAX,
+                    )) as u32,
+                };
+                let shape = Rc::new((AccessShape::of(layout), width));
+                self.access_shapes.insert(id, shape.clone());
+                shape
+            }
+        };
+        let (access, width) = &*shape;
+        if access.promise_holds(origin, &view.shape, &view.strides, *width) {
+            return Ok(());
+        }
+        let selection = inst.via.map_or_else(String::new, |v| v.to_string());
+        fail(
+            ErrorKind::BrokenVectorPromise,
+            format!(
+                "`{}` at {origin:?} of a view of shape {:?} and strides {:?} was selected as aligned runs of {width} \
+                 elements (`via {selection}`), but they are not aligned or whole here",
+                inst.op.mnemonic(),
+                view.shape,
+                view.strides
+            ),
+        )
+    }
+
+    fn load_global(
+        &mut self,
+        id: InstId,
+        inst: &InstData,
+        src: ValueId,
+        offsets: &[Operand],
+    ) -> Result<(), InterpError> {
         let view = self.global(src)?;
         let offsets = self.indices(offsets, "offset")?;
         let rt = self.register_type(Self::result_id(inst, 0)?)?;
         if rt.dtype != view.dtype {
             return malformed(format!("the view holds {}, the tile is {}", view.dtype, rt.dtype));
         }
-        check_vector_promise(inst, &view, &offsets, rt.layout.as_ref())?;
+        self.check_vector_promise(id, inst, &view, &offsets, rt.layout.as_ref())?;
         let codes = self.read_global_tile(&view, &offsets, &rt.shape)?;
         let tile = Tile { dtype: rt.dtype, shape: rt.shape.clone(), codes };
         self.define(inst, 0, Val::Register(Rc::new(tile)))
@@ -854,6 +914,7 @@ impl<'k, 'a> Machine<'k, 'a> {
 
     fn store_global(
         &mut self,
+        id: InstId,
         inst: &InstData,
         value: ValueId,
         dst: ValueId,
@@ -866,7 +927,7 @@ impl<'k, 'a> Machine<'k, 'a> {
             Some(Type::Register(t)) => t.layout.as_ref(),
             _ => None,
         };
-        check_vector_promise(inst, &view, &offsets, layout)?;
+        self.check_vector_promise(id, inst, &view, &offsets, layout)?;
         if tile.dtype != view.dtype {
             return malformed(format!("the view holds {}, the tile is {}", view.dtype, tile.dtype));
         }
@@ -1131,21 +1192,9 @@ impl<'k, 'a> Machine<'k, 'a> {
         if let Some(inst) = self.kernel.insts.get(id)
             && inst.via == Some(Via::Async { checked: false })
         {
-            let bits = view.dtype.bits();
-            let layout = crate::access::copy_layout(shape, self.kernel.num_threads(), bits)
+            let layout = crate::access::copy_layout(shape, self.kernel.num_threads(), view.dtype.bits())
                 .map_err(|e| InterpError::new(ErrorKind::Malformed, format!("copy layout: {e}")))?;
-            let runs = crate::access::plan_runs(&crate::access::slot_offsets(&layout), bits, u32::MAX);
-            let width = crate::access::longest_run(&runs) as u32;
-            if !crate::access::vector_promise_holds(&layout, &src_offsets, &view.shape, &view.strides, width) {
-                return fail(
-                    ErrorKind::BrokenVectorPromise,
-                    format!(
-                        "`copy_async` from {src_offsets:?} of a view of shape {:?} and strides {:?} was selected as \
-                         aligned cp.async runs of {width} elements (`via async`), but they are not aligned or whole here",
-                        view.shape, view.strides
-                    ),
-                );
-            }
+            self.check_vector_promise(id, inst, &view, &src_offsets, Some(&layout))?;
         }
         // Read the source now (global memory does not change while the copy is in flight).
         let codes = self.read_global_tile(&view, &src_offsets, shape)?;
@@ -1327,30 +1376,4 @@ fn visit_global(
         advance(&mut outer, outer_shape);
     }
     Ok(())
-}
-
-/// A global access selected as proven vector runs (`via vector(n)`) must find them aligned and
-/// whole ([`crate::access::vector_promise_holds`]); a checked or element access promises nothing.
-fn check_vector_promise(
-    inst: &InstData,
-    view: &GlobalView,
-    origin: &[i64],
-    layout: Option<&anybit_layouts::RegisterLayout>,
-) -> Result<(), InterpError> {
-    let Some(Via::Vector { width, checked: false }) = inst.via else { return Ok(()) };
-    let holds =
-        layout.is_some_and(|l| crate::access::vector_promise_holds(l, origin, &view.shape, &view.strides, width));
-    if holds {
-        return Ok(());
-    }
-    Err(InterpError::new(
-        ErrorKind::BrokenVectorPromise,
-        format!(
-            "`{}` at {origin:?} of a view of shape {:?} and strides {:?} was selected as aligned runs of {width} \
-             elements (`via vector({width})`), but they are not aligned or whole here",
-            inst.op.mnemonic(),
-            view.shape,
-            view.strides
-        ),
-    ))
 }

@@ -7,14 +7,11 @@
 //! not fit: the caller then falls back to a lower-priority rule.
 
 use anybit_ir::DType;
+use anybit_ir::access::gcd;
 use anybit_layouts::{MmaInstruction, MmaOperand, RegisterLayout, SharedLayout, Swizzle, ThreadAxis};
 
 /// Bits of the widest vector access a thread makes (`ld.global.v4.u32`): 16 bytes.
 pub const VECTOR_BITS: u64 = 128;
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 { a } else { gcd(b, a % b) }
-}
 
 fn divisors(n: usize) -> Vec<usize> {
     (1..=n).filter(|d| n.is_multiple_of(*d)).collect()
