@@ -16,5 +16,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 bench/out/bin/gpu-cases data "$work/cases"
 status=0
 python3 bench/gpu_check.py "$work/cases" bench/out/ptx --report "$report/gpu_check.md" || status=$?
-python3 bench/gpu_bench.py bench/out/ptx --report "$report/gpu_bench.md" || status=$?
+# ANYBIT_BENCH_ARGS passes options on (e.g. "--shapes 4096x14336,14336x4096 --ms 1,16").
+# shellcheck disable=SC2086
+python3 bench/gpu_bench.py bench/out/ptx --report "$report/gpu_bench.md" ${ANYBIT_BENCH_ARGS:-} || status=$?
 exit $status

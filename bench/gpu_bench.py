@@ -2,10 +2,12 @@
 """Time anybit's low-bit matmul against cuBLAS bf16 and torch's int4 tinygemm, in one run.
 
 Usage:
-    python3 bench/gpu_bench.py PTX [--report FILE] [--k K] [--n N] [--ms 1,16,4096] [--runs R]
+    python3 bench/gpu_bench.py PTX [--report FILE] [--shapes 4096x14336,...] [--ms 1,16,4096] [--runs R]
+                                   [--only u4,u4_p2u2]
 
-PTX holds one folder per benchmark format (bench_<weight>), each with manifest.json and the
-kernel's .ptx, as bench/prepare.sh writes them. For each format and M it reports the median
+PTX holds one folder per benchmark kernel (bench_<weight>, or bench_<weight>_<schedule> for
+schedule variants), each with manifest.json and the kernel's .ptx, as bench/prepare.sh writes
+them. Shapes are KxN. For each format and M it reports the median
 time (L2 flushed before every launch by writing a 256 MiB buffer), the effective weight
 bandwidth (packed weights + scales / time) as a fraction of the device-to-device copy
 bandwidth measured in the same run, TFLOP/s, and the ratios against cuBLAS bf16 (torch.matmul)
@@ -60,8 +62,10 @@ def main(argv):
     ptx_root = argv[1]
     option = lambda name, default: argv[argv.index(name) + 1] if name in argv else default
     report = option("--report", None)
-    K, N = int(option("--k", 4096)), int(option("--n", 14336))
+    shapes = [tuple(int(v) for v in s.split("x")) for s in option("--shapes", "4096x14336").split(",")]
     ms = [int(m) for m in option("--ms", "1,16,4096").split(",")]
+    only = option("--only", None)
+    only = None if only is None else set(only.split(","))
     runs = int(option("--runs", 50))
 
     import cupy as cp
@@ -75,62 +79,103 @@ def main(argv):
 
     # Peers, timed in this run.
     peers = {}
-    for m in ms:
+    for (K, N), m in ((shape, m) for shape in shapes for m in ms):
         x = torch.randn(m, K, dtype=torch.bfloat16, device="cuda")
         w = torch.randn(K, N, dtype=torch.bfloat16, device="cuda")
         torch_flush = lambda: flush()
-        peers[("cublas", m)] = median_time(cp, lambda: torch.matmul(x, w), torch_flush, runs)
+        peers[("cublas", K, N, m)] = median_time(cp, lambda: torch.matmul(x, w), torch_flush, runs)
         try:
             q = torch.randint(0, 16, (N, K), dtype=torch.int32, device="cuda")
             packed_u8 = ((q[:, ::2] << 4) | q[:, 1::2]).to(torch.uint8)
             w_int4 = torch.ops.aten._convert_weight_to_int4pack(packed_u8, 8)
             scales_zeros = torch.randn(K // 128, N, 2, dtype=torch.bfloat16, device="cuda")
-            peers[("tinygemm", m)] = median_time(
+            peers[("tinygemm", K, N, m)] = median_time(
                 cp, lambda: torch.ops.aten._weight_int4pack_mm(x, w_int4, 128, scales_zeros), torch_flush, runs)
         except Exception as error:  # the API changes between torch versions
-            peers[("tinygemm", m)] = None
+            peers[("tinygemm", K, N, m)] = None
             peers["tinygemm_error"] = f"{type(error).__name__}: {error}"
 
     rows = []
-    for folder in sorted(d for d in os.listdir(ptx_root) if d.startswith("bench_")):
+    inputs, reference_y = {}, {}
+    folders = sorted(d for d in os.listdir(ptx_root) if d.startswith("bench_"))
+    if only is not None:
+        folders = [f for f in folders if f[len("bench_"):] in only]
+    for folder, (K, N) in ((f, shape) for shape in shapes for f in folders):
+        name = folder[len("bench_"):]
+        weight = name.split("_")[0]
         manifest = json.load(open(os.path.join(ptx_root, folder, "manifest.json")))
-        kernel = manifest["kernels"][0]
-        function = cp.RawModule(path=os.path.join(ptx_root, folder, kernel["ptx_file"])).get_function(kernel["name"])
-        names = [p["name"] for p in kernel["params"]]
+        # One kernel, or (a split of K) the matmul writing partial sums and the reduction:
+        # launched in order, timed together; buffers are shared by name (the workspace `p`).
+        kernels = manifest["kernels"]
+        functions = [cp.RawModule(path=os.path.join(ptx_root, folder, kernel["ptx_file"])).get_function(kernel["name"])
+                     for kernel in kernels]
         for m in ms:
-            scalars = [{"m": m, "n": N, "k": K}.get(name) for name in names]
-            args, weight_bytes = [], 0
-            for param, value in zip(kernel["params"], scalars):
-                if param["kind"] == "scalar":
-                    args.append(np.int32(value))
-                    continue
-                elements = 1
-                for d in param["shape"]:
-                    elements *= eval_expr(d, scalars)
-                size = (elements * param["bits"] + 7) // 8
-                if param["name"] in ("w", "s", "z"):
-                    weight_bytes += size
-                data = rng.integers(0, 256, size=size + 16, dtype=np.uint8)
-                if param["dtype"] in ("f16", "bf16"):  # finite activations and scales
-                    data[1::2] &= 0x3B
-                args.append(cp.asarray(data))
-            grid = [eval_expr(g, scalars) for g in kernel["grid"]] + [1, 1]
-            shared = kernel["shared_memory_bytes"] if kernel["needs_shared_memory_opt_in"] else 0
-            if shared:
-                function.max_dynamic_shared_size_bytes = shared
-            launch = lambda: function(tuple(grid[:3]), (kernel["threads_per_block"], 1, 1), tuple(args), shared_mem=shared)
+            values = {"m": m, "n": N, "k": K}
+            # Inputs are shared by the schedules of one weight type (same packing), so a
+            # variant's y can be compared with the default kernel's.
+            shared_inputs = inputs.setdefault((weight, K, N, m), {})
+            buffers, launches = {}, []
+            for kernel, function in zip(kernels, functions):
+                names = [p["name"] for p in kernel["params"]]
+                scalars = [values.get(name) for name in names]
+                args = []
+                for param, value in zip(kernel["params"], scalars):
+                    if param["kind"] == "scalar":
+                        args.append(np.int32(value))
+                        continue
+                    if param["name"] in shared_inputs and param["name"] not in ("y", "p"):
+                        buffers[param["name"]] = shared_inputs[param["name"]]
+                    if param["name"] not in buffers:
+                        elements = 1
+                        for d in param["shape"]:
+                            elements *= eval_expr(d, scalars)
+                        size = (elements * param["bits"] + 7) // 8
+                        data = rng.integers(0, 256, size=size + 16, dtype=np.uint8)
+                        if param["dtype"] in ("f16", "bf16"):  # finite activations and scales
+                            data[1::2] &= 0x3B
+                        buffers[param["name"]] = cp.asarray(data)
+                        if param["name"] not in ("y", "p"):
+                            shared_inputs[param["name"]] = buffers[param["name"]]
+                    args.append(buffers[param["name"]])
+                grid = [eval_expr(g, scalars) for g in kernel["grid"]] + [1, 1]
+                shared = kernel["shared_memory_bytes"] if kernel["needs_shared_memory_opt_in"] else 0
+                if shared:
+                    function.max_dynamic_shared_size_bytes = shared
+                launches.append((function, tuple(grid[:3]), kernel["threads_per_block"], tuple(args), shared))
+
+            # Weight bytes: packed weights, scales and zero points (buffers carry 16 spare bytes).
+            weight_bytes = sum(buffers[b].size - 16 for b in ("w", "s", "z") if b in buffers)
+
+            def launch(launches=launches):
+                for function, grid, threads, args, shared in launches:
+                    function(grid, (threads, 1, 1), args, shared_mem=shared)
+
             seconds = median_time(cp, launch, flush, runs)
+            # Agreement with the default schedule on the same inputs (y as f32 values).
+            y_dtype = next(p["dtype"] for kernel in kernels for p in kernel["params"] if p["name"] == "y")
+            y = buffers["y"][: m * N * 2].view(cp.float16 if y_dtype == "f16" else cp.uint16)
+            y = y.astype(cp.float32) if y.dtype == cp.float16 else (y.astype(cp.uint32) << 16).view(cp.float32)
+            if name == weight:
+                reference_y[(weight, K, N, m)] = y
+                agreement = "-"
+            elif (weight, K, N, m) in reference_y:
+                ref = reference_y[(weight, K, N, m)]
+                scale = float(cp.abs(ref).max()) or 1.0
+                agreement = f"{float(cp.abs(y - ref).max()) / scale:.1e}"
+            else:
+                agreement = "?"
             bandwidth = weight_bytes / seconds
             tflops = 2 * m * N * K / seconds / 1e12
-            cublas = peers[("cublas", m)]
-            tiny = peers.get(("tinygemm", m)) if folder.endswith(("u4", "i4")) else None
-            rows.append((folder[len("bench_"):], m, f"{seconds * 1e6:.1f}", f"{bandwidth / 1e12:.2f}",
+            cublas = peers[("cublas", K, N, m)]
+            tiny = peers.get(("tinygemm", K, N, m)) if weight in ("u4", "i4") else None
+            rows.append((name, K, N, m, f"{seconds * 1e6:.1f}", f"{bandwidth / 1e12:.2f}",
                          f"{bandwidth / copy_bw:.0%}", f"{tflops:.1f}", f"{cublas * 1e6:.1f}", f"{cublas / seconds:.2f}",
-                         "-" if tiny is None else f"{tiny * 1e6:.1f}", "-" if tiny is None else f"{tiny / seconds:.2f}"))
+                         "-" if tiny is None else f"{tiny * 1e6:.1f}", "-" if tiny is None else f"{tiny / seconds:.2f}",
+                         agreement))
 
-    header = ("weights", "M", "µs", "weight TB/s", "of copy BW", "TFLOP/s", "cuBLAS bf16 µs", "speedup vs cuBLAS",
-              "tinygemm µs", "speedup vs tinygemm")
-    lines = [f"{time.strftime('%Y-%m-%d')} · {device} · K={K} N={N} group 128 · L2 flushed · median of {runs}",
+    header = ("weights", "K", "N", "M", "µs", "weight TB/s", "of copy BW", "TFLOP/s", "cuBLAS bf16 µs", "speedup vs cuBLAS",
+              "tinygemm µs", "speedup vs tinygemm", "max |Δy| / max |y| vs default schedule")
+    lines = [f"{time.strftime('%Y-%m-%d')} · {device} · group 128 · L2 flushed · median of {runs}",
              f"device-to-device copy bandwidth: {copy_bw / 1e12:.2f} TB/s", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

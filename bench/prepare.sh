@@ -17,7 +17,8 @@ cargo build --release --locked -p anybit-bench --bin gpu-cases --bin gpu-run
 cargo build --release --locked --bin anybit
 cp target/release/gpu-cases target/release/gpu-run "$out/bin/"
 strip "$out/bin/gpu-cases" "$out/bin/gpu-run" 2>/dev/null || true
-"$out/bin/gpu-cases" kernels "$out/kernels"
+# ANYBIT_BENCH_SCHEDULES=m16p1u2,m64p1u2 adds benchmark kernels with those schedules.
+"$out/bin/gpu-cases" kernels "$out/kernels" ${ANYBIT_BENCH_SCHEDULES:+--schedules "$ANYBIT_BENCH_SCHEDULES"}
 for dir in "$out"/kernels/*/; do
     case=$(basename "$dir")
     target/release/anybit compile "$dir/kernel.abk" --target "$target" -o "$out/ptx/$case" >/dev/null

@@ -2,7 +2,9 @@
 //! each with runs (inputs), the exact f64 reference of its outputs and the bound the result
 //! must meet — one definition for the interpreter tests and for the GPU runner.
 
-use anybit_frontend::lowbit::{QuantizedWeights, WeightFormat, build_module, build_module_for, reference};
+use anybit_frontend::lowbit::{
+    QuantizedWeights, Schedule, WeightFormat, build_module, build_module_scheduled, reference,
+};
 use anybit_ir::DType;
 use anybit_ir::interp::{Arg, Buffer, RunOptions, run_kernel};
 use anybit_ir::program::Module;
@@ -379,24 +381,34 @@ pub fn all_cases(sizes: Sizes, seed: u64) -> Result<Vec<Case>, String> {
 }
 
 /// The weight types timed by `bench/gpu_bench.py` (issue table: u4, i4, u3, f6e3m2, f4e2m1, u8).
-pub const BENCH_TYPES: &[&str] = &["u4", "i4", "u3", "f6e3m2", "f4e2m1", "u8"];
+/// The weight types of the benchmark table (issue 8's list).
+pub const BENCH_TYPES: &[&str] = &[
+    "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "i2", "i3", "i4", "i5", "i6", "i7", "i8", "f4e2m1", "f6e3m2",
+    "f8e4m3",
+];
 
 /// The benchmark kernels: group 128, bf16 scales and activations (tinygemm's types), no zero
 /// points, named `bench_<weight>`.
-pub fn bench_modules() -> Result<Vec<(String, Module)>, String> {
-    BENCH_TYPES
-        .iter()
-        .map(|&name| {
-            let format = WeightFormat {
-                weight: name.parse().map_err(|e| format!("{e}"))?,
-                group_size: 128,
-                scale: DType::BF16,
-                zero_point: false,
-                offset: false,
-                activation: DType::BF16,
-            };
-            // Every benchmarked N is a multiple of 64: let the vectorizer prove the rows aligned.
-            Ok((format!("bench_{name}"), build_module_for(&format, Some(64)).map_err(|e| e.to_string())?))
-        })
-        .collect()
+///
+/// Each schedule of `extra` adds a kernel per type with that schedule, named
+/// `bench_<weight>_<tag>` (for comparing schedules in one run).
+pub fn bench_modules(extra: &[Schedule]) -> Result<Vec<(String, Module)>, String> {
+    let mut modules = Vec::new();
+    for &name in BENCH_TYPES {
+        let format = WeightFormat {
+            weight: name.parse().map_err(|e| format!("{e}"))?,
+            group_size: 128,
+            scale: DType::BF16,
+            zero_point: false,
+            offset: false,
+            activation: DType::BF16,
+        };
+        // Every benchmarked N is a multiple of 64: let the vectorizer prove the rows aligned.
+        let build = |schedule| build_module_scheduled(&format, Some(64), schedule).map_err(|e| e.to_string());
+        modules.push((format!("bench_{name}"), build(Schedule::default())?));
+        for &schedule in extra {
+            modules.push((format!("bench_{name}_{}", schedule.tag()), build(schedule)?));
+        }
+    }
+    Ok(modules)
 }

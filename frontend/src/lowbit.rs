@@ -28,8 +28,14 @@
 //!
 //! [`QuantizedWeights`] keeps codes `q[k][n]` (K × N, row-major), scales `s[g][n]`, zero
 //! points `z[g][n]` and offsets `o[g][n]` (K/G × N). The kernel reads:
-//! - `w`: bytes; row k holds the N codes of W's row k as a packed little-endian bit stream,
-//!   padded to a whole number of bytes (`row_bytes = ⌈N·bits / 8⌉`);
+//! - `w`: bytes, re-packed in tiles so that every thread fetches its weights of a step with
+//!   one contiguous load (16 bytes for 4-bit weights) and holds them exactly where the tensor
+//!   cores want them: `⌈K/64⌉ × ⌈N/64⌉` tiles of 64 × 64 codes (K steps outer), each tile a
+//!   bit stream of `4·bits` bytes per thread, each thread's 32 codes in its register order
+//!   (the B operands of `mma.m16n8k16`: pairs along k, then k + 8, then the two n8 tiles of its
+//!   warp, then the four k16 steps). [`QuantizedWeights::pack_weights`] writes it;
+//!   [`QuantizedWeights::pack_rows`] writes the plain row-major stream that hand-written
+//!   kernels read;
 //! - `s`: scales, row-major `[K/G, N]`, in the scale type;
 //! - `z`: zero points, row-major `[K/G, N]`, packed in the weight type (only with zero points);
 //! - `o`: offsets, row-major `[K/G, N]`, in the scale type (only with offsets).
@@ -38,11 +44,11 @@ use anybit_ir::builder::{BuildError, KernelBuilder};
 use anybit_ir::dtype::DType;
 use anybit_ir::interp::{Buffer, numeric};
 use anybit_ir::packing::PackedBits;
-use anybit_ir::program::{Axis, BinaryOp, GridExpr, GridOp, Kernel, Module, Operand, RegisterTensorType};
+use anybit_ir::program::{Axis, BinaryOp, GridExpr, GridOp, Kernel, Module, Operand, RegisterTensorType, ValueId};
 use anybit_ir::random::SplitMix64;
 use anybit_layouts::RegisterLayout;
 
-/// Rows of y per block.
+/// Rows of y per block with the default schedule ([`Schedule::block_m`]).
 pub const BLOCK_M: usize = 16;
 /// Columns of y per block.
 pub const BLOCK_N: usize = 64;
@@ -50,6 +56,68 @@ pub const BLOCK_N: usize = 64;
 pub const BLOCK_K: usize = 64;
 /// Warps per block.
 pub const WARPS: u32 = 4;
+
+/// Choices that change how fast the kernel runs, never what it computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Schedule {
+    /// K steps whose loads are issued ahead of the step being computed (0: load and use in
+    /// the same step). Each costs registers for one step's x tile, weights and group values.
+    pub prefetch: usize,
+    /// The K loop's unroll hint.
+    pub unroll: u32,
+    /// Rows of y per block: 16, 32 or 64. Every block dequantizes its weight tiles once for
+    /// all its rows, so larger M wants more rows per block; M ≤ 16 wants 16.
+    pub block_m: usize,
+    /// Blocks sharing one output tile, each over its own part of K (1: no split). With
+    /// more than one, [`build_module_scheduled`] gives two kernels: the matmul writes f32
+    /// partial sums to a workspace, and a second kernel adds them up (in a fixed order, so
+    /// results are reproducible) and rounds them to the activation type. Few output tiles
+    /// (small M and N) leave most of the GPU idle without it.
+    pub split_k: usize,
+}
+
+impl Default for Schedule {
+    fn default() -> Schedule {
+        Schedule { prefetch: 2, unroll: 2, block_m: BLOCK_M, split_k: 1 }
+    }
+}
+
+impl Schedule {
+    /// A short name for kernel and benchmark names: `m16p2u2`, with `k4` appended for a
+    /// split of K in 4.
+    pub fn tag(&self) -> String {
+        let split = if self.split_k > 1 { format!("k{}", self.split_k) } else { String::new() };
+        format!("m{}p{}u{}{split}", self.block_m, self.prefetch, self.unroll)
+    }
+
+    /// Reads a [`Schedule::tag`] back.
+    pub fn from_tag(tag: &str) -> Option<Schedule> {
+        let (block_m, rest) = tag.strip_prefix('m')?.split_once('p')?;
+        let (prefetch, rest) = rest.split_once('u')?;
+        let (unroll, split_k) = match rest.split_once('k') {
+            Some((unroll, split)) => (unroll, split.parse().ok().filter(|&s: &usize| s > 1)?),
+            None => (rest, 1),
+        };
+        Some(Schedule {
+            prefetch: prefetch.parse().ok()?,
+            unroll: unroll.parse().ok()?,
+            block_m: block_m.parse().ok()?,
+            split_k,
+        })
+    }
+
+    /// Checks the schedule's ranges.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        if self.prefetch > 8
+            || !(1..=16).contains(&self.unroll)
+            || ![16, 32, 64].contains(&self.block_m)
+            || !(1..=64).contains(&self.split_k)
+        {
+            return Err(FormatError::Schedule(*self));
+        }
+        Ok(())
+    }
+}
 
 /// Why a weight format or a problem shape is not supported.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -91,6 +159,9 @@ pub enum FormatError {
         /// Its value.
         value: usize,
     },
+    /// A schedule out of range.
+    #[error("schedule {0:?} is not supported: prefetch 0…8, unroll 1…16, block_m 16, 32 or 64, split_k 1…64")]
+    Schedule(Schedule),
     /// Host data has the wrong length or a code out of range.
     #[error("{0}")]
     Data(String),
@@ -187,32 +258,80 @@ fn layout(expr: &str) -> Result<RegisterLayout, FormatError> {
     Ok(KernelBuilder::layout(expr)?)
 }
 
+/// Threads per block.
+const THREADS: usize = WARPS as usize * 32;
+
 /// The register layouts the kernel uses (128 threads).
 struct Layouts {
     acc: RegisterLayout,
+    x_loaded: RegisterLayout,
     x: RegisterLayout,
     weight_bytes: RegisterLayout,
     weight: RegisterLayout,
     group_rows: RegisterLayout,
 }
 
+/// The weight tile's layout: exactly the B operands of `mma.m16n8k16` for the accumulator
+/// layout — 4 k16 steps × 2 n8 tiles per warp, warps along N; per thread the pairs
+/// (k, k+1), then k+8, then the n8 tile, then the k16 step. The dequantized tile goes
+/// straight into the tensor cores, with no exchange through shared memory.
+const WEIGHT_LAYOUT: &str = "local(4,2).spatial(1,4).local(2,1).column_spatial(4,8).local(2,1)";
+
 impl Layouts {
-    fn new(format: &WeightFormat) -> Result<Layouts, FormatError> {
-        let bits = format.weight.bits();
+    fn new(format: &WeightFormat, block_m: usize) -> Result<Layouts, FormatError> {
+        let bits = format.weight.bits() as usize;
         let rows = format.scale_rows();
-        // Group tiles: rows × 64 elements, 8 consecutive columns per thread, the rest replicated.
-        let replicas = 128 / (rows * 8);
+        let m16 = block_m / 16;
         Ok(Layouts {
-            // The accumulator: mma.m16n8k16's C fragment, 2 n8 tiles per warp, warps along N.
-            acc: layout("local(1,2).spatial(1,4).local(2,1).spatial(8,4).local(1,2)")?,
-            // x: the A fragment over 4 k16 steps, the same in every warp.
-            x: layout("replicated(4).local(1,4).column_local(2,2).spatial(8,4).local(1,2)")?,
-            // Weights: each thread holds 4 rows × 8 consecutive codes — `bits` whole bytes per row.
-            weight_bytes: layout(&format!("spatial(16,8).local(4,{bits})"))?,
-            weight: layout("spatial(16,8).local(4,8)")?,
-            group_rows: layout(&format!("replicated({replicas}).spatial({rows},8).local(1,8)"))?,
+            // The accumulator: mma.m16n8k16's C fragments, `m16` m16 tiles × 2 n8 tiles per
+            // warp, warps along N.
+            acc: layout(&format!("local({m16},2).spatial(1,4).local(2,1).spatial(8,4).local(1,2)"))?,
+            // x as loaded: per row, runs of `4·chunk` consecutive elements (16-byte loads for
+            // groups of 64 and more), the same in every warp; the rows of the A fragments.
+            x_loaded: layout(&format!(
+                "replicated(4).local({},{}).spatial(8,4).local(1,{})",
+                2 * m16,
+                4 / k_chunk(format),
+                4 * k_chunk(format)
+            ))?,
+            // x as the tensor cores read it: the same registers relabeled (a `view`), so that
+            // slot s holds A-fragment element s — in k order σ (see `k_order`), which the
+            // weights are packed in too. Up to the order of its slots, this is the A fragment
+            // layout, so the `dot` takes it without moving data.
+            x: layout(&format!("replicated(4).local({},8).spatial(8,4).local(1,2)", 2 * m16))?,
+            // A tile's packed codes: each thread's 32 codes are `4·bits` consecutive bytes (see
+            // `QuantizedWeights::pack_weights`), one 16-byte load for 4-bit weights.
+            weight_bytes: layout(&format!("spatial(1,{THREADS}).local(1,{})", 4 * bits))?,
+            weight: layout(WEIGHT_LAYOUT)?,
+            // Group values: each thread holds its two columns' values for every group row of the
+            // step (the 4 threads of a column pair replicate them).
+            group_rows: layout(&format!("local({rows},2).spatial(1,4).spatial(1,8).replicated(4)"))?,
         })
     }
+}
+
+/// k16 steps per chunk of the k order σ: 4 (the whole 64-row step) for groups of 64 and more,
+/// else the group's k16 steps, so that σ never moves a row to another group.
+pub fn k_chunk(format: &WeightFormat) -> usize {
+    format.group_size.min(BLOCK_K) / 16
+}
+
+/// The k order σ within a `BLOCK_K` step: the tensor cores' row `r` of a step holds x's and
+/// W's row `σ(r)`. An A fragment holds, per thread, k = 16·kt + 8·j + 2·t + i (t the thread
+/// within its quad, kt the k16 step, j and i bits); σ sends the 4·chunk values a thread holds
+/// per row and chunk of `chunk` k16 steps to consecutive rows, so x loads in runs of
+/// 4·chunk elements. Summing over k in another order is the same sum: x and W agree.
+/// `chunk` is [`k_chunk`]; the packed weights ([`QuantizedWeights::pack_weights`]) are in
+/// this order.
+pub fn k_order(chunk: usize, r: usize) -> usize {
+    let (kt, j, t, i) = (r / 16, (r / 8) % 2, (r / 2) % 4, r % 2);
+    let (chunk_index, kl) = (kt / chunk, kt % chunk);
+    16 * chunk * chunk_index + 4 * chunk * t + 4 * kl + 2 * j + i
+}
+
+/// Bytes of one packed `BLOCK_K × BLOCK_N` weight tile.
+fn tile_bytes(format: &WeightFormat) -> usize {
+    BLOCK_K * BLOCK_N * format.weight.bits() as usize / 8
 }
 
 /// Builds the kernel for `format`. Its parameters: `x: ptr act`, `w: ptr u8`, `s: ptr scale`,
@@ -230,24 +349,42 @@ pub const BUFFER_ALIGN: u32 = 16;
 /// `n` is a multiple of the largest power of two (at most 64) dividing `n`, so the vectorizer
 /// can prove the weight, scale and output rows aligned. Launches with another `n` are refused.
 pub fn build_kernel_for(format: &WeightFormat, known_n: Option<usize>) -> Result<Kernel, FormatError> {
+    build_kernel_scheduled(format, known_n, Schedule::default())
+}
+
+/// [`build_kernel_for`] with a [`Schedule`] other than the default.
+pub fn build_kernel_scheduled(
+    format: &WeightFormat,
+    known_n: Option<usize>,
+    schedule: Schedule,
+) -> Result<Kernel, FormatError> {
     format.validate()?;
+    schedule.validate()?;
+    let block_m = schedule.block_m;
     let i32 = DType::int(32).map_err(|e| FormatError::Data(e.to_string()))?;
     let u8 = DType::uint(8).map_err(|e| FormatError::Data(e.to_string()))?;
     let act = format.activation;
-    let bits = format.weight.bits() as usize;
     let group = format.group_size as i64;
     let rows = format.scale_rows();
-    let layouts = Layouts::new(format)?;
+    let layouts = Layouts::new(format, block_m)?;
 
-    let mut k = KernelBuilder::new(format.kernel_name(), WARPS);
+    let split = schedule.split_k;
+    let name = if split > 1 { format!("{}_split{split}", format.kernel_name()) } else { format.kernel_name() };
+    let mut k = KernelBuilder::new(name, WARPS);
     // Pointers first, then m, n, k: their positions, for the buffer shapes.
     let pointers = 4 + usize::from(format.zero_point) + usize::from(format.offset);
     let (pm, pn, pk) = (GridExpr::Param(pointers), GridExpr::Param(pointers + 1), GridExpr::Param(pointers + 2));
     let groups_expr = GridExpr::binary(GridOp::Div, pk.clone(), GridExpr::Const(format.group_size as u64));
-    let row_bytes_expr =
-        GridExpr::cdiv(GridExpr::binary(GridOp::Mul, pn.clone(), GridExpr::Const(bits as u64)), GridExpr::Const(8));
+    let tile_bytes = tile_bytes(format);
+    // The weights as a [K steps, N tiles · tile bytes] byte matrix (see the module doc).
+    let k_tiles_expr = GridExpr::cdiv(pk.clone(), GridExpr::Const(BLOCK_K as u64));
+    let tile_row_expr = GridExpr::binary(
+        GridOp::Mul,
+        GridExpr::cdiv(pn.clone(), GridExpr::Const(BLOCK_N as u64)),
+        GridExpr::Const(tile_bytes as u64),
+    );
     let x = k.shaped_pointer_param("x", act, vec![pm.clone(), pk.clone()])?;
-    let w = k.shaped_pointer_param("w", u8, vec![pk.clone(), row_bytes_expr])?;
+    let w = k.shaped_pointer_param("w", u8, vec![k_tiles_expr, tile_row_expr])?;
     let s = k.shaped_pointer_param("s", format.scale, vec![groups_expr.clone(), pn.clone()])?;
     let z = if format.zero_point {
         Some(k.shaped_pointer_param("z", format.weight, vec![groups_expr.clone(), pn.clone()])?)
@@ -259,7 +396,13 @@ pub fn build_kernel_for(format: &WeightFormat, known_n: Option<usize>) -> Result
     } else {
         None
     };
-    let y = k.shaped_pointer_param("y", act, vec![pm, pn])?;
+    // The output: y, or with a split of K the f32 partial sums, `split` slabs of M rounded up
+    // to whole blocks (so that no block's rows reach into the next slab) by N.
+    let y = if split > 1 {
+        k.shaped_pointer_param("p", DType::F32, vec![partial_rows_expr(pm, block_m, split), pn])?
+    } else {
+        k.shaped_pointer_param("y", act, vec![pm, pn])?
+    };
     let m = k.scalar_param("m", i32)?;
     let n = k.scalar_param("n", i32)?;
     let kk = k.scalar_param("k", i32)?;
@@ -277,8 +420,12 @@ pub fn build_kernel_for(format: &WeightFormat, known_n: Option<usize>) -> Result
         k.align_param(p, BUFFER_ALIGN)?;
     }
     let grid_n = GridExpr::cdiv(k.grid_param(n)?, GridExpr::Const(BLOCK_N as u64));
-    let grid_m = GridExpr::cdiv(k.grid_param(m)?, GridExpr::Const(BLOCK_M as u64));
-    k.set_grid(vec![grid_n, grid_m]);
+    let grid_m = GridExpr::cdiv(k.grid_param(m)?, GridExpr::Const(block_m as u64));
+    if split > 1 {
+        k.set_grid(vec![grid_n, grid_m, GridExpr::Const(split as u64)]);
+    } else {
+        k.set_grid(vec![grid_n, grid_m]);
+    }
 
     // Tile origins.
     let bn = k.block_index(Axis::X)?;
@@ -286,17 +433,19 @@ pub fn build_kernel_for(format: &WeightFormat, known_n: Option<usize>) -> Result
     let bm = k.block_index(Axis::Y)?;
     k.name(bm, "bm")?;
     let n0 = k.mul(bn, BLOCK_N as i64)?;
-    let m0 = k.mul(bm, BLOCK_M as i64)?;
+    let m0 = k.mul(bm, block_m as i64)?;
     k.name(n0, "n0")?;
     k.name(m0, "m0")?;
     // Views of the buffers.
     let xv = k.global_view(x, &[m.into(), kk.into()], Some(&[kk.into(), 1i64.into()]))?;
     k.name(xv, "xv")?;
-    let n_bits = k.mul(n, bits as i64)?;
-    k.name(n_bits, "n_bits")?;
-    let row_bytes = k.binary(BinaryOp::CeilDiv, n_bits, 8i64)?;
-    k.name(row_bytes, "row_bytes")?;
-    let wv = k.global_view(w, &[kk.into(), row_bytes.into()], Some(&[row_bytes.into(), 1i64.into()]))?;
+    let k_tiles = k.binary(BinaryOp::CeilDiv, kk, BLOCK_K as i64)?;
+    k.name(k_tiles, "k_tiles")?;
+    let n_tiles = k.binary(BinaryOp::CeilDiv, n, BLOCK_N as i64)?;
+    k.name(n_tiles, "n_tiles")?;
+    let tile_row = k.mul(n_tiles, tile_bytes as i64)?;
+    k.name(tile_row, "tile_row")?;
+    let wv = k.global_view(w, &[k_tiles.into(), tile_row.into()], Some(&[tile_row.into(), 1i64.into()]))?;
     k.name(wv, "wv")?;
     let groups = k.binary(BinaryOp::Div, kk, group)?;
     k.name(groups, "groups")?;
@@ -316,58 +465,102 @@ pub fn build_kernel_for(format: &WeightFormat, known_n: Option<usize>) -> Result
         }
         None => None,
     };
-    let yv = k.global_view(y, &[m.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
-    k.name(yv, "yv")?;
-    let byte_col = k.mul(bn, (BLOCK_N * bits / 8) as i64)?;
+    // With a split of K: this block's slab of partial sums, and its part of K (whole steps).
+    let (yv, out_row, k_begin, k_end) = if split > 1 {
+        let slab = k.block_index(Axis::Z)?;
+        k.name(slab, "slab")?;
+        let m_blocks = k.binary(BinaryOp::CeilDiv, m, block_m as i64)?;
+        let slab_rows = k.mul(m_blocks, block_m as i64)?;
+        k.name(slab_rows, "slab_rows")?;
+        let rows = k.mul(slab_rows, split as i64)?;
+        let pv = k.global_view(y, &[rows.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
+        k.name(pv, "pv")?;
+        let slab_start = k.mul(slab, slab_rows)?;
+        let out_row = k.add(slab_start, m0)?;
+        k.name(out_row, "out_row")?;
+        let steps = k.binary(BinaryOp::CeilDiv, k_tiles, split as i64)?;
+        let span = k.mul(steps, BLOCK_K as i64)?;
+        k.name(span, "k_span")?;
+        let k_begin = k.mul(slab, span)?;
+        k.name(k_begin, "k_begin")?;
+        let k_stop = k.add(k_begin, span)?;
+        let k_end = k.binary(BinaryOp::Min, k_stop, kk)?;
+        k.name(k_end, "k_end")?;
+        (pv, out_row, Operand::Value(k_begin), Operand::Value(k_end))
+    } else {
+        let yv = k.global_view(y, &[m.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
+        k.name(yv, "yv")?;
+        (yv, m0, Operand::from(0i64), Operand::Value(kk))
+    };
+    let byte_col = k.mul(bn, tile_bytes as i64)?;
     k.name(byte_col, "byte_col")?;
 
     let tile = |dtype: DType, shape: [usize; 2], l: &RegisterLayout| {
         RegisterTensorType::new(dtype, shape.to_vec(), Some(l.clone()))
     };
-    let acc0 = k.fill(0.0, tile(DType::F32, [BLOCK_M, BLOCK_N], &layouts.acc))?;
+    let acc0 = k.fill(0.0, tile(DType::F32, [block_m, BLOCK_N], &layouts.acc))?;
     k.name(acc0, "acc0")?;
-    let body = |k: &mut KernelBuilder, k0: anybit_ir::program::ValueId, carried: &[anybit_ir::program::ValueId]| {
-        let acc = k.name(carried[0], "acc_in")?;
-        k.name(k0, "k0")?;
-        let xa = k.load_global(xv, &[m0.into(), k0.into()], tile(act, [BLOCK_M, BLOCK_K], &layouts.x))?;
-        k.name(xa, "x_tile")?;
-        let bytes = k.load_global(
-            wv,
-            &[k0.into(), byte_col.into()],
-            tile(u8, [BLOCK_K, BLOCK_N * bits / 8], &layouts.weight_bytes),
-        )?;
-        k.name(bytes, "w_bytes")?;
+    // A step's inputs, loaded `schedule.prefetch` steps ahead of their use and carried through
+    // the loop in registers, so that several steps' loads are in flight while the tensor cores
+    // work (ptxas does not hoist loads across iterations by itself). Loads past K read zeros.
+    let wide = format.dequantizes_in_f32();
+    // The loaded values, in order: x tile, weight bytes, scales, then zero points and offsets
+    // when the format has them. `suffix` tells the copies apart in the printed kernel.
+    let load_step = |k: &mut KernelBuilder, k0: ValueId, suffix: &str| -> Result<Vec<ValueId>, BuildError> {
+        let xa = k.load_global(xv, &[m0.into(), k0.into()], tile(act, [block_m, BLOCK_K], &layouts.x_loaded))?;
+        k.name(xa, &format!("x_tile{suffix}"))?;
+        let kt = k.binary(BinaryOp::Div, k0, BLOCK_K as i64)?;
+        k.name(kt, &format!("kt{suffix}"))?;
+        let bytes =
+            k.load_global(wv, &[kt.into(), byte_col.into()], tile(u8, [1, tile_bytes], &layouts.weight_bytes))?;
+        k.name(bytes, &format!("w_bytes{suffix}"))?;
+        let g0 = k.binary(BinaryOp::Div, k0, group)?;
+        k.name(g0, &format!("g{suffix}"))?;
+        let mut loaded = vec![xa, bytes];
+        let group_views = [
+            Some((sv, format.scale, "s_row")),
+            zv.map(|v| (v, format.weight, "z_row")),
+            ov.map(|v| (v, format.scale, "o_row")),
+        ];
+        for (view, dtype, name) in group_views.into_iter().flatten() {
+            let t = k.load_global(view, &[g0.into(), n0.into()], tile(dtype, [rows, BLOCK_N], &layouts.group_rows))?;
+            loaded.push(k.name(t, &format!("{name}{suffix}"))?);
+        }
+        Ok(loaded)
+    };
+    // The step's arithmetic on loaded inputs: dequantize, scale, multiply-accumulate.
+    let compute_step = |k: &mut KernelBuilder, acc: ValueId, inputs: &[ValueId]| -> Result<ValueId, BuildError> {
+        let mut inputs = inputs.iter().copied();
+        let mut next = || inputs.next().ok_or_else(|| BuildError::Invalid("a step's loaded values are missing".into()));
+        let (x_loaded, bytes, s_row) = (next()?, next()?, next()?);
+        let xa = k.view(x_loaded, tile(act, [block_m, BLOCK_K], &layouts.x))?;
+        k.name(xa, "x_frag")?;
+        let z_row = if format.zero_point { Some(next()?) } else { None };
+        let o_row = if format.offset { Some(next()?) } else { None };
         let q = k.view(bytes, tile(format.weight, [BLOCK_K, BLOCK_N], &layouts.weight))?;
         k.name(q, "q")?;
         // The weight is formed in f32 for f32 scales and offsets, else in the activation type.
-        let wide = format.dequantizes_in_f32();
         let compute = if wide { DType::F32 } else { act };
         let mut wf = k.cast(q, compute)?;
         k.name(wf, "qf")?;
-        let g0 = k.binary(BinaryOp::Div, k0, group)?;
-        k.name(g0, "g0")?;
-        // One value per group and column, broadcast over the group's rows in `compute`.
-        let group_values =
-            |k: &mut KernelBuilder, view: anybit_ir::program::ValueId, dtype: DType, row: &str, full: &str| {
-                let t =
-                    k.load_global(view, &[g0.into(), n0.into()], tile(dtype, [rows, BLOCK_N], &layouts.group_rows))?;
-                let mut b = k.broadcast(t, tile(dtype, [BLOCK_K, BLOCK_N], &layouts.weight))?;
-                if dtype != compute {
-                    b = k.cast(b, compute)?;
-                }
-                k.name(t, row)?;
-                k.name(b, full)
-            };
-        if let Some(zv) = zv {
-            let zf = group_values(k, zv, format.weight, "z_row", "zf")?;
+        // Group values broadcast over the group's rows, in `compute`.
+        let broadcast = |k: &mut KernelBuilder, row: ValueId, dtype: DType, name: &str| {
+            let mut b = k.broadcast(row, tile(dtype, [BLOCK_K, BLOCK_N], &layouts.weight))?;
+            if dtype != compute {
+                b = k.cast(b, compute)?;
+            }
+            k.name(b, name)
+        };
+        if let Some(z_row) = z_row {
+            let zf = broadcast(k, z_row, format.weight, "zf")?;
             wf = k.binary(BinaryOp::Sub, wf, zf)?;
             k.name(wf, "q_centered")?;
         }
-        let sb = group_values(k, sv, format.scale, "s_row", "scale")?;
+        let sb = broadcast(k, s_row, format.scale, "scale")?;
         let mut wd = k.mul(wf, sb)?;
-        if let Some(ov) = ov {
+        if let Some(o_row) = o_row {
             k.name(wd, "w_scaled")?;
-            let ob = group_values(k, ov, format.scale, "o_row", "offset")?;
+            let ob = broadcast(k, o_row, format.scale, "offset")?;
             wd = k.binary(BinaryOp::Add, wd, ob)?;
         }
         if wide {
@@ -376,17 +569,138 @@ pub fn build_kernel_for(format: &WeightFormat, known_n: Option<usize>) -> Result
         }
         k.name(wd, "w_tile")?;
         let next = k.dot(xa, wd, acc)?;
-        k.name(next, "acc_out")?;
-        Ok(vec![Operand::Value(next)])
+        Ok(k.name(next, "acc_out")?)
     };
-    let results = k.for_range(0i64, kk, BLOCK_K as i64, Some(2), &[acc0.into()], body)?;
+    let mut inits = vec![Operand::Value(acc0)];
+    for step in 0..schedule.prefetch {
+        let k0 = match k_begin {
+            Operand::Value(begin) => k.add(begin, (step * BLOCK_K) as i64)?,
+            _ => k.constant((step * BLOCK_K) as i64, i32)?,
+        };
+        k.name(k0, &format!("k_prefetch{step}"))?;
+        inits.extend(load_step(&mut k, k0, &format!("_{step}"))?.into_iter().map(Operand::Value));
+    }
+    let per_step = inits.len().saturating_sub(1) / schedule.prefetch.max(1);
+    let body = |k: &mut KernelBuilder, k0: ValueId, carried: &[ValueId]| {
+        k.name(k0, "k0")?;
+        let acc = k.name(carried[0], "acc_in")?;
+        // The queue of prefetched steps: `<input>_q<j>` is step k0 + j·64's.
+        let input_names = ["x_tile", "w_bytes", "s_row"]
+            .into_iter()
+            .chain(format.zero_point.then_some("z_row"))
+            .chain(format.offset.then_some("o_row"));
+        for (j, queued) in carried[1..].chunks(per_step.max(1)).enumerate() {
+            for (&value, name) in queued.iter().zip(input_names.clone()) {
+                k.name(value, &format!("{name}_q{j}"))?;
+            }
+        }
+        if schedule.prefetch == 0 {
+            let inputs = load_step(k, k0, "")?;
+            return Ok(vec![Operand::Value(compute_step(k, acc, &inputs)?)]);
+        }
+        let ahead = k.add(k0, (schedule.prefetch * BLOCK_K) as i64)?;
+        k.name(ahead, "k_ahead")?;
+        let fetched = load_step(k, ahead, "_ahead")?;
+        let next = compute_step(k, acc, &carried[1..1 + per_step])?;
+        // The queue moves up by one step: drop the used inputs, append the fetched ones.
+        let mut yields = vec![Operand::Value(next)];
+        yields.extend(carried[1 + per_step..].iter().chain(&fetched).map(|&v| Operand::Value(v)));
+        Ok(yields)
+    };
+    let results = k.for_range(k_begin, k_end, BLOCK_K as i64, Some(schedule.unroll), &inits, body)?;
     let acc = results[0];
     k.name(acc, "acc")?;
-    let out = k.cast(acc, act)?;
+    if split > 1 {
+        // The partial sums stay f32; the reduction kernel rounds their total once.
+        k.store_global(acc, yv, &[out_row.into(), n0.into()])?;
+    } else {
+        let out = k.cast(acc, act)?;
+        k.name(out, "y_tile")?;
+        k.store_global(out, yv, &[out_row.into(), n0.into()])?;
+    }
+    Ok(k.finish())
+}
+
+/// Rows of the partial-sum workspace `p` of a split of K in `split`: `split` slabs of M
+/// rounded up to whole blocks of `block_m` rows (by N columns, f32).
+pub fn partial_rows(m: usize, block_m: usize, split: usize) -> usize {
+    m.div_ceil(block_m) * block_m * split
+}
+
+fn partial_rows_expr(m: GridExpr, block_m: usize, split: usize) -> GridExpr {
+    GridExpr::binary(
+        GridOp::Mul,
+        GridExpr::cdiv(m, GridExpr::Const(block_m as u64)),
+        GridExpr::Const((block_m * split) as u64),
+    )
+}
+
+/// The second kernel of a split of K ([`Schedule::split_k`] > 1): `y = act(p₀ + p₁ + …)`,
+/// adding the slabs of partial sums in order in f32 and rounding once. Parameters
+/// `p: ptr f32`, `y: ptr act`, `m, n: i32`; grid `(cdiv(n, 64), cdiv(m, 16))`, 4 warps.
+pub fn build_reduce_kernel(
+    format: &WeightFormat,
+    known_n: Option<usize>,
+    schedule: Schedule,
+) -> Result<Kernel, FormatError> {
+    format.validate()?;
+    schedule.validate()?;
+    let (split, block_m) = (schedule.split_k, schedule.block_m);
+    let i32 = DType::int(32).map_err(|e| FormatError::Data(e.to_string()))?;
+    let act = format.activation;
+    let mut k = KernelBuilder::new(format!("{}_split{split}_reduce", format.kernel_name()), WARPS);
+    let (pm, pn) = (GridExpr::Param(2), GridExpr::Param(3));
+    let p = k.shaped_pointer_param("p", DType::F32, vec![partial_rows_expr(pm.clone(), block_m, split), pn.clone()])?;
+    let y = k.shaped_pointer_param("y", act, vec![pm, pn])?;
+    let m = k.scalar_param("m", i32)?;
+    let n = k.scalar_param("n", i32)?;
+    if let Some(n_value) = known_n.filter(|&v| v > 0) {
+        let divisor = 1u64 << n_value.trailing_zeros().min(6);
+        if divisor > 1 {
+            k.assume_multiple(n, divisor)?;
+        }
+    }
+    k.align_param(p, BUFFER_ALIGN)?;
+    k.align_param(y, BUFFER_ALIGN)?;
+    let grid_n = GridExpr::cdiv(k.grid_param(n)?, GridExpr::Const(BLOCK_N as u64));
+    let grid_m = GridExpr::cdiv(k.grid_param(m)?, GridExpr::Const(REDUCE_ROWS as u64));
+    k.set_grid(vec![grid_n, grid_m]);
+    let bn = k.block_index(Axis::X)?;
+    let bm = k.block_index(Axis::Y)?;
+    let n0 = k.mul(bn, BLOCK_N as i64)?;
+    k.name(n0, "n0")?;
+    let m0 = k.mul(bm, REDUCE_ROWS as i64)?;
+    k.name(m0, "m0")?;
+    let m_blocks = k.binary(BinaryOp::CeilDiv, m, block_m as i64)?;
+    let slab_rows = k.mul(m_blocks, block_m as i64)?;
+    k.name(slab_rows, "slab_rows")?;
+    let rows = k.mul(slab_rows, split as i64)?;
+    let pv = k.global_view(p, &[rows.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
+    k.name(pv, "pv")?;
+    let yv = k.global_view(y, &[m.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
+    k.name(yv, "yv")?;
+    // Each thread adds 8 consecutive columns of one row: 32-byte runs.
+    let l = layout("spatial(16,8).local(1,8)")?;
+    let tile = |dtype: DType| RegisterTensorType::new(dtype, vec![REDUCE_ROWS, BLOCK_N], Some(l.clone()));
+    // Blocks of `REDUCE_ROWS` rows never cross a slab: slabs are whole blocks of `block_m`.
+    let mut total = k.load_global(pv, &[m0.into(), n0.into()], tile(DType::F32))?;
+    k.name(total, "sum0")?;
+    for slab in 1..split {
+        let start = k.mul(slab_rows, slab as i64)?;
+        let row = k.add(start, m0)?;
+        let part = k.load_global(pv, &[row.into(), n0.into()], tile(DType::F32))?;
+        k.name(part, &format!("part{slab}"))?;
+        total = k.add(total, part)?;
+        k.name(total, &format!("sum{slab}"))?;
+    }
+    let out = k.cast(total, act)?;
     k.name(out, "y_tile")?;
     k.store_global(out, yv, &[m0.into(), n0.into()])?;
     Ok(k.finish())
 }
+
+/// Rows per block of the reduction kernel.
+const REDUCE_ROWS: usize = 16;
 
 /// A module holding the kernel for `format`, with its layouts named for readable printing.
 pub fn build_module(format: &WeightFormat) -> Result<Module, FormatError> {
@@ -395,12 +709,25 @@ pub fn build_module(format: &WeightFormat) -> Result<Module, FormatError> {
 
 /// [`build_module`] around [`build_kernel_for`].
 pub fn build_module_for(format: &WeightFormat, n: Option<usize>) -> Result<Module, FormatError> {
+    build_module_scheduled(format, n, Schedule::default())
+}
+
+/// [`build_module_for`] with a [`Schedule`] other than the default.
+pub fn build_module_scheduled(
+    format: &WeightFormat,
+    n: Option<usize>,
+    schedule: Schedule,
+) -> Result<Module, FormatError> {
     use anybit_ir::program::{LayoutDef, NamedLayout};
-    let kernel = build_kernel_for(format, n)?;
-    let layouts = Layouts::new(format)?;
+    let mut kernels = vec![build_kernel_scheduled(format, n, schedule)?];
+    if schedule.split_k > 1 {
+        kernels.push(build_reduce_kernel(format, n, schedule)?);
+    }
+    let layouts = Layouts::new(format, schedule.block_m)?;
     let named = [
         ("acc", layouts.acc),
-        ("x_tile", layouts.x),
+        ("x_loaded", layouts.x_loaded),
+        ("x_frag", layouts.x),
         ("w_bytes", layouts.weight_bytes),
         ("w_tile", layouts.weight),
         ("group_rows", layouts.group_rows),
@@ -410,11 +737,11 @@ pub fn build_module_for(format: &WeightFormat, n: Option<usize>) -> Result<Modul
             .into_iter()
             .map(|(name, l)| NamedLayout { name: name.into(), layout: LayoutDef::Register(l), span: None })
             .collect(),
-        kernels: vec![kernel],
+        kernels,
     })
 }
 
-/// The grid of a launch for an `m × n` output.
+/// The grid of a launch for an `m × n` output (with the default schedule's [`BLOCK_M`]).
 pub fn grid(m: usize, n: usize) -> [usize; 2] {
     [n.div_ceil(BLOCK_N), m.div_ceil(BLOCK_M)]
 }
@@ -563,13 +890,16 @@ impl QuantizedWeights {
         Ok(PackedWeights { format: self.format, k: self.k, n: self.n, w, s, z, o })
     }
 
-    /// Bytes per packed weight row.
+    /// Bytes per row of the row-major packing ([`QuantizedWeights::pack_rows`]).
     pub fn row_bytes(&self) -> usize {
         (self.n * self.format.weight.bits() as usize).div_ceil(8)
     }
 
-    /// The packed weight buffer `w` the kernel reads (rows padded to whole bytes).
-    pub fn pack_weights(&self) -> Result<Vec<u8>, FormatError> {
+    /// The codes as K rows of packed bit streams, each padded to whole bytes
+    /// ([`QuantizedWeights::row_bytes`]): the simplest layout, which hand-written kernels such
+    /// as `examples/lowbit_matmul_u4_g128.abk` read. The generated kernel reads
+    /// [`QuantizedWeights::pack_weights`] instead.
+    pub fn pack_rows(&self) -> Result<Vec<u8>, FormatError> {
         let bits = self.format.weight.bits();
         let row_bytes = self.row_bytes();
         let mut bytes = Vec::with_capacity(row_bytes * self.k);
@@ -580,6 +910,38 @@ impl QuantizedWeights {
             bytes.extend(row_bytes_vec);
         }
         Ok(bytes)
+    }
+
+    /// The packed weight buffer `w` the generated kernel reads: `BLOCK_K × BLOCK_N` tiles,
+    /// K steps outer and N tiles inner, each tile thread by thread and each thread's codes in
+    /// the order its registers hold them (the weight layout's slots), as one bit stream. Tiles
+    /// sticking out of K or N are padded with code 0 (the kernel's zero scales there make
+    /// those weights 0).
+    pub fn pack_weights(&self) -> Result<Vec<u8>, FormatError> {
+        let (k, n) = (self.k, self.n);
+        let layout = layout(WEIGHT_LAYOUT)?;
+        // Where each code of a tile comes from, in stream order: (row, column) in the tile.
+        let mut order = Vec::with_capacity(BLOCK_K * BLOCK_N);
+        for thread in 0..layout.num_threads() {
+            for slot in 0..layout.num_slots() {
+                let c = layout.map(thread, slot).map_err(|e| FormatError::Data(e.to_string()))?;
+                order.push((c[0], c[1]));
+            }
+        }
+        let chunk = k_chunk(&self.format);
+        let (k_tiles, n_tiles) = (k.div_ceil(BLOCK_K), n.div_ceil(BLOCK_N));
+        let mut stream = Vec::with_capacity(k_tiles * n_tiles * order.len());
+        for kt in 0..k_tiles {
+            for nt in 0..n_tiles {
+                stream.extend(order.iter().map(|&(r, c)| {
+                    let (row, col) = (kt * BLOCK_K + k_order(chunk, r), nt * BLOCK_N + c);
+                    if row < k && col < n { self.codes[row * n + col] } else { 0 }
+                }));
+            }
+        }
+        let packed =
+            PackedBits::from_codes(self.format.weight.bits(), &stream).map_err(|e| FormatError::Data(e.to_string()))?;
+        Ok(packed.into_bytes())
     }
 
     /// The dequantized weight `[k][n]` exactly as the kernel forms it: `(q − z) · s`, with the
@@ -652,8 +1014,8 @@ impl PackedWeights {
     ) -> Result<Vec<(&'static str, DType, usize)>, FormatError> {
         format.validate_shape(1, n, k)?;
         let groups = k / format.group_size;
-        let row_bytes = (n * format.weight.bits() as usize).div_ceil(8);
-        let mut buffers = vec![("w", u8_type()?, k * row_bytes), ("s", format.scale, groups * n)];
+        let w_bytes = k.div_ceil(BLOCK_K) * n.div_ceil(BLOCK_N) * tile_bytes(format);
+        let mut buffers = vec![("w", u8_type()?, w_bytes), ("s", format.scale, groups * n)];
         if format.zero_point {
             buffers.push(("z", format.weight, groups * n));
         }

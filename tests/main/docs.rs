@@ -66,7 +66,7 @@ fn tutorial_lowbit_kernel_matches_the_reference() {
     let scales: Vec<u32> = (0..2 * n).map(|_| DType::F16.encode(rng.uniform(0.01, 0.1))).collect();
     let weights = QuantizedWeights::new(format, k, n, codes, scales.clone(), vec![]).unwrap();
     let x: Vec<u32> = (0..m * k).map(|_| DType::F16.encode(rng.uniform(-1.0, 1.0))).collect();
-    let packed = weights.pack_weights().unwrap();
+    let packed = weights.pack_rows().unwrap();
     let mut args = vec![
         Arg::Buffer(Buffer::from_codes(DType::F16, &x).unwrap()),
         Arg::Buffer(Buffer::from_bytes("u8".parse().unwrap(), packed.len(), packed).unwrap()),

@@ -33,13 +33,26 @@ fn every_pass_preserves_every_case() {
     }
 }
 
-/// Clears every layout of a module: named layouts, value types, and the types written in
-/// instructions.
+/// Clears every layout of a module that only distributes work: named layouts, value types, and
+/// the types written in instructions. In a kernel with a `view`, the views' and global loads'
+/// layouts stay: they say which bits of memory become which elements (the low-bit matmul's
+/// re-packed weights, its x in the tensor cores' k order), which is part of what it computes.
 fn strip_layouts(module: &mut anybit::ir::program::Module) {
     use anybit::ir::program::{Op, Type};
     module.layouts.clear();
     for kernel in &mut module.kernels {
-        let ids: Vec<_> = kernel.values.iter().map(|(id, _)| id).collect();
+        let meaningful = |op: &Op| matches!(op, Op::View { .. } | Op::LoadGlobal { .. });
+        let mut has_view = false;
+        kernel.walk(|_, inst| has_view |= matches!(inst.op, Op::View { .. }));
+        let mut kept = std::collections::HashSet::new();
+        if has_view {
+            kernel.walk(|_, inst| {
+                if meaningful(&inst.op) {
+                    kept.extend(inst.results.iter().copied());
+                }
+            });
+        }
+        let ids: Vec<_> = kernel.values.iter().map(|(id, _)| id).filter(|id| !kept.contains(id)).collect();
         for id in ids {
             match &mut kernel.values[id].ty {
                 Type::Register(t) => t.layout = None,
@@ -49,6 +62,9 @@ fn strip_layouts(module: &mut anybit::ir::program::Module) {
         }
         let ids: Vec<_> = kernel.insts.iter().map(|(id, _)| id).collect();
         for id in ids {
+            if has_view && meaningful(&kernel.insts[id].op) {
+                continue;
+            }
             match &mut kernel.insts[id].op {
                 Op::Fill { ty, .. }
                 | Op::Iota { ty, .. }

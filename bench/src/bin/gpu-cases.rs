@@ -1,5 +1,6 @@
 //! `gpu-cases kernels DIR` writes every case's kernel as DIR/<case>/kernel.abk, and the
-//! benchmark kernels as DIR/bench_<weight>/kernel.abk;
+//! benchmark kernels as DIR/bench_<weight>/kernel.abk (with `--schedules m16p1u2,m64p1u2`, also
+//! DIR/bench_<weight>_<schedule>/kernel.abk for each of those schedules);
 //! `gpu-cases data DIR [--seed N] [--small]` runs every case on the interpreter (in parallel)
 //! and writes the runs' inputs, outputs, references and bounds under DIR/<case>/run<i>/.
 
@@ -9,9 +10,10 @@ use std::sync::Mutex;
 
 use anybit_bench::cases::{Sizes, all_cases};
 use anybit_bench::files::{write_kernels, write_runs};
+use anybit_frontend::lowbit::Schedule;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: gpu-cases kernels DIR | gpu-cases data DIR [--seed N] [--small]");
+    eprintln!("usage: gpu-cases kernels DIR [--schedules m16p2u2,...] | gpu-cases data DIR [--seed N] [--small]");
     ExitCode::from(2)
 }
 
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
     let dir = PathBuf::from(dir);
     let mut seed = 2026u64;
     let mut sizes = Sizes::Gpu;
+    let mut schedules = Vec::new();
     let mut rest = args[2..].iter();
     while let Some(flag) = rest.next() {
         match (flag.as_str(), rest.clone().next()) {
@@ -32,6 +35,20 @@ fn main() -> ExitCode {
                 Err(_) => return usage(),
             },
             ("--small", _) => sizes = Sizes::Small,
+            ("--schedules", Some(value)) => {
+                for tag in value.split(',') {
+                    match Schedule::from_tag(tag) {
+                        Some(schedule) => schedules.push(schedule),
+                        None => {
+                            eprintln!(
+                                "error: `{tag}` is not a schedule (write m<rows>p<prefetch>u<unroll>, e.g. m16p2u2)"
+                            );
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+                rest.next();
+            }
             _ => return usage(),
         }
     }
@@ -43,7 +60,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match command.as_str() {
-        "kernels" => anybit_bench::cases::bench_modules().and_then(|bench| {
+        "kernels" => anybit_bench::cases::bench_modules(&schedules).and_then(|bench| {
             write_kernels(&cases, &dir)?;
             for (name, module) in &bench {
                 let folder = dir.join(name);

@@ -79,7 +79,7 @@ fn run(m: usize, k: usize, n: usize) -> Result<Report, Box<dyn Error>> {
     // 1. Ahead of time: the kernel file's typed handle, on the GPU when there is one.
     let exec = anybit::jit::executor();
     let x = exec.upload_codes::<F16>(&x_codes)?;
-    let packed: Vec<u32> = weights.pack_weights()?.into_iter().map(u32::from).collect();
+    let packed: Vec<u32> = weights.pack_rows()?.into_iter().map(u32::from).collect();
     let w = exec.upload_codes::<U8>(&packed)?;
     let s = exec.upload_codes::<F16>(&weights.scales)?;
     let mut y = exec.zeros::<F16>(m * n)?;

@@ -236,9 +236,12 @@ mod tests {
 
     #[test]
     fn classic_four_bit_cost() {
-        // The classic u4 → f16 sequence: per word, one shift, four lop3, two sub, two fma = 9.
+        // The classic u4 → f16 sequence (per word: one shift, four lop3, two sub, two fma = 9)
+        // pairs elements e and e + 4, which its consumers re-pair with two permutes per
+        // register (9 + 8): an adjacent-pair program of at most 12 beats it.
         let p = select("u4".parse().unwrap(), DType::F16, Features::default()).unwrap();
-        assert!(p.cost() <= 9, "{p}");
+        assert!(p.cost() <= 12, "{p}");
+        assert!(p.outputs.iter().all(|&(_, lo, hi)| hi == lo + 1), "{p}");
     }
 
     #[test]
