@@ -669,15 +669,8 @@ impl<'ctx> Emit for Em<'ctx> {
         Ok(())
     }
 
-    fn in_prologue<R>(&self, f: impl FnOnce(&Self) -> LResult<R>) -> LResult<R> {
-        let prologue = self.kernel()?.prologue;
-        let saved = self.b.get_insert_block();
-        self.b.position_at_end(prologue);
-        let result = f(self);
-        if let Some(block) = saved {
-            self.b.position_at_end(block);
-        }
-        result
+    fn prologue(&self) -> LResult<Self::B> {
+        Ok(self.kernel()?.prologue)
     }
     fn thread_values(&self) -> LResult<&ThreadValues<Self::V>> {
         Ok(&self.kernel()?.values)

@@ -227,9 +227,8 @@ pub(crate) trait Emit: Sized {
     /// Ends the kernel (returns from the body, branches from the prologue to the body) and
     /// gives it `shared_bytes` of shared memory.
     fn finish_kernel(&mut self, shared_bytes: usize) -> LResult<()>;
-    /// Runs `f` with operations going to the end of the prologue, so that what it computes
-    /// dominates the whole kernel.
-    fn in_prologue<R>(&self, f: impl FnOnce(&Self) -> LResult<R>) -> LResult<R>;
+    /// The kernel's entry block (its terminator is added last, by [`Emit::finish_kernel`]).
+    fn prologue(&self) -> LResult<Self::B>;
     /// The values [`Emit::begin_kernel`] read.
     fn thread_values(&self) -> LResult<&ThreadValues<Self::V>>;
     /// Per-thread values cached by key (layout coordinates, predicates), computed once in the
@@ -237,6 +236,16 @@ pub(crate) trait Emit: Sized {
     fn cache(&mut self) -> &mut HashMap<String, Vec<Self::V>>;
 
     // ===== provided =====
+
+    /// Runs `f` with operations going to the end of the prologue, so that what it computes
+    /// dominates the whole kernel.
+    fn in_prologue<R>(&self, f: impl FnOnce(&Self) -> LResult<R>) -> LResult<R> {
+        let saved = self.current_block()?;
+        self.position_at_end(self.prologue()?);
+        let result = f(self);
+        self.position_at_end(saved);
+        result
+    }
 
     /// `tid.x` (`i32`).
     fn tid(&self) -> LResult<Self::V> {

@@ -702,11 +702,8 @@ impl<'c, 'm> Emit for Em<'c, 'm> {
         Ok(())
     }
 
-    fn in_prologue<R>(&self, f: impl FnOnce(&Self) -> LResult<R>) -> LResult<R> {
-        let saved = self.block.replace(self.kernel()?.prologue);
-        let result = f(self);
-        self.block.set(saved);
-        result
+    fn prologue(&self) -> LResult<Self::B> {
+        Ok(self.kernel()?.prologue)
     }
     fn thread_values(&self) -> LResult<&ThreadValues<Self::V>> {
         Ok(&self.kernel()?.values)
