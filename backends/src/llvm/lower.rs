@@ -1,4 +1,6 @@
-//! Lowering one kernel: the tile IR → one LLVM module → PTX.
+//! Lowering one kernel: the tile IR → one module (LLVM IR through inkwell, or MLIR's `llvm`
+//! and `nvvm` dialects through melior: [`build_kernel`] is generic over the emitter, see
+//! `emitter.rs`) → PTX.
 //!
 //! # The model
 //!
