@@ -4,6 +4,7 @@
 #   bin/gpu-run        runs every case through anybit's own runtime and checks it (no LLVM)
 #   kernels/<case>/    every case's and benchmark's kernel, as .abk
 #   ptx/<case>/        those kernels compiled for TARGET (default sm_90): .ptx + manifest.json
+#   ptx-mlir/<case>/   the same kernels compiled by the MLIR backend (skipped with MLIR=0)
 # Then, on the GPU machine: bench/gpu.sh (carry bench/out).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,7 +15,12 @@ rm -rf "$out"
 mkdir -p "$out/bin"
 ./scripts/setup.sh
 cargo build --release --locked -p anybit-bench --bin gpu-cases --bin gpu-run
-cargo build --release --locked --bin anybit
+mlir=${MLIR:-1}
+if [ "$mlir" = 1 ]; then
+    cargo build --release --locked --bin anybit --features mlir
+else
+    cargo build --release --locked --bin anybit
+fi
 cp target/release/gpu-cases target/release/gpu-run "$out/bin/"
 strip "$out/bin/gpu-cases" "$out/bin/gpu-run" 2>/dev/null || true
 # ANYBIT_BENCH_SCHEDULES=m16p1u2,m64p1u2 adds benchmark kernels with those schedules.
@@ -22,5 +28,9 @@ strip "$out/bin/gpu-cases" "$out/bin/gpu-run" 2>/dev/null || true
 for dir in "$out"/kernels/*/; do
     case=$(basename "$dir")
     target/release/anybit compile "$dir/kernel.abk" --target "$target" -o "$out/ptx/$case" >/dev/null
+    if [ "$mlir" = 1 ]; then
+        target/release/anybit compile "$dir/kernel.abk" --target "$target" --backend mlir \
+            -o "$out/ptx-mlir/$case" >/dev/null
+    fi
 done
 echo "prepared $(ls "$out/ptx" | wc -l) compiled cases for $target in $out ($(du -sh "$out" | cut -f1))"

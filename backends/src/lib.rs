@@ -18,8 +18,9 @@
 //!
 //! The [`mlir`] backend (cargo feature `mlir`, off by default) lowers the same kernels to MLIR's
 //! `llvm` and `nvvm` dialects with melior, translates them to LLVM IR in-process and shares the
-//! LLVM backend's PTX emission; it implements the same [`Backend`] trait for a subset of the
-//! instructions so far.
+//! LLVM backend's PTX emission. The two share one lowering, written against an emitter
+//! interface (`llvm/emitter.rs`) that inkwell and melior both implement, so they compile the
+//! same kernels.
 
 #![warn(missing_docs)]
 

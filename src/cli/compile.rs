@@ -29,8 +29,8 @@ pub enum BackendChoice {
     /// LLVM IR through inkwell (the default).
     #[default]
     Llvm,
-    /// MLIR's `llvm`/`nvvm` dialects through melior, translated to LLVM IR in-process (a
-    /// subset of the instructions so far).
+    /// MLIR's `llvm`/`nvvm` dialects through melior, translated to LLVM IR in-process (the
+    /// same lowering as the LLVM backend's, so the same kernels and PTX).
     #[cfg(feature = "mlir")]
     Mlir,
 }

@@ -22,6 +22,6 @@ pub(crate) fn byte_gep<'ctx>(
 ) -> LResult<PointerValue<'ctx>> {
     // SAFETY: a non-inbounds GEP over i8 is defined wrapping arithmetic for any operands (see
     // the module documentation); it reads or writes nothing.
-    let p = unsafe { em.b.build_gep(em.i8(), base, &[offset], "") }?;
+    let p = unsafe { em.b.build_gep(em.ctx.i8_type(), base, &[offset], "") }?;
     Ok(p)
 }

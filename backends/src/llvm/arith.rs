@@ -55,15 +55,12 @@
 //!   integer rounds to nearest even, saturates, NaN → 0; integer → float rounds once (wide
 //!   integers go through `f64`, which holds every 32-bit integer exactly).
 
+use super::codec;
+use super::emit::{LResult, LowerError, internal};
+use super::emitter::{Emit, FloatPredicate, IntPredicate};
+use super::mathfn;
 use anybit_ir::dtype::{DType, FloatFormat};
 use anybit_ir::program::{BinaryOp, CompareOp, UnaryOp};
-use inkwell::types::BasicType;
-use inkwell::values::{BasicValueEnum, FloatValue, IntValue};
-use inkwell::{FloatPredicate, IntPredicate};
-
-use super::codec;
-use super::emit::{Em, LResult, LowerError, internal};
-use super::mathfn;
 
 /// How values of a type are carried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,59 +92,48 @@ fn unsupported<T>(what: String) -> LResult<T> {
     Err(LowerError::Unsupported(what))
 }
 
-fn int_of(v: BasicValueEnum<'_>) -> LResult<IntValue<'_>> {
-    match v {
-        BasicValueEnum::IntValue(i) => Ok(i),
-        other => internal(format!("expected an integer carrier, found {other:?}")),
-    }
-}
-
-fn float_of(v: BasicValueEnum<'_>) -> LResult<FloatValue<'_>> {
-    match v {
-        BasicValueEnum::FloatValue(f) => Ok(f),
-        other => internal(format!("expected a float carrier, found {other:?}")),
-    }
-}
-
 /// Normalizes an `i32` to the N-bit integer type: wraps modulo 2^N and extends.
-pub(crate) fn normalize<'ctx>(em: &Em<'ctx>, bits: u32, signed: bool, v: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
+pub(crate) fn normalize<E: Emit>(em: &E, bits: u32, signed: bool, v: E::V) -> LResult<E::V> {
     if bits >= 32 {
         return Ok(v);
     }
     if signed {
-        let s = em.c32(i64::from(32 - bits));
+        let s = em.c32(i64::from(32 - bits))?;
         em.ashr(em.shl(v, s)?, s)
     } else {
-        em.and(v, em.c32((1i64 << bits) - 1))
+        em.and(v, em.c32((1i64 << bits) - 1)?)
     }
 }
 
 /// The code of a carrier, zero-extended to `i32`.
-pub(crate) fn to_code<'ctx>(em: &Em<'ctx>, dtype: DType, v: BasicValueEnum<'ctx>) -> LResult<IntValue<'ctx>> {
+pub(crate) fn to_code<E: Emit>(em: &E, dtype: DType, v: E::V) -> LResult<E::V> {
     match repr(dtype) {
         Repr::Int { bits, .. } => {
-            let v = int_of(v)?;
-            if bits >= 32 { Ok(v) } else { em.and(v, em.c32((1i64 << bits) - 1)) }
+            if bits >= 32 {
+                Ok(v)
+            } else {
+                em.and(v, em.c32((1i64 << bits) - 1)?)
+            }
         }
-        Repr::Code(_) => int_of(v),
-        Repr::F32 => em.fbits(float_of(v)?),
-        Repr::F16 | Repr::Bf16 => em.zext(em.fbits(float_of(v)?)?, em.i32()),
+        Repr::Code(_) => Ok(v),
+        Repr::F32 => em.fbits(v),
+        Repr::F16 | Repr::Bf16 => em.zext(em.fbits(v)?, em.i32()),
     }
 }
 
 /// The carrier of a code (zero-extended in an `i32`, no bits above the type's width).
-pub(crate) fn from_code<'ctx>(em: &Em<'ctx>, dtype: DType, code: IntValue<'ctx>) -> LResult<BasicValueEnum<'ctx>> {
+pub(crate) fn from_code<E: Emit>(em: &E, dtype: DType, code: E::V) -> LResult<E::V> {
     Ok(match repr(dtype) {
-        Repr::Int { bits, signed } => normalize(em, bits, signed, code)?.into(),
-        Repr::Code(_) => code.into(),
-        Repr::F32 => em.from_bits(code, em.f32())?.into(),
-        Repr::F16 => em.from_bits(em.trunc(code, em.i16())?, em.f16())?.into(),
-        Repr::Bf16 => em.from_bits(em.trunc(code, em.i16())?, em.bf16())?.into(),
+        Repr::Int { bits, signed } => normalize(em, bits, signed, code)?,
+        Repr::Code(_) => code,
+        Repr::F32 => em.from_bits(code, em.f32())?,
+        Repr::F16 => em.from_bits(em.trunc(code, em.i16())?, em.f16())?,
+        Repr::Bf16 => em.from_bits(em.trunc(code, em.i16())?, em.bf16())?,
     })
 }
 
 /// The carrier constant of a code.
-pub(crate) fn const_code<'ctx>(em: &Em<'ctx>, dtype: DType, code: u32) -> LResult<BasicValueEnum<'ctx>> {
+pub(crate) fn const_code<E: Emit>(em: &E, dtype: DType, code: u32) -> LResult<E::V> {
     Ok(match repr(dtype) {
         Repr::Int { bits, signed } => {
             let value = if signed && bits < 32 {
@@ -156,17 +142,17 @@ pub(crate) fn const_code<'ctx>(em: &Em<'ctx>, dtype: DType, code: u32) -> LResul
             } else {
                 code as i32
             };
-            em.c32(i64::from(value)).into()
+            em.c32(i64::from(value))?
         }
-        Repr::Code(_) => em.c32(i64::from(code)).into(),
-        Repr::F32 => em.cfloat_bits(em.f32(), u64::from(code))?.into(),
-        Repr::F16 => em.cfloat_bits(em.f16(), u64::from(code))?.into(),
-        Repr::Bf16 => em.cfloat_bits(em.bf16(), u64::from(code))?.into(),
+        Repr::Code(_) => em.c32(i64::from(code))?,
+        Repr::F32 => em.cfloat_bits(em.f32(), u64::from(code))?,
+        Repr::F16 => em.cfloat_bits(em.f16(), u64::from(code))?,
+        Repr::Bf16 => em.cfloat_bits(em.bf16(), u64::from(code))?,
     })
 }
 
 /// The canonical NaN carrier of a float type.
-fn canonical_nan<'ctx>(em: &Em<'ctx>, dtype: DType) -> LResult<BasicValueEnum<'ctx>> {
+fn canonical_nan<E: Emit>(em: &E, dtype: DType) -> LResult<E::V> {
     match dtype {
         DType::Float(f) => const_code(em, dtype, codec::canonical_nan_code(f)),
         _ => internal("NaN of an integer type"),
@@ -174,26 +160,26 @@ fn canonical_nan<'ctx>(em: &Em<'ctx>, dtype: DType) -> LResult<BasicValueEnum<'c
 }
 
 /// Whether a carrier is a NaN (`i1`).
-pub(crate) fn is_nan<'ctx>(em: &Em<'ctx>, dtype: DType, v: BasicValueEnum<'ctx>) -> LResult<IntValue<'ctx>> {
+pub(crate) fn is_nan<E: Emit>(em: &E, dtype: DType, v: E::V) -> LResult<E::V> {
     match repr(dtype) {
-        Repr::Int { .. } => Ok(em.cfalse()),
+        Repr::Int { .. } => Ok(em.cfalse()?),
         // On the bits: LLVM treats NaN payloads as unspecified and would fold a float test
         // followed by a select of a NaN constant away.
         Repr::F32 | Repr::F16 | Repr::Bf16 => {
             let DType::Float(f) = dtype else { return internal("float repr of a non-float") };
             let code = to_code(em, dtype, v)?;
-            let mag = em.and(code, em.c32(i64::from(f.sign_mask() - 1)))?;
-            em.ugt(mag, em.c32(i64::from(f.infinity_code().unwrap_or(0))))
+            let mag = em.and(code, em.c32(i64::from(f.sign_mask() - 1))?)?;
+            em.ugt(mag, em.c32(i64::from(f.infinity_code().unwrap_or(0)))?)
         }
         Repr::Code(f) => {
-            let code = int_of(v)?;
-            let mag = em.and(code, em.c32(i64::from(f.sign_mask() - 1)))?;
+            let code = v;
+            let mag = em.and(code, em.c32(i64::from(f.sign_mask() - 1))?)?;
             let m = f.mantissa_bits();
             let all_ones = (1i64 << (f.exponent_bits() + m)) - 1;
             match f.special() {
-                anybit_ir::SpecialValues::FiniteOnly => Ok(em.cfalse()),
-                anybit_ir::SpecialValues::NanOnly => em.eq(mag, em.c32(all_ones)),
-                anybit_ir::SpecialValues::Ieee => em.ugt(mag, em.c32(i64::from(f.infinity_code().unwrap_or(0)))),
+                anybit_ir::SpecialValues::FiniteOnly => Ok(em.cfalse()?),
+                anybit_ir::SpecialValues::NanOnly => em.eq(mag, em.c32(all_ones)?),
+                anybit_ir::SpecialValues::Ieee => em.ugt(mag, em.c32(i64::from(f.infinity_code().unwrap_or(0)))?),
             }
         }
     }
@@ -206,11 +192,7 @@ pub(crate) fn native_nan_result(dtype: DType) -> bool {
 }
 
 /// NaNs replaced by the type's canonical NaN.
-pub(crate) fn canonicalize<'ctx>(
-    em: &Em<'ctx>,
-    dtype: DType,
-    v: BasicValueEnum<'ctx>,
-) -> LResult<BasicValueEnum<'ctx>> {
+pub(crate) fn canonicalize<E: Emit>(em: &E, dtype: DType, v: E::V) -> LResult<E::V> {
     if !dtype.is_float() {
         return Ok(v);
     }
@@ -225,7 +207,7 @@ pub(crate) fn canonicalize<'ctx>(
             // Select on the bits, for the same reason.
             let DType::Float(f) = dtype else { return internal("float repr of a non-float") };
             let code = to_code(em, dtype, v)?;
-            let fixed = em.select_int(nan, em.c32(i64::from(codec::canonical_nan_code(f))), code)?;
+            let fixed = em.select(nan, em.c32(i64::from(codec::canonical_nan_code(f)))?, code)?;
             from_code(em, dtype, fixed)
         }
         _ => em.select(nan, canonical_nan(em, dtype)?, v),
@@ -253,24 +235,19 @@ pub(crate) fn code_domain(dtype: DType, f: FloatFormat) -> LResult<Domain> {
 }
 
 /// The exact value of a float carrier as a float of the domain.
-pub(crate) fn to_domain<'ctx>(
-    em: &Em<'ctx>,
-    dtype: DType,
-    v: BasicValueEnum<'ctx>,
-    dom: Domain,
-) -> LResult<FloatValue<'ctx>> {
+pub(crate) fn to_domain<E: Emit>(em: &E, dtype: DType, v: E::V, dom: Domain) -> LResult<E::V> {
     let wide = match dom {
         Domain::F32 => em.f32(),
         Domain::F64 => em.f64(),
     };
     match repr(dtype) {
-        Repr::F32 | Repr::F16 | Repr::Bf16 => em.fext(float_of(v)?, wide),
+        Repr::F32 | Repr::F16 | Repr::Bf16 => em.fext(v, wide),
         Repr::Code(f) => {
-            let code = int_of(v)?;
+            let code = v;
             if dom == Domain::F32 && codec::fits_f32(f) {
-                Ok(em.call(codec::decode_f32(em, f)?, &[code.into()])?.into_float_value())
+                Ok(em.call(&codec::decode_f32(em, f)?, &[code])?)
             } else {
-                let d = em.call(codec::decode_f64(em, f)?, &[code.into()])?.into_float_value();
+                let d = em.call(&codec::decode_f64(em, f)?, &[code])?;
                 em.ftrunc(d, wide)
             }
         }
@@ -279,22 +256,22 @@ pub(crate) fn to_domain<'ctx>(
 }
 
 /// A float of the domain (`f32` or `f64`) rounded once to the float type, NaN canonical.
-pub(crate) fn from_domain<'ctx>(em: &Em<'ctx>, dtype: DType, x: FloatValue<'ctx>) -> LResult<BasicValueEnum<'ctx>> {
-    let is64 = x.get_type() == em.f64();
-    let v: BasicValueEnum<'ctx> = match repr(dtype) {
-        Repr::F32 => em.ftrunc(x, em.f32())?.into(),
-        Repr::F16 => em.ftrunc(x, em.f16())?.into(),
-        Repr::Bf16 if em.platform.is_nvptx() => em.ftrunc(x, em.bf16())?.into(),
+pub(crate) fn from_domain<E: Emit>(em: &E, dtype: DType, x: E::V) -> LResult<E::V> {
+    let is64 = em.type_of(x) == em.f64();
+    let v: E::V = match repr(dtype) {
+        Repr::F32 => em.ftrunc(x, em.f32())?,
+        Repr::F16 => em.ftrunc(x, em.f16())?,
+        Repr::Bf16 if em.platform().is_nvptx() => em.ftrunc(x, em.bf16())?,
         Repr::Bf16 => {
             // The host has no bfloat conversion library call: round with the exact encoder.
             let f = FloatFormat::BF16;
             let enc = if is64 { codec::encode_f64(em, f)? } else { codec::encode_f32(em, f)? };
-            let code = em.call(enc, &[x.into()])?.into_int_value();
+            let code = em.call(&enc, &[x])?;
             return from_code(em, dtype, code);
         }
         Repr::Code(f) => {
             let enc = if is64 { codec::encode_f64(em, f)? } else { codec::encode_f32(em, f)? };
-            return em.call(enc, &[x.into()]);
+            return em.call(&enc, &[x]);
         }
         Repr::Int { .. } => return internal("float domain to an integer type"),
     };
@@ -302,10 +279,10 @@ pub(crate) fn from_domain<'ctx>(em: &Em<'ctx>, dtype: DType, x: FloatValue<'ctx>
 }
 
 /// The domain a float type's `div`/`sqrt`/transcendentals go through.
-fn slow_domain(em: &Em<'_>, dtype: DType) -> LResult<Domain> {
+fn slow_domain<E: Emit>(em: &E, dtype: DType) -> LResult<Domain> {
     match repr(dtype) {
         Repr::F32 | Repr::F16 => Ok(Domain::F32),
-        Repr::Bf16 if em.platform.is_nvptx() => Ok(Domain::F32),
+        Repr::Bf16 if em.platform().is_nvptx() => Ok(Domain::F32),
         Repr::Bf16 => Ok(Domain::F64),
         Repr::Code(f) => code_domain(dtype, f),
         Repr::Int { .. } => internal("float domain of an integer type"),
@@ -315,48 +292,38 @@ fn slow_domain(em: &Em<'_>, dtype: DType) -> LResult<Domain> {
 // ----- elementwise operations -----
 
 /// `op x` for one carrier.
-pub(crate) fn unary<'ctx>(
-    em: &Em<'ctx>,
-    op: UnaryOp,
-    dtype: DType,
-    x: BasicValueEnum<'ctx>,
-) -> LResult<BasicValueEnum<'ctx>> {
+pub(crate) fn unary<E: Emit>(em: &E, op: UnaryOp, dtype: DType, x: E::V) -> LResult<E::V> {
     match repr(dtype) {
         Repr::Int { bits, signed } => {
-            let v = int_of(x)?;
+            let v = x;
             let r = match op {
-                UnaryOp::Neg => em.sub(em.c32(0), v)?,
+                UnaryOp::Neg => em.sub(em.c32(0)?, v)?,
                 UnaryOp::Abs if signed => {
-                    let neg = em.sub(em.c32(0), v)?;
-                    em.select_int(em.slt(v, em.c32(0))?, neg, v)?
+                    let neg = em.sub(em.c32(0)?, v)?;
+                    em.select(em.slt(v, em.c32(0)?)?, neg, v)?
                 }
                 UnaryOp::Abs => v,
                 UnaryOp::Not => em.not(v)?,
                 _ => return unsupported(format!("`{}` on integer type {dtype}", op.name())),
             };
-            Ok(normalize(em, bits, signed, r)?.into())
+            Ok(normalize(em, bits, signed, r)?)
         }
         _ => float_unary(em, op, dtype, x),
     }
 }
 
-fn float_unary<'ctx>(
-    em: &Em<'ctx>,
-    op: UnaryOp,
-    dtype: DType,
-    x: BasicValueEnum<'ctx>,
-) -> LResult<BasicValueEnum<'ctx>> {
+fn float_unary<E: Emit>(em: &E, op: UnaryOp, dtype: DType, x: E::V) -> LResult<E::V> {
     let DType::Float(format) = dtype else { return internal("float op on an integer") };
     match op {
         UnaryOp::Neg | UnaryOp::Abs => {
             let code = to_code(em, dtype, x)?;
-            let sign = em.c32(i64::from(format.sign_mask()));
+            let sign = em.c32(i64::from(format.sign_mask()))?;
             let flipped = match op {
                 UnaryOp::Neg => em.xor(code, sign)?,
                 _ => em.and(code, em.not(sign)?)?,
             };
             let nan = is_nan(em, dtype, x)?;
-            let fixed = em.select_int(nan, em.c32(i64::from(codec::canonical_nan_code(format))), flipped)?;
+            let fixed = em.select(nan, em.c32(i64::from(codec::canonical_nan_code(format)))?, flipped)?;
             return from_code(em, dtype, fixed);
         }
         UnaryOp::Not => return unsupported(format!("`not` on float type {dtype}")),
@@ -370,7 +337,7 @@ fn float_unary<'ctx>(
         }
         let a = to_domain(em, dtype, x, dom)?;
         let root = em.float_intrinsic1("sqrt", a)?;
-        let r = em.fdiv(em.cf64(1.0), root)?;
+        let r = em.fdiv(em.cf64(1.0)?, root)?;
         return from_domain(em, dtype, r);
     }
     let dom = slow_domain(em, dtype)?;
@@ -389,14 +356,14 @@ fn float_unary<'ctx>(
     let r = match op {
         UnaryOp::Sqrt => em.float_intrinsic1("sqrt", a)?,
         UnaryOp::Recip => {
-            let one = if dom == Domain::F32 { em.cf32(1.0) } else { em.cf64(1.0) };
+            let one = if dom == Domain::F32 { em.cf32(1.0)? } else { em.cf64(1.0)? };
             em.fdiv(one, a)?
         }
-        UnaryOp::Exp => em.call(mathfn::exp(em)?, &[a.into()])?.into_float_value(),
-        UnaryOp::Exp2 => em.call(mathfn::exp2(em)?, &[a.into()])?.into_float_value(),
-        UnaryOp::Log => em.call(mathfn::log(em)?, &[a.into()])?.into_float_value(),
-        UnaryOp::Log2 => em.call(mathfn::log2(em)?, &[a.into()])?.into_float_value(),
-        UnaryOp::Tanh => em.call(mathfn::tanh(em)?, &[a.into()])?.into_float_value(),
+        UnaryOp::Exp => em.call(&mathfn::exp(em)?, &[a])?,
+        UnaryOp::Exp2 => em.call(&mathfn::exp2(em)?, &[a])?,
+        UnaryOp::Log => em.call(&mathfn::log(em)?, &[a])?,
+        UnaryOp::Log2 => em.call(&mathfn::log2(em)?, &[a])?,
+        UnaryOp::Tanh => em.call(&mathfn::tanh(em)?, &[a])?,
         _ => return internal(format!("unexpected unary op {}", op.name())),
     };
     from_domain(em, dtype, r)
@@ -404,18 +371,12 @@ fn float_unary<'ctx>(
 
 /// Floor division, remainder with the divisor's sign, or ceiling division of normalized
 /// `i32` carriers; a zero divisor gives 0.
-fn int_division<'ctx>(
-    em: &Em<'ctx>,
-    op: BinaryOp,
-    signed: bool,
-    a: IntValue<'ctx>,
-    b: IntValue<'ctx>,
-) -> LResult<IntValue<'ctx>> {
-    let zero = em.c32(0);
-    let one = em.c32(1);
+fn int_division<E: Emit>(em: &E, op: BinaryOp, signed: bool, a: E::V, b: E::V) -> LResult<E::V> {
+    let zero = em.c32(0)?;
+    let one = em.c32(1)?;
     let b_zero = em.eq(b, zero)?;
     if !signed {
-        let safe = em.select_int(b_zero, one, b)?;
+        let safe = em.select(b_zero, one, b)?;
         let q = em.udiv(a, safe)?;
         let r = em.urem(a, safe)?;
         let result = match op {
@@ -423,11 +384,11 @@ fn int_division<'ctx>(
             BinaryOp::Rem => r,
             _ => em.add(q, em.zext(em.ne(r, zero)?, em.i32())?)?,
         };
-        return em.select_int(b_zero, zero, result);
+        return em.select(b_zero, zero, result);
     }
     // Signed: avoid both traps of sdiv (b = 0, and MIN / −1).
-    let b_minus_one = em.eq(b, em.c32(-1))?;
-    let safe = em.select_int(em.or(b_zero, b_minus_one)?, one, b)?;
+    let b_minus_one = em.eq(b, em.c32(-1)?)?;
+    let safe = em.select(em.or(b_zero, b_minus_one)?, one, b)?;
     let t = em.sdiv(a, safe)?;
     let r = em.srem(a, safe)?;
     let r_nonzero = em.ne(r, zero)?;
@@ -439,7 +400,7 @@ fn int_division<'ctx>(
         }
         BinaryOp::Rem => {
             let adjust = em.and(r_nonzero, signs_differ)?;
-            em.add(r, em.select_int(adjust, b, zero)?)?
+            em.add(r, em.select(adjust, b, zero)?)?
         }
         _ => {
             let adjust = em.and(r_nonzero, em.not(signs_differ)?)?;
@@ -451,21 +412,15 @@ fn int_division<'ctx>(
         BinaryOp::Rem => zero,
         _ => em.sub(zero, a)?,
     };
-    let result = em.select_int(b_minus_one, by_minus_one, result)?;
-    em.select_int(b_zero, zero, result)
+    let result = em.select(b_minus_one, by_minus_one, result)?;
+    em.select(b_zero, zero, result)
 }
 
 /// `a op b` for carriers of one type.
-pub(crate) fn binary<'ctx>(
-    em: &Em<'ctx>,
-    op: BinaryOp,
-    dtype: DType,
-    a: BasicValueEnum<'ctx>,
-    b: BasicValueEnum<'ctx>,
-) -> LResult<BasicValueEnum<'ctx>> {
+pub(crate) fn binary<E: Emit>(em: &E, op: BinaryOp, dtype: DType, a: E::V, b: E::V) -> LResult<E::V> {
     match repr(dtype) {
         Repr::Int { bits, signed } => {
-            let (x, y) = (int_of(a)?, int_of(b)?);
+            let (x, y) = (a, b);
             let r = match op {
                 BinaryOp::Add => em.add(x, y)?,
                 BinaryOp::Sub => em.sub(x, y)?,
@@ -480,41 +435,35 @@ pub(crate) fn binary<'ctx>(
                     };
                     // The interpreter keeps x unless y is strictly smaller (larger).
                     let take_y = em.icmp(pred, y, x)?;
-                    em.select_int(take_y, y, x)?
+                    em.select(take_y, y, x)?
                 }
                 BinaryOp::And => em.and(x, y)?,
                 BinaryOp::Or => em.or(x, y)?,
                 BinaryOp::Xor => em.xor(x, y)?,
                 BinaryOp::Shl | BinaryOp::Shr => {
                     // The amount is y's code, unsigned.
-                    let amount = if bits >= 32 { y } else { em.and(y, em.c32((1i64 << bits) - 1))? };
-                    let big = em.uge(amount, em.c32(i64::from(bits)))?;
-                    let clamped = em.select_int(big, em.c32(31), amount)?;
+                    let amount = if bits >= 32 { y } else { em.and(y, em.c32((1i64 << bits) - 1)?)? };
+                    let big = em.uge(amount, em.c32(i64::from(bits))?)?;
+                    let clamped = em.select(big, em.c32(31)?, amount)?;
                     if op == BinaryOp::Shl {
                         let shifted = em.shl(x, clamped)?;
-                        em.select_int(big, em.c32(0), shifted)?
+                        em.select(big, em.c32(0)?, shifted)?
                     } else if signed {
                         // x is sign-extended: shifting by 31 gives 0 or −1, as shifting by ≥ N does.
                         em.ashr(x, clamped)?
                     } else {
                         let shifted = em.lshr(x, clamped)?;
-                        em.select_int(big, em.c32(0), shifted)?
+                        em.select(big, em.c32(0)?, shifted)?
                     }
                 }
             };
-            Ok(normalize(em, bits, signed, r)?.into())
+            Ok(normalize(em, bits, signed, r)?)
         }
         _ => float_binary(em, op, dtype, a, b),
     }
 }
 
-fn float_binary<'ctx>(
-    em: &Em<'ctx>,
-    op: BinaryOp,
-    dtype: DType,
-    a: BasicValueEnum<'ctx>,
-    b: BasicValueEnum<'ctx>,
-) -> LResult<BasicValueEnum<'ctx>> {
+fn float_binary<E: Emit>(em: &E, op: BinaryOp, dtype: DType, a: E::V, b: E::V) -> LResult<E::V> {
     match op {
         BinaryOp::Min | BinaryOp::Max => return float_min_max(em, op == BinaryOp::Max, dtype, a, b),
         BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div => {}
@@ -523,10 +472,10 @@ fn float_binary<'ctx>(
     let native = match repr(dtype) {
         Repr::F32 => true,
         Repr::F16 => op != BinaryOp::Div,
-        Repr::Bf16 => op != BinaryOp::Div && em.platform.is_nvptx(),
+        Repr::Bf16 => op != BinaryOp::Div && em.platform().is_nvptx(),
         _ => false,
     };
-    let apply = |x: FloatValue<'ctx>, y: FloatValue<'ctx>| -> LResult<FloatValue<'ctx>> {
+    let apply = |x: E::V, y: E::V| -> LResult<E::V> {
         match op {
             BinaryOp::Add => em.fadd(x, y),
             BinaryOp::Sub => em.fsub(x, y),
@@ -535,7 +484,7 @@ fn float_binary<'ctx>(
         }
     };
     if native {
-        return Ok(apply(float_of(a)?, float_of(b)?)?.into());
+        return apply(a, b);
     }
     let dom = match (repr(dtype), op) {
         // The host's bfloat multiplications go through f64 (exact products).
@@ -549,23 +498,17 @@ fn float_binary<'ctx>(
 
 /// `min`/`max` of floats: NaN if either is NaN, −0 < +0, otherwise the smaller (larger)
 /// operand's own carrier.
-fn float_min_max<'ctx>(
-    em: &Em<'ctx>,
-    want_max: bool,
-    dtype: DType,
-    a: BasicValueEnum<'ctx>,
-    b: BasicValueEnum<'ctx>,
-) -> LResult<BasicValueEnum<'ctx>> {
+fn float_min_max<E: Emit>(em: &E, want_max: bool, dtype: DType, a: E::V, b: E::V) -> LResult<E::V> {
     let native = match repr(dtype) {
         Repr::F32 | Repr::F16 => true,
         // The host has no bfloat rounding library call: compare decoded values instead.
-        Repr::Bf16 => em.platform.is_nvptx(),
+        Repr::Bf16 => em.platform().is_nvptx(),
         _ => false,
     };
     match repr(dtype) {
         _ if native => {
             let name = if want_max { "maximum" } else { "minimum" };
-            Ok(em.float_intrinsic2(name, float_of(a)?, float_of(b)?)?.into())
+            Ok(em.float_intrinsic2(name, a, b)?)
         }
         _ => {
             let dom = match repr(dtype) {
@@ -578,7 +521,7 @@ fn float_min_max<'ctx>(
             // Equal values with different codes are ±0: max takes +0, min −0.
             let DType::Float(f) = dtype else { return internal("min of an integer") };
             let a_code = to_code(em, dtype, a)?;
-            let a_negative = em.ne(em.and(a_code, em.c32(i64::from(f.sign_mask())))?, em.c32(0))?;
+            let a_negative = em.ne(em.and(a_code, em.c32(i64::from(f.sign_mask()))?)?, em.c32(0)?)?;
             let equal = em.fcmp(FloatPredicate::OEQ, x, y)?;
             let take_y_equal = if want_max { a_negative } else { em.not(a_negative)? };
             let take_y = em.or(take_y_strict, em.and(equal, take_y_equal)?)?;
@@ -590,13 +533,7 @@ fn float_min_max<'ctx>(
 }
 
 /// A comparison of two carriers; the `u1` result as an `i32` 0/1.
-pub(crate) fn compare<'ctx>(
-    em: &Em<'ctx>,
-    op: CompareOp,
-    dtype: DType,
-    a: BasicValueEnum<'ctx>,
-    b: BasicValueEnum<'ctx>,
-) -> LResult<BasicValueEnum<'ctx>> {
+pub(crate) fn compare<E: Emit>(em: &E, op: CompareOp, dtype: DType, a: E::V, b: E::V) -> LResult<E::V> {
     let r = match repr(dtype) {
         Repr::Int { signed, .. } => {
             let pred = match (op, signed) {
@@ -611,11 +548,11 @@ pub(crate) fn compare<'ctx>(
                 (CompareOp::Gt, false) => IntPredicate::UGT,
                 (CompareOp::Ge, false) => IntPredicate::UGE,
             };
-            em.icmp(pred, int_of(a)?, int_of(b)?)?
+            em.icmp(pred, a, b)?
         }
         _ => {
             let (x, y) = match repr(dtype) {
-                Repr::F32 | Repr::F16 | Repr::Bf16 => (float_of(a)?, float_of(b)?),
+                Repr::F32 | Repr::F16 | Repr::Bf16 => (a, b),
                 Repr::Code(f) => {
                     let dom = if codec::fits_f32(f) { Domain::F32 } else { Domain::F64 };
                     (to_domain(em, dtype, a, dom)?, to_domain(em, dtype, b, dom)?)
@@ -633,17 +570,12 @@ pub(crate) fn compare<'ctx>(
             em.fcmp(pred, x, y)?
         }
     };
-    Ok(em.bool_to_i32(r)?.into())
+    em.bool_to_i32(r)
 }
 
 /// `select`: `a` where the `u1` carrier `cond` is 1.
-pub(crate) fn select<'ctx>(
-    em: &Em<'ctx>,
-    cond: BasicValueEnum<'ctx>,
-    a: BasicValueEnum<'ctx>,
-    b: BasicValueEnum<'ctx>,
-) -> LResult<BasicValueEnum<'ctx>> {
-    let c = em.truth(int_of(cond)?)?;
+pub(crate) fn select<E: Emit>(em: &E, cond: E::V, a: E::V, b: E::V) -> LResult<E::V> {
+    let c = em.truth(cond)?;
     em.select(c, a, b)
 }
 
@@ -654,15 +586,15 @@ fn int_range(dtype: DType) -> (i64, i64) {
 }
 
 /// An integer carrier's exact value as `i64`.
-fn int_to_i64<'ctx>(em: &Em<'ctx>, dtype: DType, v: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
+fn int_to_i64<E: Emit>(em: &E, dtype: DType, v: E::V) -> LResult<E::V> {
     if dtype.is_signed() { em.sext(v, em.i64()) } else { em.zext(v, em.i64()) }
 }
 
 /// The exact value of a float carrier in `f32` when it fits, else in `f64`.
-fn float_exact<'ctx>(em: &Em<'ctx>, dtype: DType, v: BasicValueEnum<'ctx>) -> LResult<FloatValue<'ctx>> {
+fn float_exact<E: Emit>(em: &E, dtype: DType, v: E::V) -> LResult<E::V> {
     match repr(dtype) {
-        Repr::F32 => float_of(v),
-        Repr::F16 | Repr::Bf16 => em.fext(float_of(v)?, em.f32()),
+        Repr::F32 => Ok(v),
+        Repr::F16 | Repr::Bf16 => em.fext(v, em.f32()),
         Repr::Code(f) if codec::fits_f32(f) => to_domain(em, dtype, v, Domain::F32),
         Repr::Code(f) if codec::fits_f64(f) => to_domain(em, dtype, v, Domain::F64),
         Repr::Code(_) => unsupported(format!("converting {dtype}: its values do not all fit f64")),
@@ -671,12 +603,7 @@ fn float_exact<'ctx>(em: &Em<'ctx>, dtype: DType, v: BasicValueEnum<'ctx>) -> LR
 }
 
 /// `cast x : to`.
-pub(crate) fn cast<'ctx>(
-    em: &Em<'ctx>,
-    from: DType,
-    to: DType,
-    x: BasicValueEnum<'ctx>,
-) -> LResult<BasicValueEnum<'ctx>> {
+pub(crate) fn cast<E: Emit>(em: &E, from: DType, to: DType, x: E::V) -> LResult<E::V> {
     if from == to {
         // Every value converts to itself; a NaN to the canonical NaN (for native carriers,
         // the lowering canonicalizes where NaN bits become observable, see `nan.rs`).
@@ -687,13 +614,13 @@ pub(crate) fn cast<'ctx>(
     }
     match (from.is_integer(), to.is_integer()) {
         (true, true) => {
-            let v = int_to_i64(em, from, int_of(x)?)?;
+            let v = int_to_i64(em, from, x)?;
             let (lo, hi) = int_range(to);
-            let v = em.smax(v, em.c64(lo))?;
-            let v = em.smin(v, em.c64(hi))?;
-            Ok(em.trunc(v, em.i32())?.into())
+            let v = em.smax(v, em.c64(lo)?)?;
+            let v = em.smin(v, em.c64(hi)?)?;
+            Ok(em.trunc(v, em.i32())?)
         }
-        (true, false) => int_to_float(em, from, to, int_of(x)?),
+        (true, false) => int_to_float(em, from, to, x),
         (false, true) => {
             let v = float_exact(em, from, x)?;
             let r = em.float_intrinsic1("rint", v)?;
@@ -702,11 +629,11 @@ pub(crate) fn cast<'ctx>(
             let name = format!(
                 "llvm.{}.sat.i{bits}.{}",
                 if to.is_signed() { "fptosi" } else { "fptoui" },
-                em.float_suffix(r.get_type())
+                em.float_suffix(em.type_of(r))
             );
-            let n = em.intrinsic_value(&name, ty.as_basic_type_enum(), &[r.into()])?.into_int_value();
+            let n = em.intrinsic_value(&name, ty, &[r])?;
             let n = if to.is_signed() { em.sext(n, em.i32())? } else { em.zext(n, em.i32())? };
-            Ok(n.into())
+            Ok(n)
         }
         (false, false) => float_to_float(em, from, to, x),
     }
@@ -717,22 +644,17 @@ pub(crate) fn cast<'ctx>(
 /// `bf16`, so the mantissa's unit is 1) gives exactly `2^p + v + bias`; subtracting
 /// `2^p + bias` is exact (the result is an integer of at most p + 1 bits). `bias` is 0 for
 /// unsigned types and `2^(N−1)` for signed ones; the type's values must fit: `N ≤ p`.
-fn small_int_to_half<'ctx>(
-    em: &Em<'ctx>,
-    from: DType,
-    to: DType,
-    v: IntValue<'ctx>,
-) -> LResult<Option<BasicValueEnum<'ctx>>> {
+fn small_int_to_half<E: Emit>(em: &E, from: DType, to: DType, v: E::V) -> LResult<Option<E::V>> {
     let (p, one, ty) = match repr(to) {
         Repr::F16 => (10u32, 0x6400i64, em.f16()),
-        Repr::Bf16 if em.platform.is_nvptx() => (7, 0x4300, em.bf16()),
+        Repr::Bf16 if em.platform().is_nvptx() => (7, 0x4300, em.bf16()),
         _ => return Ok(None),
     };
     if from.bits() > p {
         return Ok(None);
     }
     let bias = if from.is_signed() { 1i64 << (from.bits() - 1) } else { 0 };
-    let bits = em.add(v, em.c32(one + bias))?;
+    let bits = em.add(v, em.c32(one + bias)?)?;
     let magic = em.from_bits(em.trunc(bits, em.i16())?, ty)?;
     let offset = f64::from(1u32 << p) + bias as f64;
     let offset = if ty == em.f16() {
@@ -740,10 +662,10 @@ fn small_int_to_half<'ctx>(
     } else {
         em.cfloat_bits(ty, u64::from(anybit_ir::DType::BF16.encode(offset)))?
     };
-    Ok(Some(em.fsub(magic, offset)?.into()))
+    Ok(Some(em.fsub(magic, offset)?))
 }
 
-fn int_to_float<'ctx>(em: &Em<'ctx>, from: DType, to: DType, v: IntValue<'ctx>) -> LResult<BasicValueEnum<'ctx>> {
+fn int_to_float<E: Emit>(em: &E, from: DType, to: DType, v: E::V) -> LResult<E::V> {
     if let Some(h) = small_int_to_half(em, from, to, v)? {
         return Ok(h);
     }
@@ -752,9 +674,9 @@ fn int_to_float<'ctx>(em: &Em<'ctx>, from: DType, to: DType, v: IntValue<'ctx>) 
     let small = from.bits() <= 24;
     match repr(to) {
         // One rounding in hardware (`cvt.rn.f32.s32`).
-        Repr::F32 => Ok(conv(em.f32())?.into()),
+        Repr::F32 => Ok(conv(em.f32())?),
         // `cvt.rn.f16.s32` rounds once on the GPU; the host may go through f32.
-        Repr::F16 if em.platform.is_nvptx() || small => Ok(conv(em.f16())?.into()),
+        Repr::F16 if em.platform().is_nvptx() || small => Ok(conv(em.f16())?),
         // Exact in f32, then one rounding.
         _ if small => from_domain(em, to, conv(em.f32())?),
         // Exact in f64, then one rounding.
@@ -762,22 +684,17 @@ fn int_to_float<'ctx>(em: &Em<'ctx>, from: DType, to: DType, v: IntValue<'ctx>) 
     }
 }
 
-fn float_to_float<'ctx>(
-    em: &Em<'ctx>,
-    from: DType,
-    to: DType,
-    x: BasicValueEnum<'ctx>,
-) -> LResult<BasicValueEnum<'ctx>> {
+fn float_to_float<E: Emit>(em: &E, from: DType, to: DType, x: E::V) -> LResult<E::V> {
     // Fast exact decodes into the target.
     if let (Repr::Code(f), Repr::F16) = (repr(from), repr(to))
         && codec::fits_f16(f)
     {
-        return em.call(codec::decode_f16(em, f)?, &[x]);
+        return em.call(&codec::decode_f16(em, f)?, &[x]);
     }
     if let (Repr::Code(f), Repr::F32) = (repr(from), repr(to))
         && codec::fits_f32(f)
     {
-        return em.call(codec::decode_f32(em, f)?, &[x]);
+        return em.call(&codec::decode_f32(em, f)?, &[x]);
     }
     let v = float_exact(em, from, x)?;
     from_domain(em, to, v)

@@ -12,14 +12,12 @@
 //! platform (tests), permutes are emulated and half-pair arithmetic runs lane by lane through
 //! the exact scalar paths, so the host-JIT tests execute the very same program.
 
+use super::arith;
+use super::emit::{LResult, LowerError, Platform, internal};
+use super::emitter::{Emit, FloatOp};
 use anybit_ir::dtype::DType;
 use anybit_ir::program::BinaryOp;
 use anybit_passes::dequant::{self, Features, Half, MOp, Program};
-use inkwell::types::BasicType;
-use inkwell::values::{AsValueRef, BasicValue, BasicValueEnum, IntValue, VectorValue};
-
-use super::arith;
-use super::emit::{Em, LResult, LowerError, Platform, internal};
 
 /// What the target offers the search.
 pub(crate) fn features(platform: &Platform) -> Features {
@@ -31,27 +29,22 @@ pub(crate) fn features(platform: &Platform) -> Features {
 }
 
 /// The selected program for `from → to`, when one applies to a thread holding `bits` bits.
-pub(crate) fn program_for(em: &Em<'_>, from: DType, to: DType, bits: usize) -> Option<std::sync::Arc<Program>> {
+pub(crate) fn program_for<E: Emit>(em: &E, from: DType, to: DType, bits: usize) -> Option<std::sync::Arc<Program>> {
     Half::of(to)?;
     if !(1..=8).contains(&from.bits()) {
         return None;
     }
-    let program = dequant::select(from, to, features(&em.platform)).ok()?;
+    let program = dequant::select(from, to, features(&em.platform())).ok()?;
     bits.is_multiple_of(program.words * 32).then_some(program)
 }
 
 /// Runs `program` over the thread's packed bits (`codes` of `code_bits` each, LSB first);
 /// returns one value of the half type per element, in stream order.
-pub(crate) fn run<'ctx>(
-    em: &Em<'ctx>,
-    program: &Program,
-    code_bits: u32,
-    codes: &[IntValue<'ctx>],
-) -> LResult<Vec<BasicValueEnum<'ctx>>> {
+pub(crate) fn run<E: Emit>(em: &E, program: &Program, code_bits: u32, codes: &[E::V]) -> LResult<Vec<E::V>> {
     let words = pack_words(em, code_bits, codes)?;
     let group_elements = program.elements();
     let groups = words.len() / program.words;
-    let mut out: Vec<Option<BasicValueEnum<'ctx>>> = vec![None; groups * group_elements];
+    let mut out: Vec<Option<E::V>> = vec![None; groups * group_elements];
     for g in 0..groups {
         let inputs = &words[g * program.words..(g + 1) * program.words];
         let regs = emit_ops(em, program, inputs)?;
@@ -66,11 +59,11 @@ pub(crate) fn run<'ctx>(
 }
 
 /// 32-bit words of the thread's bit stream.
-fn pack_words<'ctx>(em: &Em<'ctx>, code_bits: u32, codes: &[IntValue<'ctx>]) -> LResult<Vec<IntValue<'ctx>>> {
+fn pack_words<E: Emit>(em: &E, code_bits: u32, codes: &[E::V]) -> LResult<Vec<E::V>> {
     let total = codes.len() * code_bits as usize;
     let mut words = Vec::with_capacity(total / 32);
     for w in 0..total / 32 {
-        let mut acc: Option<IntValue<'ctx>> = None;
+        let mut acc: Option<E::V> = None;
         let (lo, hi) = (32 * w, 32 * w + 32);
         for (k, &code) in codes.iter().enumerate() {
             let start = k * code_bits as usize;
@@ -78,23 +71,26 @@ fn pack_words<'ctx>(em: &Em<'ctx>, code_bits: u32, codes: &[IntValue<'ctx>]) -> 
             if end <= lo || start >= hi {
                 continue;
             }
-            let mask = if code_bits >= 32 { code } else { em.and(code, em.c32((1i64 << code_bits) - 1))? };
+            let mask = if code_bits >= 32 { code } else { em.and(code, em.c32((1i64 << code_bits) - 1)?)? };
             let piece = if start >= lo {
-                em.shl(mask, em.c32((start - lo) as i64))?
+                em.shl(mask, em.c32((start - lo) as i64)?)?
             } else {
-                em.lshr(mask, em.c32((lo - start) as i64))?
+                em.lshr(mask, em.c32((lo - start) as i64)?)?
             };
             acc = Some(match acc {
                 Some(a) => em.or(a, piece)?,
                 None => piece,
             });
         }
-        words.push(acc.unwrap_or_else(|| em.c32(0)));
+        words.push(match acc {
+            Some(a) => a,
+            None => em.c32(0)?,
+        });
     }
     Ok(words)
 }
 
-fn half_type<'ctx>(em: &Em<'ctx>, h: Half) -> inkwell::types::FloatType<'ctx> {
+fn half_type<E: Emit>(em: &E, h: Half) -> E::T {
     match h {
         Half::F16 => em.f16(),
         Half::Bf16 => em.bf16(),
@@ -102,36 +98,35 @@ fn half_type<'ctx>(em: &Em<'ctx>, h: Half) -> inkwell::types::FloatType<'ctx> {
 }
 
 /// The two lanes of a register as half values.
-fn split<'ctx>(em: &Em<'ctx>, h: Half, reg: IntValue<'ctx>) -> LResult<(BasicValueEnum<'ctx>, BasicValueEnum<'ctx>)> {
-    if let Platform::Nvptx(_) = em.platform {
+fn split<E: Emit>(em: &E, h: Half, reg: E::V) -> LResult<(E::V, E::V)> {
+    if let Platform::Nvptx(_) = em.platform() {
         // As lanes of a vector, so that pairing them again (below) folds back to the register.
-        let v = em.b.build_bit_cast(reg, vector_type(em, h), "")?.into_vector_value();
-        let lo = em.b.build_extract_element(v, em.c32(0), "")?;
-        let hi = em.b.build_extract_element(v, em.c32(1), "")?;
+        let v = em.bitcast(reg, vector_type(em, h))?;
+        let lo = em.extract_element(v, 0)?;
+        let hi = em.extract_element(v, 1)?;
         return Ok((lo, hi));
     }
     let ty = half_type(em, h);
     let lo = em.from_bits(em.trunc(reg, em.i16())?, ty)?;
-    let hi = em.from_bits(em.trunc(em.lshr(reg, em.c32(16))?, em.i16())?, ty)?;
-    Ok((lo.into(), hi.into()))
+    let hi = em.from_bits(em.trunc(em.lshr(reg, em.c32(16)?)?, em.i16())?, ty)?;
+    Ok((lo, hi))
 }
 
 /// A register from two half values.
-fn join<'ctx>(em: &Em<'ctx>, lo: BasicValueEnum<'ctx>, hi: BasicValueEnum<'ctx>) -> LResult<IntValue<'ctx>> {
-    let bits =
-        |v: BasicValueEnum<'ctx>| -> LResult<IntValue<'ctx>> { em.zext(em.fbits(v.into_float_value())?, em.i32()) };
-    em.or(bits(lo)?, em.shl(bits(hi)?, em.c32(16))?)
+fn join<E: Emit>(em: &E, lo: E::V, hi: E::V) -> LResult<E::V> {
+    let bits = |v: E::V| -> LResult<E::V> { em.zext(em.fbits(v)?, em.i32()) };
+    em.or(bits(lo)?, em.shl(bits(hi)?, em.c32(16)?)?)
 }
 
-fn emit_ops<'ctx>(em: &Em<'ctx>, program: &Program, words: &[IntValue<'ctx>]) -> LResult<Vec<IntValue<'ctx>>> {
+fn emit_ops<E: Emit>(em: &E, program: &Program, words: &[E::V]) -> LResult<Vec<E::V>> {
     let live = program.live();
-    let mut regs: Vec<IntValue<'ctx>> = Vec::with_capacity(program.ops.len());
+    let mut regs: Vec<E::V> = Vec::with_capacity(program.ops.len());
     for (index, op) in program.ops.iter().enumerate() {
         if !live[index] {
-            regs.push(em.c32(0));
+            regs.push(em.c32(0)?);
             continue;
         }
-        let r = |i: usize| -> LResult<IntValue<'ctx>> {
+        let r = |i: usize| -> LResult<E::V> {
             regs.get(i).copied().ok_or_else(|| LowerError::Llvm("register used before definition".into()))
         };
         let v = match *op {
@@ -139,13 +134,11 @@ fn emit_ops<'ctx>(em: &Em<'ctx>, program: &Program, words: &[IntValue<'ctx>]) ->
                 Some(&v) => v,
                 None => return internal("word out of range"),
             },
-            MOp::Const(c) => em.c32(i64::from(c as i32)),
-            MOp::Shr(a, k) => em.lshr(r(a)?, em.c32(i64::from(k)))?,
-            MOp::Shl(a, k) => em.shl(r(a)?, em.c32(i64::from(k)))?,
+            MOp::Const(c) => em.c32(i64::from(c as i32))?,
+            MOp::Shr(a, k) => em.lshr(r(a)?, em.c32(i64::from(k))?)?,
+            MOp::Shl(a, k) => em.shl(r(a)?, em.c32(i64::from(k))?)?,
             MOp::Shf { lo, hi, k } => {
-                let ty = em.i32().as_basic_type_enum();
-                em.intrinsic_value("llvm.fshr.i32", ty, &[r(hi)?.into(), r(lo)?.into(), em.c32(i64::from(k)).into()])?
-                    .into_int_value()
+                em.intrinsic_value("llvm.fshr.i32", em.i32(), &[r(hi)?, r(lo)?, em.c32(i64::from(k))?])?
             }
             MOp::Lop3(a, b, c, table) => lop3(em, r(a)?, r(b)?, r(c)?, table)?,
             MOp::Prmt(a, b, selector) => prmt(em, r(a)?, r(b)?, selector)?,
@@ -159,34 +152,31 @@ fn emit_ops<'ctx>(em: &Em<'ctx>, program: &Program, words: &[IntValue<'ctx>]) ->
             }
             MOp::PackF32(h, hi, lo) => {
                 let dtype = h.dtype();
-                let narrow = |v: IntValue<'ctx>| arith::from_domain(em, dtype, em.from_bits(v, em.f32()).ok()?).ok();
+                let narrow = |v: E::V| arith::from_domain(em, dtype, em.from_bits(v, em.f32()).ok()?).ok();
                 let (Some(l), Some(u)) = (narrow(r(lo)?), narrow(r(hi)?)) else {
                     return internal("f32 pair packing failed");
                 };
                 join(em, l, u)?
             }
             MOp::CvtFp8(kind, a) => {
-                let Platform::Nvptx(_) = em.platform else { return internal("fp8 pair conversion on the host") };
+                let Platform::Nvptx(_) = em.platform() else { return internal("fp8 pair conversion on the host") };
                 let half = em.trunc(r(a)?, em.i16())?;
-                let fn_ty = em.i32().fn_type(&[em.i16().into()], false);
                 let asm = format!("cvt.rn.f16x2.{}x2 $0, $1;", kind.name());
-                let asm = em.ctx.create_inline_asm(fn_ty, asm, "=r,h".to_string(), false, false, None, false);
-                let call = em.b.build_indirect_call(fn_ty, asm, &[half.into()], "")?;
-                match call.try_as_basic_value() {
-                    inkwell::values::ValueKind::Basic(v) => v.into_int_value(),
-                    inkwell::values::ValueKind::Instruction(_) => return internal("asm without value"),
+                match em.inline_asm(&asm, "=r,h", Some(em.i32()), &[half], false)? {
+                    Some(v) => v,
+                    None => return internal("asm without value"),
                 }
             }
             MOp::WidenF16(a, high) => {
                 let (lo, hi) = split(em, Half::F16, r(a)?)?;
                 let lane = if high { hi } else { lo };
-                em.fbits(em.fext(lane.into_float_value(), em.f32())?)?
+                em.fbits(em.fext(lane, em.f32())?)?
             }
             MOp::Half16(a, high) => {
                 if high {
-                    em.lshr(r(a)?, em.c32(16))?
+                    em.lshr(r(a)?, em.c32(16)?)?
                 } else {
-                    em.and(r(a)?, em.c32(0xFFFF))?
+                    em.and(r(a)?, em.c32(0xFFFF)?)?
                 }
             }
         };
@@ -197,85 +187,72 @@ fn emit_ops<'ctx>(em: &Em<'ctx>, program: &Program, words: &[IntValue<'ctx>]) ->
 
 /// `lop3` as the sum of the truth table's minterms over the three inputs (LLVM folds the
 /// constant inputs; ptxas fuses what is left into one `LOP3`).
-fn lop3<'ctx>(
-    em: &Em<'ctx>,
-    a: IntValue<'ctx>,
-    b: IntValue<'ctx>,
-    c: IntValue<'ctx>,
-    table: u8,
-) -> LResult<IntValue<'ctx>> {
-    let mut acc: Option<IntValue<'ctx>> = None;
+fn lop3<E: Emit>(em: &E, a: E::V, b: E::V, c: E::V, table: u8) -> LResult<E::V> {
+    let mut acc: Option<E::V> = None;
     for index in 0..8u8 {
         if (table >> index) & 1 == 0 {
             continue;
         }
-        let pick = |v: IntValue<'ctx>, bit: u8| if index & bit != 0 { Ok(v) } else { em.not(v) };
+        let pick = |v: E::V, bit: u8| if index & bit != 0 { Ok(v) } else { em.not(v) };
         let term = em.and(em.and(pick(a, 4)?, pick(b, 2)?)?, pick(c, 1)?)?;
         acc = Some(match acc {
             Some(x) => em.or(x, term)?,
             None => term,
         });
     }
-    Ok(acc.unwrap_or_else(|| em.c32(0)))
+    Ok(match acc {
+        Some(a) => a,
+        None => em.c32(0)?,
+    })
 }
 
 /// `prmt.b32`: the NVVM intrinsic on the GPU, byte selection by shifts on the host.
-fn prmt<'ctx>(em: &Em<'ctx>, a: IntValue<'ctx>, b: IntValue<'ctx>, selector: u16) -> LResult<IntValue<'ctx>> {
-    if let Platform::Nvptx(_) = em.platform {
-        let ty = em.i32().as_basic_type_enum();
-        let sel = em.c32(i64::from(selector));
-        return Ok(em.intrinsic_value("llvm.nvvm.prmt", ty, &[a.into(), b.into(), sel.into()])?.into_int_value());
+fn prmt<E: Emit>(em: &E, a: E::V, b: E::V, selector: u16) -> LResult<E::V> {
+    if let Platform::Nvptx(_) = em.platform() {
+        let ty = em.i32();
+        let sel = em.c32(i64::from(selector))?;
+        return em.intrinsic_value("llvm.nvvm.prmt", ty, &[a, b, sel]);
     }
-    let mut acc = em.c32(0);
+    let mut acc = em.c32(0)?;
     for i in 0..4u16 {
         let nibble = (selector >> (4 * i)) & 0xF;
         let source = nibble & 7;
         let reg = if source < 4 { a } else { b };
-        let byte = em.and(em.lshr(reg, em.c32(i64::from(8 * (source % 4))))?, em.c32(0xFF))?;
+        let byte = em.and(em.lshr(reg, em.c32(i64::from(8 * (source % 4)))?)?, em.c32(0xFF)?)?;
         let byte = if nibble & 8 != 0 {
             // Replicate the byte's top bit: 0 or 0xFF.
-            let top = em.lshr(byte, em.c32(7))?;
-            em.mul(top, em.c32(0xFF))?
+            let top = em.lshr(byte, em.c32(7)?)?;
+            em.mul(top, em.c32(0xFF)?)?
         } else {
             byte
         };
-        acc = em.or(acc, em.shl(byte, em.c32(i64::from(8 * i)))?)?;
+        acc = em.or(acc, em.shl(byte, em.c32(i64::from(8 * i))?)?)?;
     }
     Ok(acc)
 }
 
-fn vector_type<'ctx>(em: &Em<'ctx>, h: Half) -> inkwell::types::VectorType<'ctx> {
-    half_type(em, h).vec_type(2)
+fn vector_type<E: Emit>(em: &E, h: Half) -> E::T {
+    em.vector_type(half_type(em, h), 2)
 }
 
 /// `a op b` on half pairs (add, sub or mul), one vector instruction.
-fn vector_binary<'ctx>(
-    em: &Em<'ctx>,
-    op: BinaryOp,
-    x: VectorValue<'ctx>,
-    y: VectorValue<'ctx>,
-) -> LResult<VectorValue<'ctx>> {
-    Ok(match op {
-        BinaryOp::Add => em.b.build_float_add(x, y, "")?,
-        BinaryOp::Sub => em.b.build_float_sub(x, y, "")?,
-        BinaryOp::Mul => em.b.build_float_mul(x, y, "")?,
+fn vector_binary<E: Emit>(em: &E, op: BinaryOp, x: E::V, y: E::V) -> LResult<E::V> {
+    let op = match op {
+        BinaryOp::Add => FloatOp::Add,
+        BinaryOp::Sub => FloatOp::Sub,
+        BinaryOp::Mul => FloatOp::Mul,
         _ => return internal("paired operation other than add/sub/mul"),
-    })
+    };
+    em.fbin(op, x, y)
 }
 
-fn pair_binary<'ctx>(
-    em: &Em<'ctx>,
-    h: Half,
-    op: BinaryOp,
-    a: IntValue<'ctx>,
-    b: IntValue<'ctx>,
-) -> LResult<IntValue<'ctx>> {
-    if let Platform::Nvptx(_) = em.platform {
+fn pair_binary<E: Emit>(em: &E, h: Half, op: BinaryOp, a: E::V, b: E::V) -> LResult<E::V> {
+    if let Platform::Nvptx(_) = em.platform() {
         let ty = vector_type(em, h);
-        let x = em.b.build_bit_cast(a, ty, "")?.into_vector_value();
-        let y = em.b.build_bit_cast(b, ty, "")?.into_vector_value();
+        let x = em.bitcast(a, ty)?;
+        let y = em.bitcast(b, ty)?;
         let v = vector_binary(em, op, x, y)?;
-        return Ok(em.b.build_bit_cast(v, em.i32(), "")?.into_int_value());
+        return em.bitcast(v, em.i32());
     }
     let ((al, ah), (bl, bh)) = (split(em, h, a)?, split(em, h, b)?);
     let lo = arith::binary(em, op, h.dtype(), al, bl)?;
@@ -283,29 +260,22 @@ fn pair_binary<'ctx>(
     join(em, lo, hi)
 }
 
-fn pair_fma<'ctx>(
-    em: &Em<'ctx>,
-    h: Half,
-    a: IntValue<'ctx>,
-    b: IntValue<'ctx>,
-    c: IntValue<'ctx>,
-) -> LResult<IntValue<'ctx>> {
-    if let Platform::Nvptx(_) = em.platform {
+fn pair_fma<E: Emit>(em: &E, h: Half, a: E::V, b: E::V, c: E::V) -> LResult<E::V> {
+    if let Platform::Nvptx(_) = em.platform() {
         let ty = vector_type(em, h);
-        let cast = |v: IntValue<'ctx>| -> LResult<BasicValueEnum<'ctx>> { Ok(em.b.build_bit_cast(v, ty, "")?) };
+        let cast = |v: E::V| em.bitcast(v, ty);
         let name = format!("llvm.fma.v2{}", em.float_suffix(half_type(em, h)));
-        let v = em.intrinsic_value(&name, ty.as_basic_type_enum(), &[cast(a)?, cast(b)?, cast(c)?])?;
-        return Ok(em.b.build_bit_cast(v, em.i32(), "")?.into_int_value());
+        let v = em.intrinsic_value(&name, ty, &[cast(a)?, cast(b)?, cast(c)?])?;
+        return em.bitcast(v, em.i32());
     }
     // The host: each lane exactly in f64 (products of halves are exact, the sum rounds once
     // there), then rounded to the half type.
     let ((al, ah), (bl, bh), (cl, ch)) = (split(em, h, a)?, split(em, h, b)?, split(em, h, c)?);
-    let lane =
-        |x: BasicValueEnum<'ctx>, y: BasicValueEnum<'ctx>, z: BasicValueEnum<'ctx>| -> LResult<BasicValueEnum<'ctx>> {
-            let wide = |v: BasicValueEnum<'ctx>| em.fext(v.into_float_value(), em.f64());
-            let r = em.fma(wide(x)?, wide(y)?, wide(z)?)?;
-            arith::from_domain(em, h.dtype(), r)
-        };
+    let lane = |x: E::V, y: E::V, z: E::V| -> LResult<E::V> {
+        let wide = |v: E::V| em.fext(v, em.f64());
+        let r = em.fma(wide(x)?, wide(y)?, wide(z)?)?;
+        arith::from_domain(em, h.dtype(), r)
+    };
     let lo = lane(al, bl, cl)?;
     let hi = lane(ah, bh, ch)?;
     join(em, lo, hi)
@@ -315,14 +285,14 @@ fn pair_fma<'ctx>(
 /// two at a time (`HADD2`/`HMUL2`): slots that are the two lanes of one register (a
 /// dequantized pair) stay together, the rest pair in order. None when the operation is not
 /// one of those, a side is not a tile with an even number of slots, or on the host.
-pub(crate) fn pairable(
-    em: &Em<'_>,
+pub(crate) fn pairable<E: Emit>(
+    em: &E,
     op: BinaryOp,
     dtype: DType,
-    a: &super::lower::Lane<'_>,
-    b: &super::lower::Lane<'_>,
+    a: &super::lower::Lane<E::V>,
+    b: &super::lower::Lane<E::V>,
 ) -> Option<Vec<(usize, usize)>> {
-    let Platform::Nvptx(target) = &em.platform else { return None };
+    let Platform::Nvptx(target) = em.platform() else { return None };
     let half = Half::of(dtype)?;
     if !matches!(op, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul) {
         return None;
@@ -340,19 +310,10 @@ pub(crate) fn pairable(
     let mut owner: std::collections::HashMap<usize, [Option<usize>; 2]> = std::collections::HashMap::new();
     let mut lanes_of = vec![None; n];
     for (i, slot) in tile.slots.iter().enumerate() {
-        let Some(inst) = slot.as_instruction_value() else { continue };
-        if inst.get_opcode() != inkwell::values::InstructionOpcode::ExtractElement {
-            continue;
-        }
-        let (Some(vector), Some(index)) = (inst.get_operand(0), inst.get_operand(1)) else { continue };
-        let (inkwell::values::Operand::Value(vector), inkwell::values::Operand::Value(index)) = (vector, index) else {
-            continue;
-        };
-        let Some(lane) = index.into_int_value().get_zero_extended_constant() else { continue };
+        let Some((key, lane)) = em.vector_lane(*slot) else { continue };
         if lane > 1 {
             continue;
         }
-        let key = vector.as_value_ref() as usize;
         let entry = owner.entry(key).or_insert([None, None]);
         entry[lane as usize] = Some(i);
         lanes_of[i] = Some(key);
@@ -385,27 +346,26 @@ pub(crate) fn pairable(
 }
 
 /// The binary operation computed on slot pairs as half-pair vectors.
-pub(crate) fn paired_binary<'ctx>(
-    em: &Em<'ctx>,
+pub(crate) fn paired_binary<E: Emit>(
+    em: &E,
     op: BinaryOp,
     dtype: DType,
     pairs: &[(usize, usize)],
-    a: impl Fn(usize) -> LResult<BasicValueEnum<'ctx>>,
-    b: impl Fn(usize) -> LResult<BasicValueEnum<'ctx>>,
-) -> LResult<Vec<BasicValueEnum<'ctx>>> {
+    a: impl Fn(usize) -> LResult<E::V>,
+    b: impl Fn(usize) -> LResult<E::V>,
+) -> LResult<Vec<E::V>> {
     let Some(half) = Half::of(dtype) else { return internal("pairs of a non-half type") };
     let ty = vector_type(em, half);
-    let pack = |x: BasicValueEnum<'ctx>, y: BasicValueEnum<'ctx>| -> LResult<VectorValue<'ctx>> {
-        let v = ty.get_undef();
-        let v = em.b.build_insert_element(v, x, em.c32(0), "")?;
-        Ok(em.b.build_insert_element(v, y, em.c32(1), "")?)
+    let pack = |x: E::V, y: E::V| -> LResult<E::V> {
+        let v = em.insert_element(em.undef(ty)?, x, 0)?;
+        em.insert_element(v, y, 1)
     };
-    let mut out: Vec<Option<BasicValueEnum<'ctx>>> = vec![None; pairs.len() * 2];
+    let mut out: Vec<Option<E::V>> = vec![None; pairs.len() * 2];
     for &(p, q) in pairs {
         let (x, y) = (pack(a(p)?, a(q)?)?, pack(b(p)?, b(q)?)?);
         let r = vector_binary(em, op, x, y)?;
-        out[p] = Some(em.b.build_extract_element(r, em.c32(0), "")?);
-        out[q] = Some(em.b.build_extract_element(r, em.c32(1), "")?);
+        out[p] = Some(em.extract_element(r, 0)?);
+        out[q] = Some(em.extract_element(r, 1)?);
     }
     out.into_iter().map(|v| v.ok_or_else(|| LowerError::Llvm("paired operation left a slot empty".into()))).collect()
 }

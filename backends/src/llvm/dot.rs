@@ -30,19 +30,17 @@
 
 use std::rc::Rc;
 
+use super::arith::{self, Domain, Repr};
+use super::codec;
+use super::emit::{LResult, LowerError, Platform, host_fn, internal};
+use super::emitter::Emit;
+use super::layout;
+use super::lower::{Lower, Tile, Val};
+use super::tensor::{CoordMap, round_to_odd};
 use anybit_ir::dtype::DType;
 use anybit_ir::program::{InstData, RegisterTensorType, ValueId, Via};
 use anybit_layouts::{MmaInstruction, RegisterLayout};
 use anybit_passes::select::{MmaPlan, plan_mma};
-use inkwell::types::BasicType;
-use inkwell::values::{BasicValueEnum, FloatValue, IntValue};
-
-use super::arith::{self, Domain, Repr};
-use super::codec;
-use super::emit::{LResult, LowerError, Platform, host_fn, internal};
-use super::layout;
-use super::lower::{Lower, Tile, Val};
-use super::tensor::{CoordMap, round_to_odd};
 
 /// How a dot accumulates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,7 +53,7 @@ enum Accumulate {
     Exact,
 }
 
-impl<'k, 'ctx> Lower<'k, 'ctx> {
+impl<'k, E: Emit> Lower<'k, E> {
     pub(crate) fn dot(&mut self, inst: &InstData, a: ValueId, b: ValueId, c: ValueId) -> LResult<()> {
         let (ta, tb, tc) = (self.tile(a)?, self.tile(b)?, self.tile(c)?);
         let Some(&id) = inst.results.first() else { return internal("missing result") };
@@ -98,7 +96,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         }
     }
 
-    fn dot_generic(&mut self, ta: &Tile<'ctx>, tb: &Tile<'ctx>, tc: &Tile<'ctx>) -> LResult<Vec<BasicValueEnum<'ctx>>> {
+    fn dot_generic(&mut self, ta: &Tile<E::V>, tb: &Tile<E::V>, tc: &Tile<E::V>) -> LResult<Vec<E::V>> {
         let mode = Self::accumulate_mode(ta.dtype, tc.dtype)?;
         let (Some(&kk), Some(&nn)) = (ta.shape.get(1), tb.shape.get(1)) else { return internal("dot shapes") };
         self.barrier()?;
@@ -119,55 +117,49 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         // Byte offsets of row starts of a and column starts of b.
         let row_bytes = rows
             .iter()
-            .map(|&r| em.mul(em.add(coords.base[0], em.c32(r))?, em.c32(kk as i64 * ca)))
+            .map(|&r| em.mul(em.add(coords.base[0], em.c32(r)?)?, em.c32(kk as i64 * ca)?))
             .collect::<LResult<Vec<_>>>()?;
         let col_bytes = cols
             .iter()
-            .map(|&c| em.mul(em.add(coords.base[1], em.c32(c))?, em.c32(cb)))
+            .map(|&c| em.mul(em.add(coords.base[1], em.c32(c)?)?, em.c32(cb)?))
             .collect::<LResult<Vec<_>>>()?;
-        // The loop over k.
-        let entry = match em.b.get_insert_block() {
-            Some(b) => b,
-            None => return internal("no block"),
-        };
+        // The loop over k: the index and the accumulators are the header's parameters.
         let header = self.block_named("dot.k")?;
         let body = self.block_named("dot.body")?;
         let exit = self.block_named("dot.exit")?;
         let em = &self.em;
-        em.b.build_unconditional_branch(header)?;
-        em.b.position_at_end(header);
-        let k_phi = em.b.build_phi(em.i32(), "")?;
-        k_phi.add_incoming(&[(&em.c32(0), entry)]);
-        let acc_phis = tc.slots.iter().map(|v| Ok(em.b.build_phi(v.get_type(), "")?)).collect::<LResult<Vec<_>>>()?;
-        for (p, v) in acc_phis.iter().zip(&tc.slots) {
-            p.add_incoming(&[(v, entry)]);
-        }
-        let k = k_phi.as_basic_value().into_int_value();
-        let go = em.slt(k, em.c32(kk as i64))?;
-        em.b.build_conditional_branch(go, body, exit)?;
-        em.b.position_at_end(body);
-        let load = |ptr, byte: IntValue<'ctx>, bits: u32, dtype: DType| -> LResult<BasicValueEnum<'ctx>> {
-            let code = self.load_shared_element(ptr, bits, byte, em.c32(0))?;
+        let k = em.block_param(header, em.i32())?;
+        let acc_params =
+            tc.slots.iter().map(|&v| em.block_param(header, em.type_of(v))).collect::<LResult<Vec<_>>>()?;
+        let mut args = vec![em.c32(0)?];
+        args.extend(tc.slots.iter().copied());
+        em.br(header, &args)?;
+        em.position_at_end(header);
+        let go = em.slt(k, em.c32(kk as i64)?)?;
+        em.cond_br(go, body, exit)?;
+        em.position_at_end(body);
+        let load = |ptr, byte: E::V, bits: u32, dtype: DType| -> LResult<E::V> {
+            let code = self.load_shared_element(ptr, bits, byte, em.c32(0)?)?;
             arith::from_code(em, dtype, code)
         };
-        let operand = |v: BasicValueEnum<'ctx>, dtype: DType| -> LResult<BasicValueEnum<'ctx>> {
+        let operand = |v: E::V, dtype: DType| -> LResult<E::V> {
             match mode {
                 Accumulate::Int => Ok(v),
-                Accumulate::F32 => Ok(arith::to_domain(em, dtype, v, Domain::F32)?.into()),
-                Accumulate::Exact => Ok(arith::to_domain(em, dtype, v, Domain::F64)?.into()),
+                Accumulate::F32 => arith::to_domain(em, dtype, v, Domain::F32),
+                Accumulate::Exact => arith::to_domain(em, dtype, v, Domain::F64),
             }
         };
         let a_vals = row_bytes
             .iter()
             .map(|&rb| {
-                let byte = em.add(rb, em.mul(k, em.c32(ca))?)?;
+                let byte = em.add(rb, em.mul(k, em.c32(ca)?)?)?;
                 operand(load(pa, byte, sa.dtype.bits(), ta.dtype)?, ta.dtype)
             })
             .collect::<LResult<Vec<_>>>()?;
         let b_vals = col_bytes
             .iter()
             .map(|&cbyte| {
-                let byte = em.add(cbyte, em.mul(k, em.c32(nn as i64 * cb))?)?;
+                let byte = em.add(cbyte, em.mul(k, em.c32(nn as i64 * cb)?)?)?;
                 operand(load(pb, byte, sb.dtype.bits(), tb.dtype)?, tb.dtype)
             })
             .collect::<LResult<Vec<_>>>()?;
@@ -176,44 +168,32 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
             let (Ok(r), Ok(c)) = (rows.binary_search(&off[0]), cols.binary_search(&off[1])) else {
                 return internal("dot row/column lookup");
             };
-            let acc = acc_phis[s].as_basic_value();
+            let acc = acc_params[s];
             let (x, y) = (a_vals[r], b_vals[c]);
-            let v: BasicValueEnum<'ctx> = match mode {
-                Accumulate::Int => {
-                    em.add(acc.into_int_value(), em.mul(x.into_int_value(), y.into_int_value())?)?.into()
-                }
-                Accumulate::F32 => em.fma(x.into_float_value(), y.into_float_value(), acc.into_float_value())?.into(),
+            let v: E::V = match mode {
+                Accumulate::Int => em.add(acc, em.mul(x, y)?)?,
+                Accumulate::F32 => em.fma(x, y, acc)?,
                 Accumulate::Exact => {
                     let acc64 = arith::to_domain(em, tc.dtype, acc, Domain::F64)?;
-                    let p = em.fmul(x.into_float_value(), y.into_float_value())?;
+                    let p = em.fmul(x, y)?;
                     let s = em.fadd(acc64, p)?;
                     let bb = em.fsub(s, acc64)?;
                     let e = em.fadd(em.fsub(acc64, em.fsub(s, bb)?)?, em.fsub(p, bb)?)?;
-                    let r: FloatValue<'ctx> = round_to_odd(em, s, e)?;
+                    let r: E::V = round_to_odd(em, s, e)?;
                     arith::from_domain(em, tc.dtype, r)?
                 }
             };
             next.push(v);
         }
-        let k_next = em.add(k, em.c32(1))?;
-        let end = match em.b.get_insert_block() {
-            Some(b) => b,
-            None => return internal("no block"),
-        };
-        k_phi.add_incoming(&[(&k_next, end)]);
-        for (p, v) in acc_phis.iter().zip(&next) {
-            p.add_incoming(&[(v, end)]);
-        }
-        em.b.build_unconditional_branch(header)?;
-        em.b.position_at_end(exit);
-        acc_phis
+        let mut args = vec![em.add(k, em.c32(1)?)?];
+        args.extend(next);
+        em.br(header, &args)?;
+        em.position_at_end(exit);
+        acc_params
             .iter()
-            .map(|p| {
-                let v = p.as_basic_value();
-                match arith::repr(tc.dtype) {
-                    Repr::Int { bits, signed } => Ok(arith::normalize(em, bits, signed, v.into_int_value())?.into()),
-                    _ => Ok(v),
-                }
+            .map(|&v| match arith::repr(tc.dtype) {
+                Repr::Int { bits, signed } => arith::normalize(em, bits, signed, v),
+                _ => Ok(v),
             })
             .collect()
     }
@@ -222,15 +202,10 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
 
     /// The tensor-core path, by the plan `select-instructions` made ([`plan_mma`]): operands
     /// converted to the plan's layouts where they differ, then one `mma` per fragment.
-    fn try_mma(
-        &mut self,
-        ta: &Tile<'ctx>,
-        tb: &Tile<'ctx>,
-        tc: &Tile<'ctx>,
-    ) -> LResult<Option<Vec<BasicValueEnum<'ctx>>>> {
-        let ty = |t: &Tile<'ctx>| RegisterTensorType::new(t.dtype, t.shape.clone(), Some(t.layout.clone()));
+    fn try_mma(&mut self, ta: &Tile<E::V>, tb: &Tile<E::V>, tc: &Tile<E::V>) -> LResult<Option<Vec<E::V>>> {
+        let ty = |t: &Tile<E::V>| RegisterTensorType::new(t.dtype, t.shape.clone(), Some(t.layout.clone()));
         let Some(plan) = plan_mma(&ty(ta), &ty(tb), &ty(tc)) else { return Ok(None) };
-        let operand = |this: &mut Self, t: &Tile<'ctx>, l: &RegisterLayout| -> LResult<Tile<'ctx>> {
+        let operand = |this: &mut Self, t: &Tile<E::V>, l: &RegisterLayout| -> LResult<Tile<E::V>> {
             if *l == t.layout {
                 return Ok(t.clone());
             }
@@ -243,33 +218,27 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     }
 
     /// Packs `per` codes of `bits` bits (LSB first) into an `i32`.
-    fn pack_register(&self, codes: &[IntValue<'ctx>], bits: u32) -> LResult<IntValue<'ctx>> {
+    fn pack_register(&self, codes: &[E::V], bits: u32) -> LResult<E::V> {
         let em = &self.em;
-        let mut acc = em.c32(0);
+        let mut acc = em.c32(0)?;
         for (k, &c) in codes.iter().enumerate() {
-            let shifted = if k == 0 { c } else { em.shl(c, em.c32(i64::from(bits) * k as i64))? };
+            let shifted = if k == 0 { c } else { em.shl(c, em.c32(i64::from(bits) * k as i64)?)? };
             acc = if k == 0 { shifted } else { em.or(acc, shifted)? };
         }
         Ok(acc)
     }
 
-    fn emit_mma(
-        &mut self,
-        plan: &MmaPlan,
-        ta: &Tile<'ctx>,
-        tb: &Tile<'ctx>,
-        tc: &Tile<'ctx>,
-    ) -> LResult<Vec<BasicValueEnum<'ctx>>> {
+    fn emit_mma(&mut self, plan: &MmaPlan, ta: &Tile<E::V>, tb: &Tile<E::V>, tc: &Tile<E::V>) -> LResult<Vec<E::V>> {
         let per = plan.instruction.elements_per_register();
         let b_regs = 2;
         let bits = ta.dtype.bits();
         let a_frag_slots = 4 * per;
         let b_frag_slots = 2 * per;
-        let codes = |t: &Tile<'ctx>| -> LResult<Vec<IntValue<'ctx>>> {
+        let codes = |t: &Tile<E::V>| -> LResult<Vec<E::V>> {
             t.slots.iter().map(|&v| arith::to_code(&self.em, t.dtype, v)).collect()
         };
         let (ca, cb) = (codes(ta)?, codes(tb)?);
-        let reg = |all: &[IntValue<'ctx>], start: usize| -> LResult<IntValue<'ctx>> {
+        let reg = |all: &[E::V], start: usize| -> LResult<E::V> {
             match all.get(start..start + per) {
                 Some(s) => self.pack_register(s, bits),
                 None => internal("mma operand slot out of range"),
@@ -277,15 +246,14 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         };
         let mut out = tc.slots.clone();
         for (q, (a_ks, b_ks)) in plan.a_slot.iter().zip(&plan.b_slot).enumerate() {
-            let mut acc: Vec<BasicValueEnum<'ctx>> = match tc.slots.get(4 * q..4 * q + 4) {
+            let mut acc: Vec<E::V> = match tc.slots.get(4 * q..4 * q + 4) {
                 Some(s) => s.to_vec(),
                 None => return internal("mma accumulator slot out of range"),
             };
             for kt in 0..plan.k_tiles {
                 let (qa, qb) = (a_ks[kt], b_ks[kt]);
-                let a: Vec<IntValue<'ctx>> =
-                    (0..4).map(|r| reg(&ca, qa * a_frag_slots + r * per)).collect::<LResult<_>>()?;
-                let b: Vec<IntValue<'ctx>> =
+                let a: Vec<E::V> = (0..4).map(|r| reg(&ca, qa * a_frag_slots + r * per)).collect::<LResult<_>>()?;
+                let b: Vec<E::V> =
                     (0..b_regs).map(|r| reg(&cb, qb * b_frag_slots + r * per)).collect::<LResult<_>>()?;
                 acc = self.mma_call(plan.instruction, &a, &b, &acc)?;
             }
@@ -297,52 +265,30 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     }
 
     /// One `mma.sync` on packed registers.
-    fn mma_call(
-        &self,
-        instruction: MmaInstruction,
-        a: &[IntValue<'ctx>],
-        b: &[IntValue<'ctx>],
-        c: &[BasicValueEnum<'ctx>],
-    ) -> LResult<Vec<BasicValueEnum<'ctx>>> {
+    fn mma_call(&self, instruction: MmaInstruction, a: &[E::V], b: &[E::V], c: &[E::V]) -> LResult<Vec<E::V>> {
         let em = &self.em;
         let float = matches!(instruction, MmaInstruction::M16N8K16F16 | MmaInstruction::M16N8K16Bf16);
-        match em.platform {
+        match em.platform() {
             Platform::Nvptx(_) => {
-                let (name, a_args, b_args): (&str, Vec<BasicValueEnum<'ctx>>, Vec<BasicValueEnum<'ctx>>) =
-                    match instruction {
-                        MmaInstruction::M16N8K16F16 => {
-                            let v2 = em.f16().vec_type(2);
-                            let cast = |x: &IntValue<'ctx>| -> LResult<BasicValueEnum<'ctx>> {
-                                Ok(em.b.build_bit_cast(*x, v2, "")?)
-                            };
-                            (
-                                "llvm.nvvm.mma.m16n8k16.row.col.f32.f32",
-                                a.iter().map(cast).collect::<LResult<_>>()?,
-                                b.iter().map(cast).collect::<LResult<_>>()?,
-                            )
-                        }
-                        MmaInstruction::M16N8K16Bf16 => (
-                            "llvm.nvvm.mma.m16n8k16.row.col.bf16",
-                            a.iter().map(|&x| x.into()).collect(),
-                            b.iter().map(|&x| x.into()).collect(),
-                        ),
-                        MmaInstruction::M16N8K32S8 => (
-                            "llvm.nvvm.mma.m16n8k32.row.col.s8",
-                            a.iter().map(|&x| x.into()).collect(),
-                            b.iter().map(|&x| x.into()).collect(),
-                        ),
-                        MmaInstruction::M16N8K32U8 => (
-                            "llvm.nvvm.mma.m16n8k32.row.col.u8",
-                            a.iter().map(|&x| x.into()).collect(),
-                            b.iter().map(|&x| x.into()).collect(),
-                        ),
-                    };
-                let elem = if float { em.f32().as_basic_type_enum() } else { em.i32().as_basic_type_enum() };
-                let ret = em.ctx.struct_type(&[elem, elem, elem, elem], false);
-                let args: Vec<BasicValueEnum<'ctx>> =
-                    a_args.into_iter().chain(b_args).chain(c.iter().copied()).collect();
-                let r = em.intrinsic_value(name, ret.into(), &args)?.into_struct_value();
-                (0..4).map(|i| Ok(em.b.build_extract_value(r, i, "")?)).collect()
+                let (name, a_args, b_args): (&str, Vec<E::V>, Vec<E::V>) = match instruction {
+                    MmaInstruction::M16N8K16F16 => {
+                        let v2 = em.vector_type(em.f16(), 2);
+                        let cast = |x: &E::V| em.bitcast(*x, v2);
+                        (
+                            "llvm.nvvm.mma.m16n8k16.row.col.f32.f32",
+                            a.iter().map(cast).collect::<LResult<_>>()?,
+                            b.iter().map(cast).collect::<LResult<_>>()?,
+                        )
+                    }
+                    MmaInstruction::M16N8K16Bf16 => ("llvm.nvvm.mma.m16n8k16.row.col.bf16", a.to_vec(), b.to_vec()),
+                    MmaInstruction::M16N8K32S8 => ("llvm.nvvm.mma.m16n8k32.row.col.s8", a.to_vec(), b.to_vec()),
+                    MmaInstruction::M16N8K32U8 => ("llvm.nvvm.mma.m16n8k32.row.col.u8", a.to_vec(), b.to_vec()),
+                };
+                let elem = if float { em.f32() } else { em.i32() };
+                let ret = em.struct_type(&[elem, elem, elem, elem]);
+                let args: Vec<E::V> = a_args.into_iter().chain(b_args).chain(c.iter().copied()).collect();
+                let r = em.intrinsic_value(name, ret, &args)?;
+                (0..4).map(|i| em.extract_value(r, i)).collect()
             }
             Platform::Host => {
                 let kind = match instruction {
@@ -351,23 +297,14 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                     MmaInstruction::M16N8K32S8 => 2,
                     MmaInstruction::M16N8K32U8 => 3,
                 };
-                let c_bits = c
-                    .iter()
-                    .map(|&v| match v {
-                        BasicValueEnum::FloatValue(f) => em.fbits(f),
-                        BasicValueEnum::IntValue(i) => Ok(i),
-                        _ => internal("mma accumulator"),
-                    })
-                    .collect::<LResult<Vec<_>>>()?;
+                let c_bits = c.iter().map(|&v| if float { em.fbits(v) } else { Ok(v) }).collect::<LResult<Vec<_>>>()?;
                 let mut out = Vec::with_capacity(4);
                 for which in 0..4 {
-                    let mut args: Vec<BasicValueEnum<'ctx>> = vec![em.c32(kind).into()];
-                    args.extend(a.iter().map(|&x| BasicValueEnum::from(x)));
-                    args.extend(b.iter().map(|&x| BasicValueEnum::from(x)));
-                    args.extend(c_bits.iter().map(|&x| BasicValueEnum::from(x)));
-                    args.push(em.c32(which).into());
-                    let r = em.intrinsic_value(host_fn::MMA, em.i32().into(), &args)?.into_int_value();
-                    out.push(if float { em.from_bits(r, em.f32())?.into() } else { r.into() });
+                    let mut args: Vec<E::V> = vec![em.c32(kind)?];
+                    args.extend(a.iter().chain(b).chain(&c_bits).copied());
+                    args.push(em.c32(which)?);
+                    let r = em.intrinsic_value(host_fn::MMA, em.i32(), &args)?;
+                    out.push(if float { em.from_bits(r, em.f32())? } else { r });
                 }
                 Ok(out)
             }

@@ -1,23 +1,32 @@
-//! The emitter: an inkwell context, module and builder, plus the few things every part of the
-//! lowering needs — typed constants, integer and float helpers that turn inkwell's
-//! `BuilderError` into [`LowerError`], intrinsic declarations, and the per-platform hooks
-//! (thread and block indices, barriers, warp shuffles, shared memory).
+//! What both code generators share about emitting — why lowering stops ([`LowerError`]), where
+//! the code runs ([`Platform`]), the host harness's functions — and the inkwell emitter [`Em`]:
+//! an inkwell context, module and builder implementing [`Emit`] (see `emitter.rs`), with
+//! block parameters as φ-nodes and the shared buffer as a placeholder global replaced once its
+//! size is known.
 //!
 //! The [`Platform`] is NVPTX for real compilation. The `Host` platform exists so that the very
 //! same lowering can be JIT-compiled for the machine running the tests and executed there with
 //! one OS thread per GPU thread (see the `host` test module): thread and block indices become
 //! function parameters, and barriers, shuffles and `mma` become calls into the test harness.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
+use anybit_ir::program::{Kernel, ParamType};
+use inkwell::AddressSpace;
 use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::basic_block::BasicBlock;
 use inkwell::builder::{Builder, BuilderError};
 use inkwell::context::Context;
 use inkwell::module::{Linkage, Module};
 use inkwell::types::{BasicMetadataTypeEnum, BasicType, BasicTypeEnum, FloatType, FunctionType, IntType};
-use inkwell::values::{BasicMetadataValueEnum, BasicValueEnum, FloatValue, FunctionValue, IntValue, PointerValue};
-use inkwell::{AddressSpace, FloatPredicate, IntPredicate};
+use inkwell::values::{
+    BasicMetadataValueEnum, BasicValueEnum, FloatValue, FunctionValue, GlobalValue, IntValue, PhiValue, PointerValue,
+};
+
+use super::emitter::{
+    AtomicOp, Conv, Emit, FloatOp, FloatPredicate, IntOp, IntPredicate, ModuleBuffer, Space, ThreadValues,
+};
 
 use crate::Target;
 
@@ -81,17 +90,20 @@ impl Platform {
 
     /// The address space of global memory.
     pub(crate) fn global_space(self) -> AddressSpace {
-        match self {
-            Platform::Nvptx(_) => AddressSpace::from(1u16),
-            Platform::Host => AddressSpace::default(),
-        }
+        AddressSpace::from(self.space_number(Space::Global))
     }
 
     /// The address space of shared memory.
     pub(crate) fn shared_space(self) -> AddressSpace {
-        match self {
-            Platform::Nvptx(_) => AddressSpace::from(3u16),
-            Platform::Host => AddressSpace::default(),
+        AddressSpace::from(self.space_number(Space::Shared))
+    }
+
+    /// The number of an address space on this platform (NVPTX's, or the host's one space).
+    pub(crate) fn space_number(self, space: Space) -> u16 {
+        match (self, space) {
+            (Platform::Host, _) => 0,
+            (Platform::Nvptx(_), Space::Global) => 1,
+            (Platform::Nvptx(_), Space::Shared) => 3,
         }
     }
 }
@@ -110,7 +122,7 @@ pub(crate) mod host_fn {
     pub const LDMATRIX: &str = "anybit_host_ldmatrix";
 }
 
-/// The emitter. One per LLVM module.
+/// The inkwell emitter: builds LLVM IR into one module. One per kernel.
 pub(crate) struct Em<'ctx> {
     pub ctx: &'ctx Context,
     pub module: Module<'ctx>,
@@ -119,55 +131,139 @@ pub(crate) struct Em<'ctx> {
     /// The kernel function being built, its prologue block (thread-invariant values are
     /// computed there) and the special registers read in it.
     pub kernel: Option<KernelFn<'ctx>>,
-    /// Per-thread values cached by key (layout coordinates, predicates): computed once in the
-    /// prologue.
-    pub cache: HashMap<String, Vec<IntValue<'ctx>>>,
+    /// See [`Emit::cache`].
+    pub cache: HashMap<String, Vec<BasicValueEnum<'ctx>>>,
+    /// The φ-nodes standing for each block's parameters, in order.
+    phis: RefCell<Vec<(BasicBlock<'ctx>, Vec<PhiValue<'ctx>>)>>,
 }
 
 /// The kernel function and its per-thread constants.
 pub(crate) struct KernelFn<'ctx> {
     pub func: FunctionValue<'ctx>,
     pub prologue: BasicBlock<'ctx>,
-    pub tid: IntValue<'ctx>,
-    pub ctaid: [IntValue<'ctx>; 3],
-    /// The start of the block's shared memory (i8, shared address space).
-    pub shared: Option<PointerValue<'ctx>>,
+    pub body: BasicBlock<'ctx>,
+    pub values: ThreadValues<BasicValueEnum<'ctx>>,
+    /// On NVPTX, the placeholder global the shared memory is addressed through until its size
+    /// is known.
+    pub placeholder: Option<GlobalValue<'ctx>>,
+}
+
+fn int_value(v: BasicValueEnum<'_>) -> LResult<IntValue<'_>> {
+    match v {
+        BasicValueEnum::IntValue(i) => Ok(i),
+        other => internal(format!("expected an integer, found {other:?}")),
+    }
+}
+
+fn float_value(v: BasicValueEnum<'_>) -> LResult<FloatValue<'_>> {
+    match v {
+        BasicValueEnum::FloatValue(f) => Ok(f),
+        other => internal(format!("expected a float, found {other:?}")),
+    }
+}
+
+fn pointer_value(v: BasicValueEnum<'_>) -> LResult<PointerValue<'_>> {
+    match v {
+        BasicValueEnum::PointerValue(p) => Ok(p),
+        other => internal(format!("expected a pointer, found {other:?}")),
+    }
+}
+
+fn int_type(t: BasicTypeEnum<'_>) -> LResult<IntType<'_>> {
+    match t {
+        BasicTypeEnum::IntType(i) => Ok(i),
+        other => internal(format!("expected an integer type, found {other:?}")),
+    }
+}
+
+fn float_type(t: BasicTypeEnum<'_>) -> LResult<FloatType<'_>> {
+    match t {
+        BasicTypeEnum::FloatType(f) => Ok(f),
+        other => internal(format!("expected a float type, found {other:?}")),
+    }
 }
 
 impl<'ctx> Em<'ctx> {
     pub(crate) fn new(ctx: &'ctx Context, name: &str, platform: Platform) -> Em<'ctx> {
         let module = ctx.create_module(name);
-        let b = ctx.create_builder();
-        Em { ctx, module, b, platform, kernel: None, cache: HashMap::new() }
+        Em::with_module(ctx, module, platform)
     }
 
     /// An emitter adding to an existing module (the MLIR backend's translated modules, which
     /// the host harness completes with its entry function).
-    #[cfg(all(test, feature = "mlir"))]
     pub(crate) fn with_module(ctx: &'ctx Context, module: Module<'ctx>, platform: Platform) -> Em<'ctx> {
         let b = ctx.create_builder();
-        Em { ctx, module, b, platform, kernel: None, cache: HashMap::new() }
+        Em { ctx, module, b, platform, kernel: None, cache: HashMap::new(), phis: RefCell::new(Vec::new()) }
+    }
+
+    pub(crate) fn kernel(&self) -> LResult<&KernelFn<'ctx>> {
+        match &self.kernel {
+            Some(k) => Ok(k),
+            None => internal("no kernel function"),
+        }
+    }
+
+    /// The function `name` of type `ty`, declared if absent.
+    pub(crate) fn declare(&self, name: &str, ty: FunctionType<'ctx>) -> FunctionValue<'ctx> {
+        match self.module.get_function(name) {
+            Some(f) => f,
+            None => self.module.add_function(name, ty, Some(Linkage::External)),
+        }
+    }
+
+    fn call_function(
+        &self,
+        f: FunctionValue<'ctx>,
+        args: &[BasicValueEnum<'ctx>],
+    ) -> LResult<Option<BasicValueEnum<'ctx>>> {
+        let args: Vec<BasicMetadataValueEnum<'ctx>> = args.iter().map(|&a| a.into()).collect();
+        let site = self.b.build_direct_call(f, &args, "")?;
+        Ok(match site.try_as_basic_value() {
+            inkwell::values::ValueKind::Basic(v) => Some(v),
+            inkwell::values::ValueKind::Instruction(_) => None,
+        })
+    }
+
+    fn fn_type(&self, ret: Option<BasicTypeEnum<'ctx>>, params: &[BasicTypeEnum<'ctx>]) -> FunctionType<'ctx> {
+        let params: Vec<BasicMetadataTypeEnum<'ctx>> = params.iter().map(|&t| t.into()).collect();
+        match ret {
+            Some(r) => r.fn_type(&params, false),
+            None => self.ctx.void_type().fn_type(&params, false),
+        }
+    }
+
+    fn enum_attribute(&self, name: &str) -> Attribute {
+        self.ctx.create_enum_attribute(Attribute::get_named_enum_kind_id(name), 0)
+    }
+
+    fn buffer_global(&self, name: &str, constant: bool) -> PointerValue<'ctx> {
+        if let Some(g) = self.module.get_global(name) {
+            return g.as_pointer_value();
+        }
+        let ty = self.ctx.i8_type().array_type(16);
+        let g = self.module.add_global(ty, Some(self.platform.global_space()), name);
+        g.set_linkage(Linkage::Internal);
+        g.set_constant(constant);
+        g.set_initializer(&ty.const_zero());
+        g.set_alignment(16);
+        g.as_pointer_value()
+    }
+}
+
+impl<'ctx> Emit for Em<'ctx> {
+    type V = BasicValueEnum<'ctx>;
+    type T = BasicTypeEnum<'ctx>;
+    type B = BasicBlock<'ctx>;
+    type F = FunctionValue<'ctx>;
+
+    fn platform(&self) -> Platform {
+        self.platform
     }
 
     // ----- types -----
 
-    pub(crate) fn i1(&self) -> IntType<'ctx> {
-        self.ctx.bool_type()
-    }
-    pub(crate) fn i8(&self) -> IntType<'ctx> {
-        self.ctx.i8_type()
-    }
-    pub(crate) fn i16(&self) -> IntType<'ctx> {
-        self.ctx.i16_type()
-    }
-    pub(crate) fn i32(&self) -> IntType<'ctx> {
-        self.ctx.i32_type()
-    }
-    pub(crate) fn i64(&self) -> IntType<'ctx> {
-        self.ctx.i64_type()
-    }
-    pub(crate) fn int(&self, bits: u32) -> IntType<'ctx> {
-        match bits {
+    fn int(&self, bits: u32) -> Self::T {
+        let t = match bits {
             1 => self.ctx.bool_type(),
             8 => self.ctx.i8_type(),
             16 => self.ctx.i16_type(),
@@ -178,575 +274,408 @@ impl<'ctx> Em<'ctx> {
                 Some(Ok(t)) => t,
                 _ => self.ctx.i32_type(),
             },
+        };
+        t.into()
+    }
+    fn f16(&self) -> Self::T {
+        self.ctx.f16_type().into()
+    }
+    fn bf16(&self) -> Self::T {
+        self.ctx.bf16_type().into()
+    }
+    fn f32(&self) -> Self::T {
+        self.ctx.f32_type().into()
+    }
+    fn f64(&self) -> Self::T {
+        self.ctx.f64_type().into()
+    }
+    fn vector_type(&self, element: Self::T, n: u32) -> Self::T {
+        match element {
+            BasicTypeEnum::IntType(t) => t.vec_type(n).into(),
+            BasicTypeEnum::FloatType(t) => t.vec_type(n).into(),
+            other => other,
         }
     }
-    pub(crate) fn f16(&self) -> FloatType<'ctx> {
-        self.ctx.f16_type()
+    fn struct_type(&self, fields: &[Self::T]) -> Self::T {
+        self.ctx.struct_type(fields, false).into()
     }
-    pub(crate) fn bf16(&self) -> FloatType<'ctx> {
-        self.ctx.bf16_type()
+    fn type_of(&self, v: Self::V) -> Self::T {
+        v.get_type()
     }
-    pub(crate) fn f32(&self) -> FloatType<'ctx> {
-        self.ctx.f32_type()
-    }
-    pub(crate) fn f64(&self) -> FloatType<'ctx> {
-        self.ctx.f64_type()
+    fn int_width(&self, t: Self::T) -> Option<u32> {
+        match t {
+            BasicTypeEnum::IntType(i) => Some(i.get_bit_width()),
+            _ => None,
+        }
     }
 
     // ----- constants -----
 
-    pub(crate) fn c32(&self, v: i64) -> IntValue<'ctx> {
-        self.i32().const_int(v as u64, true)
+    fn cint(&self, ty: Self::T, v: i64) -> LResult<Self::V> {
+        Ok(int_type(ty)?.const_int(v as u64, true).into())
     }
-    pub(crate) fn c64(&self, v: i64) -> IntValue<'ctx> {
-        self.i64().const_int(v as u64, true)
-    }
-    pub(crate) fn cint(&self, ty: IntType<'ctx>, v: i64) -> IntValue<'ctx> {
-        ty.const_int(v as u64, true)
-    }
-    pub(crate) fn ctrue(&self) -> IntValue<'ctx> {
-        self.i1().const_int(1, false)
-    }
-    pub(crate) fn cfalse(&self) -> IntValue<'ctx> {
-        self.i1().const_int(0, false)
-    }
-    /// A float constant of `ty` with exactly these bits.
-    pub(crate) fn cfloat_bits(&self, ty: FloatType<'ctx>, bits: u64) -> LResult<FloatValue<'ctx>> {
+    fn cfloat_bits(&self, ty: Self::T, bits: u64) -> LResult<Self::V> {
         let width = self.float_width(ty);
-        let int = self.int(width).const_int(bits, false);
+        let int = int_type(self.int(width))?.const_int(bits, false);
         // The builder folds a cast of a constant into a constant with exactly these bits (NaN
         // payloads included, which `const_float` from an f64 would not promise).
-        Ok(self.b.build_bit_cast(int, ty, "")?.into_float_value())
+        Ok(self.b.build_bit_cast(int, ty, "")?)
     }
-    pub(crate) fn cf32(&self, v: f32) -> FloatValue<'ctx> {
-        self.f32().const_float(f64::from(v))
-    }
-    pub(crate) fn cf64(&self, v: f64) -> FloatValue<'ctx> {
-        self.f64().const_float(v)
-    }
-
-    pub(crate) fn float_width(&self, ty: FloatType<'ctx>) -> u32 {
-        if ty == self.f16() || ty == self.bf16() {
-            16
-        } else if ty == self.f32() {
-            32
-        } else {
-            64
-        }
+    fn undef(&self, ty: Self::T) -> LResult<Self::V> {
+        Ok(match ty {
+            BasicTypeEnum::IntType(t) => t.get_undef().into(),
+            BasicTypeEnum::FloatType(t) => t.get_undef().into(),
+            BasicTypeEnum::VectorType(t) => t.get_undef().into(),
+            BasicTypeEnum::StructType(t) => t.get_undef().into(),
+            BasicTypeEnum::PointerType(t) => t.get_undef().into(),
+            BasicTypeEnum::ArrayType(t) => t.get_undef().into(),
+            BasicTypeEnum::ScalableVectorType(t) => t.get_undef().into(),
+        })
     }
 
-    // ----- integer operations -----
+    // ----- operations -----
 
-    pub(crate) fn add(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        Ok(self.b.build_int_add(a, b, "")?)
+    fn ibin(&self, op: IntOp, a: Self::V, b: Self::V) -> LResult<Self::V> {
+        let (a, b) = (int_value(a)?, int_value(b)?);
+        let v = match op {
+            IntOp::Add => self.b.build_int_add(a, b, "")?,
+            IntOp::Sub => self.b.build_int_sub(a, b, "")?,
+            IntOp::Mul => self.b.build_int_mul(a, b, "")?,
+            IntOp::And => self.b.build_and(a, b, "")?,
+            IntOp::Or => self.b.build_or(a, b, "")?,
+            IntOp::Xor => self.b.build_xor(a, b, "")?,
+            IntOp::Shl => self.b.build_left_shift(a, b, "")?,
+            IntOp::LShr => self.b.build_right_shift(a, b, false, "")?,
+            IntOp::AShr => self.b.build_right_shift(a, b, true, "")?,
+            IntOp::SDiv => self.b.build_int_signed_div(a, b, "")?,
+            IntOp::UDiv => self.b.build_int_unsigned_div(a, b, "")?,
+            IntOp::SRem => self.b.build_int_signed_rem(a, b, "")?,
+            IntOp::URem => self.b.build_int_unsigned_rem(a, b, "")?,
+        };
+        Ok(v.into())
     }
-    pub(crate) fn sub(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        Ok(self.b.build_int_sub(a, b, "")?)
+    fn icmp(&self, p: IntPredicate, a: Self::V, b: Self::V) -> LResult<Self::V> {
+        Ok(self.b.build_int_compare(p, int_value(a)?, int_value(b)?, "")?.into())
     }
-    pub(crate) fn mul(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        Ok(self.b.build_int_mul(a, b, "")?)
-    }
-    pub(crate) fn and(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        Ok(self.b.build_and(a, b, "")?)
-    }
-    pub(crate) fn or(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        Ok(self.b.build_or(a, b, "")?)
-    }
-    pub(crate) fn xor(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        Ok(self.b.build_xor(a, b, "")?)
-    }
-    pub(crate) fn not(&self, a: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        Ok(self.b.build_not(a, "")?)
-    }
-    pub(crate) fn shl(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        Ok(self.b.build_left_shift(a, b, "")?)
-    }
-    pub(crate) fn lshr(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        Ok(self.b.build_right_shift(a, b, false, "")?)
-    }
-    pub(crate) fn ashr(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        Ok(self.b.build_right_shift(a, b, true, "")?)
-    }
-    pub(crate) fn sdiv(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        Ok(self.b.build_int_signed_div(a, b, "")?)
-    }
-    pub(crate) fn udiv(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        Ok(self.b.build_int_unsigned_div(a, b, "")?)
-    }
-    pub(crate) fn srem(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        Ok(self.b.build_int_signed_rem(a, b, "")?)
-    }
-    pub(crate) fn urem(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        Ok(self.b.build_int_unsigned_rem(a, b, "")?)
-    }
-    pub(crate) fn icmp(&self, p: IntPredicate, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        Ok(self.b.build_int_compare(p, a, b, "")?)
-    }
-    pub(crate) fn eq(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        self.icmp(IntPredicate::EQ, a, b)
-    }
-    pub(crate) fn ne(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        self.icmp(IntPredicate::NE, a, b)
-    }
-    pub(crate) fn slt(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        self.icmp(IntPredicate::SLT, a, b)
-    }
-    pub(crate) fn sgt(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        self.icmp(IntPredicate::SGT, a, b)
-    }
-    pub(crate) fn sge(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        self.icmp(IntPredicate::SGE, a, b)
-    }
-    pub(crate) fn ult(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        self.icmp(IntPredicate::ULT, a, b)
-    }
-    pub(crate) fn ugt(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        self.icmp(IntPredicate::UGT, a, b)
-    }
-    pub(crate) fn uge(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        self.icmp(IntPredicate::UGE, a, b)
-    }
-    pub(crate) fn smin(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        let c = self.slt(a, b)?;
-        self.select_int(c, a, b)
-    }
-    pub(crate) fn smax(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        let c = self.sgt(a, b)?;
-        self.select_int(c, a, b)
-    }
-    pub(crate) fn select_int(
-        &self,
-        c: IntValue<'ctx>,
-        a: IntValue<'ctx>,
-        b: IntValue<'ctx>,
-    ) -> LResult<IntValue<'ctx>> {
-        Ok(self.b.build_select(c, a, b, "")?.into_int_value())
-    }
-    pub(crate) fn select_float(
-        &self,
-        c: IntValue<'ctx>,
-        a: FloatValue<'ctx>,
-        b: FloatValue<'ctx>,
-    ) -> LResult<FloatValue<'ctx>> {
-        Ok(self.b.build_select(c, a, b, "")?.into_float_value())
-    }
-    pub(crate) fn select(
-        &self,
-        c: IntValue<'ctx>,
-        a: BasicValueEnum<'ctx>,
-        b: BasicValueEnum<'ctx>,
-    ) -> LResult<BasicValueEnum<'ctx>> {
-        Ok(self.b.build_select(c, a, b, "")?)
-    }
-    pub(crate) fn zext(&self, a: IntValue<'ctx>, ty: IntType<'ctx>) -> LResult<IntValue<'ctx>> {
-        if a.get_type() == ty {
-            return Ok(a);
+    fn fbin(&self, op: FloatOp, a: Self::V, b: Self::V) -> LResult<Self::V> {
+        macro_rules! apply {
+            ($x:expr, $y:expr) => {
+                match op {
+                    FloatOp::Add => self.b.build_float_add($x, $y, "")?.into(),
+                    FloatOp::Sub => self.b.build_float_sub($x, $y, "")?.into(),
+                    FloatOp::Mul => self.b.build_float_mul($x, $y, "")?.into(),
+                    FloatOp::Div => self.b.build_float_div($x, $y, "")?.into(),
+                }
+            };
         }
-        Ok(self.b.build_int_z_extend(a, ty, "")?)
+        Ok(match (a, b) {
+            (BasicValueEnum::FloatValue(x), BasicValueEnum::FloatValue(y)) => apply!(x, y),
+            (BasicValueEnum::VectorValue(x), BasicValueEnum::VectorValue(y)) => apply!(x, y),
+            _ => return internal("float operation on non-floats"),
+        })
     }
-    pub(crate) fn sext(&self, a: IntValue<'ctx>, ty: IntType<'ctx>) -> LResult<IntValue<'ctx>> {
-        if a.get_type() == ty {
-            return Ok(a);
+    fn fneg(&self, a: Self::V) -> LResult<Self::V> {
+        Ok(self.b.build_float_neg(float_value(a)?, "")?.into())
+    }
+    fn fcmp_native(&self, p: FloatPredicate, a: Self::V, b: Self::V) -> LResult<Self::V> {
+        Ok(self.b.build_float_compare(p, float_value(a)?, float_value(b)?, "")?.into())
+    }
+    fn conv(&self, op: Conv, v: Self::V, ty: Self::T) -> LResult<Self::V> {
+        Ok(match op {
+            Conv::ZExt => self.b.build_int_z_extend(int_value(v)?, int_type(ty)?, "")?.into(),
+            Conv::SExt => self.b.build_int_s_extend(int_value(v)?, int_type(ty)?, "")?.into(),
+            Conv::Trunc => self.b.build_int_truncate(int_value(v)?, int_type(ty)?, "")?.into(),
+            Conv::BitCast => self.b.build_bit_cast(v, ty, "")?,
+            Conv::FpExt => self.b.build_float_ext(float_value(v)?, float_type(ty)?, "")?.into(),
+            Conv::FpTrunc => self.b.build_float_trunc(float_value(v)?, float_type(ty)?, "")?.into(),
+            Conv::SiToFp => self.b.build_signed_int_to_float(int_value(v)?, float_type(ty)?, "")?.into(),
+            Conv::UiToFp => self.b.build_unsigned_int_to_float(int_value(v)?, float_type(ty)?, "")?.into(),
+            Conv::FpToSi => self.b.build_float_to_signed_int(float_value(v)?, int_type(ty)?, "")?.into(),
+            Conv::PtrToInt => self.b.build_ptr_to_int(pointer_value(v)?, int_type(ty)?, "")?.into(),
+        })
+    }
+    fn select(&self, c: Self::V, a: Self::V, b: Self::V) -> LResult<Self::V> {
+        Ok(self.b.build_select(int_value(c)?, a, b, "")?)
+    }
+    fn extract_element(&self, vector: Self::V, index: u32) -> LResult<Self::V> {
+        let BasicValueEnum::VectorValue(v) = vector else { return internal("extract_element of a non-vector") };
+        Ok(self.b.build_extract_element(v, self.ctx.i32_type().const_int(u64::from(index), false), "")?)
+    }
+    fn insert_element(&self, vector: Self::V, v: Self::V, index: u32) -> LResult<Self::V> {
+        let BasicValueEnum::VectorValue(vec) = vector else { return internal("insert_element into a non-vector") };
+        let i = self.ctx.i32_type().const_int(u64::from(index), false);
+        Ok(self.b.build_insert_element(vec, v, i, "")?.into())
+    }
+    fn extract_value(&self, aggregate: Self::V, index: u32) -> LResult<Self::V> {
+        let BasicValueEnum::StructValue(s) = aggregate else { return internal("extract_value of a non-struct") };
+        Ok(self.b.build_extract_value(s, index, "")?)
+    }
+    fn vector_lane(&self, v: Self::V) -> Option<(usize, u64)> {
+        use inkwell::values::{AsValueRef, BasicValue, InstructionOpcode, Operand};
+        let inst = v.as_instruction_value()?;
+        if inst.get_opcode() != InstructionOpcode::ExtractElement {
+            return None;
         }
-        Ok(self.b.build_int_s_extend(a, ty, "")?)
-    }
-    /// Zero-extends or truncates to `ty`.
-    pub(crate) fn resize(&self, a: IntValue<'ctx>, ty: IntType<'ctx>) -> LResult<IntValue<'ctx>> {
-        if a.get_type().get_bit_width() > ty.get_bit_width() { self.trunc(a, ty) } else { self.zext(a, ty) }
-    }
-    pub(crate) fn trunc(&self, a: IntValue<'ctx>, ty: IntType<'ctx>) -> LResult<IntValue<'ctx>> {
-        if a.get_type() == ty {
-            return Ok(a);
-        }
-        Ok(self.b.build_int_truncate(a, ty, "")?)
-    }
-    /// `a` as an `i1` truth value (nonzero).
-    pub(crate) fn truth(&self, a: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        if a.get_type() == self.i1() {
-            return Ok(a);
-        }
-        let zero = a.get_type().const_zero();
-        self.ne(a, zero)
-    }
-    /// An `i1` as an `i32` 0/1.
-    pub(crate) fn bool_to_i32(&self, a: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        self.zext(a, self.i32())
-    }
-    pub(crate) fn and_all(&self, values: &[IntValue<'ctx>]) -> LResult<IntValue<'ctx>> {
-        let mut acc = self.ctrue();
-        for (i, &v) in values.iter().enumerate() {
-            acc = if i == 0 { v } else { self.and(acc, v)? };
-        }
-        Ok(acc)
+        let (Some(Operand::Value(vector)), Some(Operand::Value(index))) = (inst.get_operand(0), inst.get_operand(1))
+        else {
+            return None;
+        };
+        let BasicValueEnum::IntValue(index) = index else { return None };
+        Some((vector.as_value_ref() as usize, index.get_zero_extended_constant()?))
     }
 
-    // ----- float operations -----
+    // ----- memory -----
 
-    pub(crate) fn fadd(&self, a: FloatValue<'ctx>, b: FloatValue<'ctx>) -> LResult<FloatValue<'ctx>> {
-        Ok(self.b.build_float_add(a, b, "")?)
+    fn byte_offset(&self, base: Self::V, offset: Self::V) -> LResult<Self::V> {
+        Ok(super::address::byte_gep(self, pointer_value(base)?, int_value(offset)?)?.into())
     }
-    pub(crate) fn fsub(&self, a: FloatValue<'ctx>, b: FloatValue<'ctx>) -> LResult<FloatValue<'ctx>> {
-        Ok(self.b.build_float_sub(a, b, "")?)
-    }
-    pub(crate) fn fmul(&self, a: FloatValue<'ctx>, b: FloatValue<'ctx>) -> LResult<FloatValue<'ctx>> {
-        Ok(self.b.build_float_mul(a, b, "")?)
-    }
-    pub(crate) fn fdiv(&self, a: FloatValue<'ctx>, b: FloatValue<'ctx>) -> LResult<FloatValue<'ctx>> {
-        Ok(self.b.build_float_div(a, b, "")?)
-    }
-    pub(crate) fn fneg(&self, a: FloatValue<'ctx>) -> LResult<FloatValue<'ctx>> {
-        Ok(self.b.build_float_neg(a, "")?)
-    }
-    pub(crate) fn fcmp(&self, p: FloatPredicate, a: FloatValue<'ctx>, b: FloatValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        if self.platform == Platform::Host && a.get_type() == self.bf16() {
-            // The host has no bfloat arithmetic: compare the (exact) f32 values.
-            let (a, b) = (self.fext(a, self.f32())?, self.fext(b, self.f32())?);
-            return Ok(self.b.build_float_compare(p, a, b, "")?);
-        }
-        Ok(self.b.build_float_compare(p, a, b, "")?)
-    }
-    pub(crate) fn is_nan(&self, a: FloatValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        self.fcmp(FloatPredicate::UNO, a, a)
-    }
-    pub(crate) fn fext(&self, a: FloatValue<'ctx>, ty: FloatType<'ctx>) -> LResult<FloatValue<'ctx>> {
-        if a.get_type() == ty {
-            return Ok(a);
-        }
-        if self.platform == Platform::Host && a.get_type() == self.bf16() {
-            // bfloat is the top half of an f32: widen by bits (the host lowers bfloat
-            // conversions to library calls it may not have).
-            let bits = self.zext(self.fbits(a)?, self.i32())?;
-            let wide = self.from_bits(self.shl(bits, self.c32(16))?, self.f32())?;
-            return self.fext(wide, ty);
-        }
-        Ok(self.b.build_float_ext(a, ty, "")?)
-    }
-    pub(crate) fn ftrunc(&self, a: FloatValue<'ctx>, ty: FloatType<'ctx>) -> LResult<FloatValue<'ctx>> {
-        if a.get_type() == ty {
-            return Ok(a);
-        }
-        Ok(self.b.build_float_trunc(a, ty, "")?)
-    }
-    /// The bits of a float as an integer of its width.
-    pub(crate) fn fbits(&self, a: FloatValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        let width = self.float_width(a.get_type());
-        Ok(self.b.build_bit_cast(a, self.int(width), "")?.into_int_value())
-    }
-    /// A float of `ty` from bits of its width.
-    #[allow(clippy::wrong_self_convention)]
-    pub(crate) fn from_bits(&self, a: IntValue<'ctx>, ty: FloatType<'ctx>) -> LResult<FloatValue<'ctx>> {
-        Ok(self.b.build_bit_cast(a, ty, "")?.into_float_value())
-    }
-    pub(crate) fn sitofp(&self, a: IntValue<'ctx>, ty: FloatType<'ctx>) -> LResult<FloatValue<'ctx>> {
-        Ok(self.b.build_signed_int_to_float(a, ty, "")?)
-    }
-    pub(crate) fn uitofp(&self, a: IntValue<'ctx>, ty: FloatType<'ctx>) -> LResult<FloatValue<'ctx>> {
-        Ok(self.b.build_unsigned_int_to_float(a, ty, "")?)
-    }
-
-    // ----- calls and intrinsics -----
-
-    /// The function `name` of type `ty`, declared if absent.
-    pub(crate) fn declare(&self, name: &str, ty: FunctionType<'ctx>) -> FunctionValue<'ctx> {
-        match self.module.get_function(name) {
-            Some(f) => f,
-            None => self.module.add_function(name, ty, Some(Linkage::External)),
-        }
-    }
-
-    /// Calls `f` and returns its value (for a function returning one).
-    pub(crate) fn call(&self, f: FunctionValue<'ctx>, args: &[BasicValueEnum<'ctx>]) -> LResult<BasicValueEnum<'ctx>> {
-        let args: Vec<BasicMetadataValueEnum<'ctx>> = args.iter().map(|&a| a.into()).collect();
-        let site = self.b.build_direct_call(f, &args, "")?;
-        match site.try_as_basic_value() {
-            inkwell::values::ValueKind::Basic(v) => Ok(v),
-            inkwell::values::ValueKind::Instruction(_) => {
-                internal(format!("call to {:?} returns no value", f.get_name()))
+    fn load_with(&self, ty: Self::T, ptr: Self::V, align: u32, invariant: bool) -> LResult<Self::V> {
+        let v = self.b.build_load(ty, pointer_value(ptr)?, "")?;
+        if let Some(inst) = inkwell::values::BasicValue::as_instruction_value(&v) {
+            inst.set_alignment(align).map_err(|e| LowerError::Llvm(format!("load alignment: {e}")))?;
+            if invariant {
+                let kind = self.ctx.get_kind_id("invariant.load");
+                let node = self.ctx.metadata_node(&[]);
+                inst.set_metadata(node, kind).map_err(|e| LowerError::Llvm(format!("load metadata: {e}")))?;
             }
         }
+        Ok(v)
     }
-
-    /// Calls a function that returns nothing.
-    pub(crate) fn call_void(&self, f: FunctionValue<'ctx>, args: &[BasicValueEnum<'ctx>]) -> LResult<()> {
-        let args: Vec<BasicMetadataValueEnum<'ctx>> = args.iter().map(|&a| a.into()).collect();
-        self.b.build_direct_call(f, &args, "")?;
+    fn store(&self, ptr: Self::V, v: Self::V, align: u32) -> LResult<()> {
+        let inst = self.b.build_store(pointer_value(ptr)?, v)?;
+        inst.set_alignment(align).map_err(|e| LowerError::Llvm(format!("store alignment: {e}")))?;
         Ok(())
     }
-
-    /// Calls the intrinsic (or any function) `name` with result type `ret` (None: void).
-    pub(crate) fn intrinsic(
-        &self,
-        name: &str,
-        ret: Option<BasicTypeEnum<'ctx>>,
-        args: &[BasicValueEnum<'ctx>],
-    ) -> LResult<Option<BasicValueEnum<'ctx>>> {
-        let params: Vec<BasicMetadataTypeEnum<'ctx>> = args.iter().map(|a| a.get_type().into()).collect();
-        let ty = match ret {
-            Some(r) => r.fn_type(&params, false),
-            None => self.ctx.void_type().fn_type(&params, false),
+    fn atomic_rmw(&self, op: AtomicOp, ptr: Self::V, v: Self::V) -> LResult<()> {
+        let op = match op {
+            AtomicOp::And => inkwell::AtomicRMWBinOp::And,
+            AtomicOp::Or => inkwell::AtomicRMWBinOp::Or,
         };
-        let f = self.declare(name, ty);
-        if ret.is_some() { self.call(f, args).map(Some) } else { self.call_void(f, args).map(|()| None) }
+        self.b.build_atomicrmw(op, pointer_value(ptr)?, int_value(v)?, inkwell::AtomicOrdering::Monotonic)?;
+        Ok(())
     }
-
-    /// Calls an intrinsic that returns a value.
-    pub(crate) fn intrinsic_value(
-        &self,
-        name: &str,
-        ret: BasicTypeEnum<'ctx>,
-        args: &[BasicValueEnum<'ctx>],
-    ) -> LResult<BasicValueEnum<'ctx>> {
-        match self.intrinsic(name, Some(ret), args)? {
-            Some(v) => Ok(v),
-            None => internal(format!("intrinsic {name} returned nothing")),
+    fn module_buffer(&self, which: ModuleBuffer) -> LResult<Self::V> {
+        Ok(match which {
+            ModuleBuffer::ZeroPage => self.buffer_global("anybit.zero", true),
+            ModuleBuffer::Sink => self.buffer_global("anybit.sink", false),
         }
+        .into())
     }
 
-    /// The type suffix LLVM uses for overloaded float intrinsics (`f32`, `f16`, ...).
-    pub(crate) fn float_suffix(&self, ty: FloatType<'ctx>) -> &'static str {
-        if ty == self.f16() {
-            "f16"
-        } else if ty == self.bf16() {
-            "bf16"
-        } else if ty == self.f32() {
-            "f32"
-        } else {
-            "f64"
+    // ----- calls -----
+
+    fn intrinsic(&self, name: &str, ret: Option<Self::T>, args: &[Self::V]) -> LResult<Option<Self::V>> {
+        let params: Vec<BasicTypeEnum<'ctx>> = args.iter().map(|a| a.get_type()).collect();
+        let f = self.declare(name, self.fn_type(ret, &params));
+        let v = self.call_function(f, args)?;
+        if ret.is_some() && v.is_none() {
+            return internal(format!("call to {name} returns no value"));
         }
+        Ok(v)
     }
-
-    /// `llvm.<name>.<fN>(a)`.
-    pub(crate) fn float_intrinsic1(&self, name: &str, a: FloatValue<'ctx>) -> LResult<FloatValue<'ctx>> {
-        let ty = a.get_type();
-        let full = format!("llvm.{name}.{}", self.float_suffix(ty));
-        Ok(self.intrinsic_value(&full, ty.as_basic_type_enum(), &[a.into()])?.into_float_value())
+    fn inline_asm(
+        &self,
+        asm: &str,
+        constraints: &str,
+        ret: Option<Self::T>,
+        args: &[Self::V],
+        side_effects: bool,
+    ) -> LResult<Option<Self::V>> {
+        let params: Vec<BasicTypeEnum<'ctx>> = args.iter().map(|a| a.get_type()).collect();
+        let fn_ty = self.fn_type(ret, &params);
+        let asm = self.ctx.create_inline_asm(
+            fn_ty,
+            asm.to_string(),
+            constraints.to_string(),
+            side_effects,
+            false,
+            None,
+            false,
+        );
+        let args: Vec<BasicMetadataValueEnum<'ctx>> = args.iter().map(|&a| a.into()).collect();
+        let call = self.b.build_indirect_call(fn_ty, asm, &args, "")?;
+        Ok(match call.try_as_basic_value() {
+            inkwell::values::ValueKind::Basic(v) => Some(v),
+            inkwell::values::ValueKind::Instruction(_) => None,
+        })
     }
-
-    /// `llvm.<name>.<fN>(a, b)`.
-    pub(crate) fn float_intrinsic2(
+    fn helper(
         &self,
         name: &str,
-        a: FloatValue<'ctx>,
-        b: FloatValue<'ctx>,
-    ) -> LResult<FloatValue<'ctx>> {
-        let ty = a.get_type();
-        let full = format!("llvm.{name}.{}", self.float_suffix(ty));
-        Ok(self.intrinsic_value(&full, ty.as_basic_type_enum(), &[a.into(), b.into()])?.into_float_value())
-    }
-
-    /// `fma(a, b, c)` with a single rounding.
-    pub(crate) fn fma(
-        &self,
-        a: FloatValue<'ctx>,
-        b: FloatValue<'ctx>,
-        c: FloatValue<'ctx>,
-    ) -> LResult<FloatValue<'ctx>> {
-        let ty = a.get_type();
-        let full = format!("llvm.fma.{}", self.float_suffix(ty));
-        Ok(self.intrinsic_value(&full, ty.as_basic_type_enum(), &[a.into(), b.into(), c.into()])?.into_float_value())
-    }
-
-    /// Count of leading zeros (`ctlz`, defined for 0).
-    pub(crate) fn ctlz(&self, a: IntValue<'ctx>) -> LResult<IntValue<'ctx>> {
-        let ty = a.get_type();
-        let name = format!("llvm.ctlz.i{}", ty.get_bit_width());
-        Ok(self.intrinsic_value(&name, ty.as_basic_type_enum(), &[a.into(), self.cfalse().into()])?.into_int_value())
-    }
-
-    // ----- attributes and helper functions -----
-
-    fn enum_attribute(&self, name: &str) -> Attribute {
-        self.ctx.create_enum_attribute(Attribute::get_named_enum_kind_id(name), 0)
-    }
-
-    /// A new internal, always-inlined function `name` of type `ty`, and the block to build its
-    /// body in; `None` if it already exists (then `existing` is it).
-    pub(crate) fn begin_helper(
-        &self,
-        name: &str,
-        ty: FunctionType<'ctx>,
-    ) -> Result<FunctionValue<'ctx>, (FunctionValue<'ctx>, BasicBlock<'ctx>)> {
+        params: &[Self::T],
+        ret: Self::T,
+        body: impl FnOnce(&Self, &[Self::V]) -> LResult<Self::V>,
+    ) -> LResult<Self::F> {
         if let Some(f) = self.module.get_function(name) {
             return Ok(f);
         }
-        let f = self.module.add_function(name, ty, Some(Linkage::Internal));
+        let f = self.module.add_function(name, self.fn_type(Some(ret), params), Some(Linkage::Internal));
         f.add_attribute(AttributeLoc::Function, self.enum_attribute("alwaysinline"));
         f.add_attribute(AttributeLoc::Function, self.enum_attribute("nounwind"));
         let entry = self.ctx.append_basic_block(f, "entry");
-        Err((f, entry))
-    }
-
-    /// Builds a helper function's body with `body`, keeping the builder's current position.
-    /// Returns the function (reused when it exists).
-    pub(crate) fn helper(
-        &self,
-        name: &str,
-        ty: FunctionType<'ctx>,
-        body: impl FnOnce(&Em<'ctx>, FunctionValue<'ctx>) -> LResult<BasicValueEnum<'ctx>>,
-    ) -> LResult<FunctionValue<'ctx>> {
-        let (f, entry) = match self.begin_helper(name, ty) {
-            Ok(f) => return Ok(f),
-            Err(pair) => pair,
-        };
         let saved = self.b.get_insert_block();
         self.b.position_at_end(entry);
-        let result = body(self, f);
-        let result = result.and_then(|v| Ok(self.b.build_return(Some(&v))?));
+        let result = body(self, &f.get_params()).and_then(|v| Ok(self.b.build_return(Some(&v))?));
         if let Some(block) = saved {
             self.b.position_at_end(block);
         }
         result.map(|_| f)
     }
-
-    // ----- kernel-level helpers -----
-
-    pub(crate) fn kernel(&self) -> LResult<&KernelFn<'ctx>> {
-        match &self.kernel {
-            Some(k) => Ok(k),
-            None => internal("no kernel function"),
+    fn call(&self, f: &Self::F, args: &[Self::V]) -> LResult<Self::V> {
+        match self.call_function(*f, args)? {
+            Some(v) => Ok(v),
+            None => internal(format!("call to {:?} returns no value", f.get_name())),
         }
     }
 
-    /// Runs `f` with the builder at the end of the prologue (before its terminator, which is
-    /// added last), so that what it computes dominates the whole kernel.
-    pub(crate) fn in_prologue<T>(&self, f: impl FnOnce(&Em<'ctx>) -> LResult<T>) -> LResult<T> {
-        let prologue = self.kernel()?.prologue;
+    // ----- control flow -----
+
+    fn new_block(&self, name: &str) -> LResult<Self::B> {
+        Ok(self.ctx.append_basic_block(self.kernel()?.func, name))
+    }
+    fn current_block(&self) -> LResult<Self::B> {
+        match self.b.get_insert_block() {
+            Some(b) => Ok(b),
+            None => internal("the builder has no block"),
+        }
+    }
+    fn position_at_end(&self, block: Self::B) {
+        self.b.position_at_end(block);
+    }
+    fn block_param(&self, block: Self::B, ty: Self::T) -> LResult<Self::V> {
         let saved = self.b.get_insert_block();
+        // Parameters are added before anything else goes into the block.
+        self.b.position_at_end(block);
+        let phi = self.b.build_phi(ty, "");
+        if let Some(b) = saved {
+            self.b.position_at_end(b);
+        }
+        let phi = phi?;
+        let mut phis = self.phis.borrow_mut();
+        match phis.iter_mut().find(|(b, _)| *b == block) {
+            Some((_, list)) => list.push(phi),
+            None => phis.push((block, vec![phi])),
+        }
+        Ok(phi.as_basic_value())
+    }
+    fn br(&self, target: Self::B, args: &[Self::V]) -> LResult<()> {
+        let from = self.current_block()?;
+        let phis = self.phis.borrow();
+        let params: &[PhiValue<'ctx>] = phis.iter().find(|(b, _)| *b == target).map_or(&[], |(_, l)| l);
+        if params.len() != args.len() {
+            return internal(format!("a branch passes {} values to {} parameters", args.len(), params.len()));
+        }
+        for (phi, arg) in params.iter().zip(args) {
+            if phi.as_basic_value().get_type() != arg.get_type() {
+                return internal("a branch passes a value of the wrong type");
+            }
+            phi.add_incoming(&[(arg, from)]);
+        }
+        self.b.build_unconditional_branch(target)?;
+        Ok(())
+    }
+    fn cond_br(&self, c: Self::V, then_block: Self::B, else_block: Self::B) -> LResult<()> {
+        self.b.build_conditional_branch(int_value(c)?, then_block, else_block)?;
+        Ok(())
+    }
+
+    // ----- the kernel -----
+
+    fn begin_kernel(&mut self, kernel: &Kernel) -> LResult<Vec<Self::V>> {
+        let ctx = self.ctx;
+        let platform = self.platform;
+        // Parameters: pointers (global address space), scalars as 32-bit words.
+        let mut param_types: Vec<BasicTypeEnum<'ctx>> = kernel
+            .params
+            .iter()
+            .map(|p| match p.ty {
+                ParamType::Pointer(_) => ctx.ptr_type(platform.global_space()).into(),
+                ParamType::Scalar(_) => ctx.i32_type().into(),
+            })
+            .collect();
+        let n = kernel.params.len() as u32;
+        if platform == Platform::Host {
+            // tid, ctaid.x, ctaid.y, ctaid.z, shared memory.
+            param_types.extend([self.i32(), self.i32(), self.i32(), self.i32()]);
+            param_types.push(ctx.ptr_type(platform.shared_space()).into());
+        }
+        let func = self.module.add_function(&kernel.name, self.fn_type(None, &param_types), Some(Linkage::External));
+        if let Platform::Nvptx(_) = platform {
+            // No `.reqntid`/`.maxntid`: with them, ptxas caps 128-thread kernels at 128
+            // registers and spills rather than use more; the thread index's range reaches LLVM
+            // through an assumption instead (below).
+            func.set_call_conventions(71);
+        }
+        let noalias = self.enum_attribute("noalias");
+        for (i, p) in kernel.params.iter().enumerate() {
+            if let ParamType::Pointer(_) = p.ty {
+                func.add_attribute(AttributeLoc::Param(i as u32), noalias);
+            }
+        }
+        let prologue = ctx.append_basic_block(func, "prologue");
+        let body = ctx.append_basic_block(func, "body");
         self.b.position_at_end(prologue);
-        let result = f(self);
-        if let Some(block) = saved {
-            self.b.position_at_end(block);
-        }
-        result
-    }
-
-    pub(crate) fn tid(&self) -> LResult<IntValue<'ctx>> {
-        Ok(self.kernel()?.tid)
-    }
-
-    /// A block-wide barrier.
-    pub(crate) fn barrier(&self) -> LResult<()> {
-        match self.platform {
+        let param = |i: u32| -> LResult<BasicValueEnum<'ctx>> {
+            func.get_nth_param(i).ok_or_else(|| LowerError::Llvm(format!("missing parameter {i}")))
+        };
+        let (tid, ctaid, shared, placeholder) = match platform {
             Platform::Nvptx(_) => {
-                self.intrinsic("llvm.nvvm.barrier.cta.sync.aligned.all", None, &[self.c32(0).into()])?;
+                let read = |name: &str| self.intrinsic_value(name, self.i32(), &[]);
+                let tid = read("llvm.nvvm.read.ptx.sreg.tid.x")?;
+                let in_block = self.ult(tid, self.c32(kernel.num_threads() as i64)?)?;
+                self.intrinsic("llvm.assume", None, &[in_block])?;
+                let ctaid = [
+                    read("llvm.nvvm.read.ptx.sreg.ctaid.x")?,
+                    read("llvm.nvvm.read.ptx.sreg.ctaid.y")?,
+                    read("llvm.nvvm.read.ptx.sreg.ctaid.z")?,
+                ];
+                // The shared buffer: an (internal, unused in the end, so deleted by the
+                // optimizer) placeholder whose uses are replaced once the buffer's size is known.
+                let ty = ctx.i8_type().array_type(0);
+                let g = self.module.add_global(ty, Some(platform.shared_space()), "anybit.smem.placeholder");
+                g.set_linkage(Linkage::Internal);
+                g.set_initializer(&ty.get_undef());
+                (tid, ctaid, g.as_pointer_value().into(), Some(g))
             }
-            Platform::Host => {
-                self.intrinsic(host_fn::BARRIER, None, &[])?;
-            }
-        }
+            Platform::Host => (param(n)?, [param(n + 1)?, param(n + 2)?, param(n + 3)?], param(n + 4)?, None),
+        };
+        let values = ThreadValues { tid, ctaid, shared };
+        self.kernel = Some(KernelFn { func, prologue, body, values, placeholder });
+        self.b.position_at_end(body);
+        (0..n).map(param).collect()
+    }
+
+    fn finish_kernel(&mut self, shared_bytes: usize) -> LResult<()> {
+        let k = self.kernel()?;
+        let (prologue, body, placeholder) = (k.prologue, k.body, k.placeholder);
+        self.b.build_return(None)?;
+        self.b.position_at_end(prologue);
+        self.b.build_unconditional_branch(body)?;
+        let Some(placeholder) = placeholder else { return Ok(()) };
+        let space = Some(self.platform.shared_space());
+        let real = if shared_bytes > Target::STATIC_SHARED_MEMORY_LIMIT {
+            let g = self.module.add_global(self.ctx.i8_type().array_type(0), space, "anybit_dynamic_smem");
+            g.set_linkage(Linkage::External);
+            g
+        } else {
+            let ty = self.ctx.i8_type().array_type(shared_bytes.max(1) as u32);
+            let g = self.module.add_global(ty, space, "anybit_smem");
+            g.set_linkage(Linkage::Internal);
+            g.set_initializer(&ty.get_undef());
+            g
+        };
+        real.set_alignment(1024);
+        placeholder.as_pointer_value().replace_all_uses_with(real.as_pointer_value());
         Ok(())
     }
 
-    /// The value of lane `lane ^ mask` of the warp (every lane takes part).
-    pub(crate) fn shfl_bfly(&self, v: IntValue<'ctx>, mask: u32) -> LResult<IntValue<'ctx>> {
-        let v = match v.get_type().get_bit_width() {
-            32 => v,
-            _ => return internal("shuffles move 32-bit values"),
-        };
-        let r = match self.platform {
-            Platform::Nvptx(_) => self.intrinsic_value(
-                "llvm.nvvm.shfl.sync.bfly.i32",
-                self.i32().into(),
-                &[self.c32(-1).into(), v.into(), self.c32(i64::from(mask)).into(), self.c32(31).into()],
-            )?,
-            Platform::Host => self.intrinsic_value(
-                host_fn::SHFL_BFLY,
-                self.i32().into(),
-                &[v.into(), self.c32(i64::from(mask)).into()],
-            )?,
-        };
-        Ok(r.into_int_value())
+    fn prologue(&self) -> LResult<Self::B> {
+        Ok(self.kernel()?.prologue)
     }
-
-    /// Shuffles any 32- or 64-bit value (integers and floats).
-    pub(crate) fn shfl_bfly_any(&self, v: BasicValueEnum<'ctx>, mask: u32) -> LResult<BasicValueEnum<'ctx>> {
-        match v {
-            BasicValueEnum::IntValue(i) if i.get_type().get_bit_width() == 32 => Ok(self.shfl_bfly(i, mask)?.into()),
-            BasicValueEnum::IntValue(i) if i.get_type().get_bit_width() == 64 => {
-                let lo = self.trunc(i, self.i32())?;
-                let hi = self.trunc(self.lshr(i, self.c64(32))?, self.i32())?;
-                let (lo, hi) = (self.shfl_bfly(lo, mask)?, self.shfl_bfly(hi, mask)?);
-                let lo = self.zext(lo, self.i64())?;
-                let hi = self.shl(self.zext(hi, self.i64())?, self.c64(32))?;
-                Ok(self.or(lo, hi)?.into())
-            }
-            BasicValueEnum::IntValue(i) => {
-                let wide = self.zext(i, self.i32())?;
-                Ok(self.trunc(self.shfl_bfly(wide, mask)?, i.get_type())?.into())
-            }
-            BasicValueEnum::FloatValue(f) => {
-                let ty = f.get_type();
-                let bits = self.fbits(f)?;
-                let moved = self.shfl_bfly_any(bits.into(), mask)?.into_int_value();
-                Ok(self.from_bits(moved, ty)?.into())
-            }
-            _ => internal("cannot shuffle this value"),
-        }
+    fn thread_values(&self) -> LResult<&ThreadValues<Self::V>> {
+        Ok(&self.kernel()?.values)
     }
-
-    /// `ldmatrix.sync.aligned.m8n8.x{count}[.trans].shared.b16`: every lane gives the
-    /// address of one 16-byte row; returns `count` registers.
-    pub(crate) fn ldmatrix(&self, addr: PointerValue<'ctx>, count: u32, trans: bool) -> LResult<Vec<IntValue<'ctx>>> {
-        match self.platform {
-            Platform::Nvptx(_) => {
-                let name = format!(
-                    "llvm.nvvm.ldmatrix.sync.aligned.m8n8.x{count}{}.b16.p3",
-                    if trans { ".trans" } else { "" }
-                );
-                let ret: BasicTypeEnum<'ctx> = if count == 1 {
-                    self.i32().into()
-                } else {
-                    self.ctx.struct_type(&vec![self.i32().into(); count as usize], false).into()
-                };
-                let v = self.intrinsic_value(&name, ret, &[addr.into()])?;
-                match v {
-                    BasicValueEnum::IntValue(i) => Ok(vec![i]),
-                    BasicValueEnum::StructValue(s) => {
-                        (0..count).map(|k| Ok(self.b.build_extract_value(s, k, "")?.into_int_value())).collect()
-                    }
-                    _ => internal("ldmatrix result"),
-                }
-            }
-            Platform::Host => {
-                let a = self.b.build_ptr_to_int(addr, self.i64(), "")?;
-                (0..count)
-                    .map(|which| {
-                        let args = [
-                            a.into(),
-                            self.c32(i64::from(count)).into(),
-                            self.c32(i64::from(trans)).into(),
-                            self.c32(i64::from(which)).into(),
-                        ];
-                        Ok(self.intrinsic_value(host_fn::LDMATRIX, self.i32().into(), &args)?.into_int_value())
-                    })
-                    .collect()
-            }
-        }
-    }
-
-    /// A pointer `base + offset` (bytes).
-    pub(crate) fn byte_offset(&self, base: PointerValue<'ctx>, offset: IntValue<'ctx>) -> LResult<PointerValue<'ctx>> {
-        super::address::byte_gep(self, base, offset)
-    }
-
-    /// A load of `ty` from `ptr` with the given alignment.
-    pub(crate) fn load(
-        &self,
-        ty: BasicTypeEnum<'ctx>,
-        ptr: PointerValue<'ctx>,
-        align: u32,
-    ) -> LResult<BasicValueEnum<'ctx>> {
-        let v = self.b.build_load(ty, ptr, "")?;
-        if let Some(inst) = inkwell::values::BasicValue::as_instruction_value(&v) {
-            inst.set_alignment(align).map_err(|e| LowerError::Llvm(format!("load alignment: {e}")))?;
-        }
-        Ok(v)
-    }
-
-    /// A store with the given alignment.
-    pub(crate) fn store(&self, ptr: PointerValue<'ctx>, v: BasicValueEnum<'ctx>, align: u32) -> LResult<()> {
-        let inst = self.b.build_store(ptr, v)?;
-        inst.set_alignment(align).map_err(|e| LowerError::Llvm(format!("store alignment: {e}")))?;
-        Ok(())
+    fn cache(&mut self) -> &mut HashMap<String, Vec<Self::V>> {
+        &mut self.cache
     }
 }

@@ -1,4 +1,6 @@
-//! Lowering one kernel: the tile IR → one LLVM module → PTX.
+//! Lowering one kernel: the tile IR → one module (LLVM IR through inkwell, or MLIR's `llvm`
+//! and `nvvm` dialects through melior: [`build_kernel`] is generic over the emitter, see
+//! `emitter.rs`) → PTX.
 //!
 //! # The model
 //!
@@ -44,17 +46,14 @@ use anybit_ir::dtype::DType;
 use anybit_ir::program::{Block, InstData, InstId, Kernel, Literal, Op, Operand, ParamType, Type, ValueId, infer};
 use anybit_layouts::{RegisterLayout, SharedLayout};
 use inkwell::OptimizationLevel;
-use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::context::Context;
-use inkwell::module::Linkage;
 use inkwell::passes::PassBuilderOptions;
 use inkwell::targets::{CodeModel, FileType, InitializationConfig, RelocMode, Target as LlvmTarget, TargetTriple};
-use inkwell::types::BasicMetadataTypeEnum;
-use inkwell::values::{BasicValueEnum, IntValue, PhiValue, PointerValue};
 
 use super::arith;
 use super::dequant;
-use super::emit::{Em, KernelFn, LResult, LowerError, Platform, internal};
+use super::emit::{Em, LResult, LowerError, Platform, internal};
+use super::emitter::Emit;
 use super::memory::SharedPlan;
 use super::nan::{self, NanState};
 use crate::{BackendError, CompileOptions, Target};
@@ -129,11 +128,11 @@ pub(crate) fn emit_ptx(
 
 /// A register tile in one thread: one carrier per slot.
 #[derive(Clone, Debug)]
-pub(crate) struct Tile<'ctx> {
+pub(crate) struct Tile<V> {
     pub dtype: DType,
     pub shape: Vec<usize>,
     pub layout: RegisterLayout,
-    pub slots: Vec<BasicValueEnum<'ctx>>,
+    pub slots: Vec<V>,
     /// Where the tile was loaded from, while that memory is unchanged: converting the tile to
     /// another layout can then load it again instead of exchanging it through scratch.
     pub origin: Option<Origin>,
@@ -150,14 +149,14 @@ pub(crate) struct Origin {
 
 /// A view of global memory.
 #[derive(Clone, Debug)]
-pub(crate) struct GlobalView<'ctx> {
+pub(crate) struct GlobalView<V> {
     pub dtype: DType,
-    pub ptr: PointerValue<'ctx>,
+    pub ptr: V,
     /// The pointer parameter's position.
     pub param: usize,
     /// Shape and strides, in elements, as `i64`.
-    pub shape: Vec<IntValue<'ctx>>,
-    pub strides: Vec<IntValue<'ctx>>,
+    pub shape: Vec<V>,
+    pub strides: Vec<V>,
     /// Strides known at compile time (literals).
     pub static_strides: Vec<Option<i64>>,
 }
@@ -173,22 +172,22 @@ pub(crate) struct SharedTile {
 
 /// The value of an SSA value in the running thread.
 #[derive(Clone, Debug)]
-pub(crate) enum Val<'ctx> {
-    Scalar { dtype: DType, v: BasicValueEnum<'ctx> },
-    Pointer { dtype: DType, ptr: PointerValue<'ctx>, param: usize },
-    Global(Rc<GlobalView<'ctx>>),
+pub(crate) enum Val<V> {
+    Scalar { dtype: DType, v: V },
+    Pointer { dtype: DType, ptr: V, param: usize },
+    Global(Rc<GlobalView<V>>),
     Shared(Rc<SharedTile>),
-    Register(Rc<Tile<'ctx>>),
+    Register(Rc<Tile<V>>),
 }
 
 /// An elementwise operand: the same carrier for every slot, or a tile's slots.
-pub(crate) enum Lane<'ctx> {
-    Scalar(BasicValueEnum<'ctx>),
-    Tile(Rc<Tile<'ctx>>),
+pub(crate) enum Lane<V> {
+    Scalar(V),
+    Tile(Rc<Tile<V>>),
 }
 
-impl<'ctx> Lane<'ctx> {
-    pub(crate) fn at(&self, i: usize) -> LResult<BasicValueEnum<'ctx>> {
+impl<V: Copy> Lane<V> {
+    pub(crate) fn at(&self, i: usize) -> LResult<V> {
         match self {
             Lane::Scalar(v) => Ok(*v),
             Lane::Tile(t) => match t.slots.get(i) {
@@ -198,11 +197,11 @@ impl<'ctx> Lane<'ctx> {
         }
     }
 
-    pub(crate) fn tile_ref(&self) -> Option<&Rc<Tile<'ctx>>> {
+    pub(crate) fn tile_ref(&self) -> Option<&Rc<Tile<V>>> {
         self.tile()
     }
 
-    fn tile(&self) -> Option<&Rc<Tile<'ctx>>> {
+    fn tile(&self) -> Option<&Rc<Tile<V>>> {
         match self {
             Lane::Tile(t) => Some(t),
             Lane::Scalar(_) => None,
@@ -213,10 +212,10 @@ impl<'ctx> Lane<'ctx> {
 // ----- the lowering -----
 
 /// The state of lowering one kernel.
-pub(crate) struct Lower<'k, 'ctx> {
-    pub em: Em<'ctx>,
+pub(crate) struct Lower<'k, E: Emit> {
+    pub em: E,
     pub kernel: &'k Kernel,
-    pub env: Vec<Option<Val<'ctx>>>,
+    pub env: Vec<Option<Val<E::V>>>,
     pub plan: SharedPlan,
     /// Bumped by everything that may write shared memory (stores, copies, waits, frees, and
     /// loops or branches containing them): a register tile loaded from shared memory may be
@@ -274,90 +273,11 @@ fn unsupported<T>(what: String) -> LResult<T> {
     Err(LowerError::Unsupported(what))
 }
 
-/// Builds the kernel function into `em`'s module; returns the emitter back and the shared
-/// memory bytes the kernel uses.
-pub(crate) fn build_kernel<'ctx>(mut em: Em<'ctx>, kernel: &Kernel) -> LResult<(Em<'ctx>, usize)> {
+/// Builds the kernel function with `em`; returns the emitter back and the shared memory
+/// bytes the kernel uses.
+pub(crate) fn build_kernel<E: Emit>(mut em: E, kernel: &Kernel) -> LResult<(E, usize)> {
     let plan = SharedPlan::new(kernel)?;
-    let ctx = em.ctx;
-    let platform = em.platform;
-    // Parameters: pointers (global address space), scalars as 32-bit words.
-    let mut param_types: Vec<BasicMetadataTypeEnum<'ctx>> = Vec::new();
-    for p in &kernel.params {
-        param_types.push(match p.ty {
-            ParamType::Pointer(_) => ctx.ptr_type(platform.global_space()).into(),
-            ParamType::Scalar(_) => ctx.i32_type().into(),
-        });
-    }
-    let host_extra = kernel.params.len() as u32;
-    if platform == Platform::Host {
-        // tid, ctaid.x, ctaid.y, ctaid.z, shared memory.
-        for _ in 0..4 {
-            param_types.push(ctx.i32_type().into());
-        }
-        param_types.push(ctx.ptr_type(platform.shared_space()).into());
-    }
-    let fn_type = ctx.void_type().fn_type(&param_types, false);
-    let func = em.module.add_function(&kernel.name, fn_type, Some(Linkage::External));
-    if let Platform::Nvptx(_) = platform {
-        // No `.reqntid`/`.maxntid`: with them, ptxas caps 128-thread kernels at 128 registers
-        // and spills rather than use more; the thread index's range reaches LLVM through an
-        // assumption instead (below).
-        func.set_call_conventions(71);
-    }
-    let noalias = ctx.create_enum_attribute(Attribute::get_named_enum_kind_id("noalias"), 0);
-    for (i, p) in kernel.params.iter().enumerate() {
-        if let ParamType::Pointer(_) = p.ty {
-            func.add_attribute(AttributeLoc::Param(i as u32), noalias);
-        }
-    }
-    let prologue = ctx.append_basic_block(func, "prologue");
-    let body = ctx.append_basic_block(func, "body");
-    em.b.position_at_end(prologue);
-    let (tid, ctaid, shared_param) = match platform {
-        Platform::Nvptx(_) => {
-            let read = |name: &str| -> LResult<IntValue<'ctx>> {
-                Ok(em.intrinsic_value(name, em.i32().into(), &[])?.into_int_value())
-            };
-            let tid = read("llvm.nvvm.read.ptx.sreg.tid.x")?;
-            let in_block = em.ult(tid, em.c32(kernel.num_threads() as i64))?;
-            em.intrinsic("llvm.assume", None, &[in_block.into()])?;
-            let ctaid = [
-                read("llvm.nvvm.read.ptx.sreg.ctaid.x")?,
-                read("llvm.nvvm.read.ptx.sreg.ctaid.y")?,
-                read("llvm.nvvm.read.ptx.sreg.ctaid.z")?,
-            ];
-            (tid, ctaid, None)
-        }
-        Platform::Host => {
-            let int = |i: u32| -> LResult<IntValue<'ctx>> {
-                match func.get_nth_param(host_extra + i) {
-                    Some(p) => Ok(p.into_int_value()),
-                    None => internal("missing host parameter"),
-                }
-            };
-            let shared = match func.get_nth_param(host_extra + 4) {
-                Some(p) => p.into_pointer_value(),
-                None => return internal("missing host shared-memory parameter"),
-            };
-            (int(0)?, [int(1)?, int(2)?, int(3)?], Some(shared))
-        }
-    };
-    // The shared buffer: an (internal, unused in the end, so deleted by the optimizer)
-    // placeholder whose uses are replaced once the buffer's size is known.
-    let placeholder = match platform {
-        Platform::Nvptx(_) => {
-            let ty = em.i8().array_type(0);
-            let g = em.module.add_global(ty, Some(platform.shared_space()), "anybit.smem.placeholder");
-            g.set_linkage(Linkage::Internal);
-            g.set_initializer(&ty.get_undef());
-            Some(g)
-        }
-        Platform::Host => None,
-    };
-    let shared = shared_param.or_else(|| placeholder.map(|g| g.as_pointer_value()));
-    em.kernel = Some(KernelFn { func, prologue, tid, ctaid, shared });
-    em.b.position_at_end(body);
-
+    let params = em.begin_kernel(kernel)?;
     let stored_params = stored_params(kernel);
     let mut lower = Lower {
         em,
@@ -375,28 +295,10 @@ pub(crate) fn build_kernel<'ctx>(mut em: Em<'ctx>, kernel: &Kernel) -> LResult<(
         },
         nan: nan::analyze(kernel),
     };
-    lower.run(func)?;
-    let Lower { em, plan, scratch_bytes, .. } = lower;
-    em.b.build_return(None)?;
-    em.b.position_at_end(prologue);
-    em.b.build_unconditional_branch(body)?;
-
+    lower.run(&params)?;
+    let Lower { mut em, plan, scratch_bytes, .. } = lower;
     let shared_bytes = if scratch_bytes > 0 { plan.scratch_offset() + scratch_bytes } else { plan.peak() };
-    if let Some(placeholder) = placeholder {
-        let real = if shared_bytes > Target::STATIC_SHARED_MEMORY_LIMIT {
-            let g = em.module.add_global(em.i8().array_type(0), Some(platform.shared_space()), "anybit_dynamic_smem");
-            g.set_linkage(Linkage::External);
-            g
-        } else {
-            let ty = em.i8().array_type(shared_bytes.max(1) as u32);
-            let g = em.module.add_global(ty, Some(platform.shared_space()), "anybit_smem");
-            g.set_linkage(Linkage::Internal);
-            g.set_initializer(&ty.get_undef());
-            g
-        };
-        real.set_alignment(1024);
-        placeholder.as_pointer_value().replace_all_uses_with(real.as_pointer_value());
-    }
+    em.finish_kernel(shared_bytes)?;
     Ok((em, shared_bytes))
 }
 
@@ -437,18 +339,18 @@ pub(crate) fn stored_params(kernel: &Kernel) -> Vec<bool> {
     stored
 }
 
-impl<'k, 'ctx> Lower<'k, 'ctx> {
-    fn run(&mut self, func: inkwell::values::FunctionValue<'ctx>) -> LResult<()> {
+impl<'k, E: Emit> Lower<'k, E> {
+    fn run(&mut self, params: &[E::V]) -> LResult<()> {
         for (position, param) in self.kernel.params.iter().enumerate() {
-            let Some(p) = func.get_nth_param(position as u32) else { return internal("missing parameter") };
+            let Some(&p) = params.get(position) else { return internal("missing parameter") };
             let val = match param.ty {
-                ParamType::Pointer(dtype) => Val::Pointer { dtype, ptr: p.into_pointer_value(), param: position },
+                ParamType::Pointer(dtype) => Val::Pointer { dtype, ptr: p, param: position },
                 ParamType::Scalar(dtype) => {
-                    let word = p.into_int_value();
+                    let word = p;
                     let code = if dtype.bits() >= 32 {
                         word
                     } else {
-                        self.em.and(word, self.em.c32((1i64 << dtype.bits()) - 1))?
+                        self.em.and(word, self.em.c32((1i64 << dtype.bits()) - 1)?)?
                     };
                     Val::Scalar { dtype, v: arith::from_code(&self.em, dtype, code)? }
                 }
@@ -465,7 +367,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         self.kernel.values.get(v).map_or_else(|| format!("{v:?}"), |d| format!("%{}", d.name))
     }
 
-    pub(crate) fn bind(&mut self, id: ValueId, val: Val<'ctx>) -> LResult<()> {
+    pub(crate) fn bind(&mut self, id: ValueId, val: Val<E::V>) -> LResult<()> {
         match self.env.get_mut(id.index()) {
             Some(slot) => {
                 *slot = Some(val);
@@ -475,7 +377,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         }
     }
 
-    pub(crate) fn val(&self, id: ValueId) -> LResult<&Val<'ctx>> {
+    pub(crate) fn val(&self, id: ValueId) -> LResult<&Val<E::V>> {
         match self.env.get(id.index()) {
             Some(Some(v)) => Ok(v),
             _ => internal(format!("{} is used before it is defined", self.name(id))),
@@ -488,7 +390,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     }
 
     /// The value with NaNs canonicalized (every slot), when it may hold NaNs with other bits.
-    pub(crate) fn canonical(&self, id: ValueId, val: &Val<'ctx>) -> LResult<Val<'ctx>> {
+    pub(crate) fn canonical(&self, id: ValueId, val: &Val<E::V>) -> LResult<Val<E::V>> {
         if self.nan_state(id) != NanState::Dirty {
             return Ok(val.clone());
         }
@@ -505,14 +407,14 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
 
     /// An operand flowing into a merge whose result is in state `into`: canonicalized when
     /// the merge keeps exact bits and the operand's may be any NaN.
-    fn merge_operand(&self, operand: Operand, into: NanState, val: Val<'ctx>) -> LResult<Val<'ctx>> {
+    fn merge_operand(&self, operand: Operand, into: NanState, val: Val<E::V>) -> LResult<Val<E::V>> {
         match operand {
             Operand::Value(v) if into == NanState::Exact => self.canonical(v, &val),
             _ => Ok(val),
         }
     }
 
-    pub(crate) fn tile(&self, id: ValueId) -> LResult<Rc<Tile<'ctx>>> {
+    pub(crate) fn tile(&self, id: ValueId) -> LResult<Rc<Tile<E::V>>> {
         match self.val(id)? {
             Val::Register(t) => Ok(t.clone()),
             _ => internal(format!("{} is not a register tile", self.name(id))),
@@ -545,7 +447,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     }
 
     /// A scalar or register operand; a literal takes the element type `context`.
-    pub(crate) fn lane(&self, operand: Operand, context: DType) -> LResult<(DType, Lane<'ctx>)> {
+    pub(crate) fn lane(&self, operand: Operand, context: DType) -> LResult<(DType, Lane<E::V>)> {
         match operand {
             Operand::Value(v) => match self.val(v)? {
                 Val::Scalar { dtype, v } => Ok((*dtype, Lane::Scalar(*v))),
@@ -560,7 +462,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     }
 
     /// A lane for a merge into a value of state `into` (see [`Lower::merge_operand`]).
-    fn merge_lane(&self, operand: Operand, context: DType, into: NanState) -> LResult<(DType, Lane<'ctx>)> {
+    fn merge_lane(&self, operand: Operand, context: DType, into: NanState) -> LResult<(DType, Lane<E::V>)> {
         if let Operand::Value(v) = operand
             && into == NanState::Exact
             && self.nan_state(v) == NanState::Dirty
@@ -585,14 +487,14 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     }
 
     /// An integer scalar operand as `i64` (signed or unsigned per its type).
-    pub(crate) fn index64(&self, operand: Operand) -> LResult<IntValue<'ctx>> {
+    pub(crate) fn index64(&self, operand: Operand) -> LResult<E::V> {
         match operand {
-            Operand::Literal(Literal::Int(v)) => Ok(self.em.c64(v)),
+            Operand::Literal(Literal::Int(v)) => Ok(self.em.c64(v)?),
             Operand::Literal(l) => internal(format!("index operand {l} is not an integer")),
             Operand::Value(v) => match self.val(v)? {
                 Val::Scalar { dtype, v } if dtype.is_integer() => {
-                    let i = v.into_int_value();
-                    if dtype.is_signed() { self.em.sext(i, self.em.i64()) } else { self.em.zext(i, self.em.i64()) }
+                    let i = v;
+                    if dtype.is_signed() { self.em.sext(*i, self.em.i64()) } else { self.em.zext(*i, self.em.i64()) }
                 }
                 _ => internal(format!("{} is not an integer scalar", self.name(v))),
             },
@@ -617,7 +519,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     }
 
     /// The values a block yields, typed by the targets (literals take their scalar type).
-    fn yields(&self, block: &'k Block, targets: &[ValueId]) -> LResult<Vec<Val<'ctx>>> {
+    fn yields(&self, block: &'k Block, targets: &[ValueId]) -> LResult<Vec<Val<E::V>>> {
         if block.yields.len() != targets.len() {
             return internal("a block yields the wrong number of values");
         }
@@ -650,9 +552,9 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                 self.bind(Self::result(inst, 0)?, Val::Scalar { dtype: *dtype, v })
             }
             Op::BlockIndex { axis } => {
-                let v = self.em.kernel()?.ctaid[axis.index()];
+                let v = self.em.ctaid(axis.index())?;
                 let dtype = DType::int(32).map_err(|e| LowerError::Llvm(e.to_string()))?;
-                self.bind(Self::result(inst, 0)?, Val::Scalar { dtype, v: v.into() })
+                self.bind(Self::result(inst, 0)?, Val::Scalar { dtype, v })
             }
             Op::Unary { op, x } => {
                 let (dtype, lane) = self.lane(*x, DType::F32)?;
@@ -782,14 +684,14 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         &mut self,
         inst: &InstData,
         result_dtype: DType,
-        lanes: &[Lane<'ctx>],
-        f: impl Fn(&Em<'ctx>, &[BasicValueEnum<'ctx>]) -> LResult<BasicValueEnum<'ctx>>,
+        lanes: &[Lane<E::V>],
+        f: impl Fn(&E, &[E::V]) -> LResult<E::V>,
     ) -> LResult<()> {
         let id = Self::result(inst, 0)?;
         let template = lanes.iter().find_map(|l| l.tile()).cloned();
         match template {
             None => {
-                let args: Vec<BasicValueEnum<'ctx>> = lanes.iter().map(|l| l.at(0)).collect::<LResult<_>>()?;
+                let args: Vec<E::V> = lanes.iter().map(|l| l.at(0)).collect::<LResult<_>>()?;
                 let v = f(&self.em, &args)?;
                 self.bind(id, Val::Scalar { dtype: result_dtype, v })
             }
@@ -797,7 +699,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                 let n = t.slots.len();
                 let mut slots = Vec::with_capacity(n);
                 for i in 0..n {
-                    let args: Vec<BasicValueEnum<'ctx>> = lanes.iter().map(|l| l.at(i)).collect::<LResult<_>>()?;
+                    let args: Vec<E::V> = lanes.iter().map(|l| l.at(i)).collect::<LResult<_>>()?;
                     slots.push(f(&self.em, &args)?);
                 }
                 let tile =
@@ -810,7 +712,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     // ----- control flow -----
 
     /// The LLVM values of a carried value (one per slot, or one for a scalar).
-    fn flatten(val: &Val<'ctx>) -> LResult<Vec<BasicValueEnum<'ctx>>> {
+    fn flatten(val: &Val<E::V>) -> LResult<Vec<E::V>> {
         match val {
             Val::Scalar { v, .. } => Ok(vec![*v]),
             Val::Register(t) => Ok(t.slots.clone()),
@@ -819,7 +721,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     }
 
     /// A value shaped like `template` with new LLVM values.
-    fn rebuild(template: &Val<'ctx>, values: Vec<BasicValueEnum<'ctx>>) -> LResult<Val<'ctx>> {
+    fn rebuild(template: &Val<E::V>, values: Vec<E::V>) -> LResult<Val<E::V>> {
         match template {
             Val::Scalar { dtype, .. } => match values.first() {
                 Some(&v) => Ok(Val::Scalar { dtype: *dtype, v }),
@@ -836,57 +738,30 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         }
     }
 
-    /// φ-nodes for every LLVM value of `vals`, in the current block.
-    fn phis(&self, vals: &[Val<'ctx>]) -> LResult<Vec<Vec<PhiValue<'ctx>>>> {
+    /// Parameters of `block` for every value of `vals` (one per slot).
+    fn block_params(&self, block: E::B, vals: &[Val<E::V>]) -> LResult<Vec<Val<E::V>>> {
         vals.iter()
             .map(|v| {
-                Self::flatten(v)?
+                let params = Self::flatten(v)?
                     .iter()
-                    .map(|x| Ok(self.em.b.build_phi(x.get_type(), "")?))
-                    .collect::<LResult<Vec<_>>>()
+                    .map(|&x| self.em.block_param(block, self.em.type_of(x)))
+                    .collect::<LResult<Vec<_>>>()?;
+                Self::rebuild(v, params)
             })
             .collect()
     }
 
-    fn add_incoming(
-        phis: &[Vec<PhiValue<'ctx>>],
-        vals: &[Val<'ctx>],
-        from: inkwell::basic_block::BasicBlock<'ctx>,
-    ) -> LResult<()> {
-        if phis.len() != vals.len() {
-            return internal("φ count mismatch");
+    /// Branches to `target` passing every value of `lead` and `vals` (one per slot).
+    fn branch_with(&self, target: E::B, lead: &[E::V], vals: &[Val<E::V>]) -> LResult<()> {
+        let mut args = lead.to_vec();
+        for v in vals {
+            args.extend(Self::flatten(v)?);
         }
-        for (ps, v) in phis.iter().zip(vals) {
-            let values = Self::flatten(v)?;
-            if values.len() != ps.len() {
-                return internal("φ slot count mismatch");
-            }
-            for (p, x) in ps.iter().zip(values) {
-                if p.as_basic_value().get_type() != x.get_type() {
-                    return internal("φ type mismatch");
-                }
-                p.add_incoming(&[(&x, from)]);
-            }
-        }
-        Ok(())
+        self.em.br(target, &args)
     }
 
-    fn phi_values(phis: &[Vec<PhiValue<'ctx>>], templates: &[Val<'ctx>]) -> LResult<Vec<Val<'ctx>>> {
-        phis.iter()
-            .zip(templates)
-            .map(|(ps, t)| Self::rebuild(t, ps.iter().map(|p| p.as_basic_value()).collect()))
-            .collect()
-    }
-
-    fn current_block(&self) -> LResult<inkwell::basic_block::BasicBlock<'ctx>> {
-        match self.em.b.get_insert_block() {
-            Some(b) => Ok(b),
-            None => internal("the builder has no block"),
-        }
-    }
-
-    fn new_block(&self, name: &str) -> LResult<inkwell::basic_block::BasicBlock<'ctx>> {
-        Ok(self.em.ctx.append_basic_block(self.em.kernel()?.func, name))
+    fn new_block(&self, name: &str) -> LResult<E::B> {
+        self.em.new_block(name)
     }
 
     /// Whether a block (or a block nested in it) may write shared memory.
@@ -1023,33 +898,29 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         let body_accesses = self.block_global_accesses(body);
         let stored_before = self.global_state.stored_here.clone();
         // A step ≤ 0 skips the loop (the interpreter reports an error).
-        let step_ok = self.em.sgt(step, self.em.c64(0))?;
+        let step_ok = self.em.sgt(step, self.em.c64(0)?)?;
         let unroll = unroll.unwrap_or(1).clamp(1, 16) as i64;
         let mut current = init_vals;
         let mut idx_in = start;
-        let mut entry = self.current_block()?;
         let exit = self.new_block("loop.exit")?;
         // The unrolled loop, then the remainder loop (unroll 1: just the loop).
         for copies in if unroll > 1 { vec![unroll, 1] } else { vec![1] } {
             let header = self.new_block("loop.header")?;
             let body_block = self.new_block("loop.body")?;
             let after = self.new_block("loop.after")?;
-            self.em.b.build_unconditional_branch(header)?;
-            self.em.b.position_at_end(header);
-            let idx_phi = self.em.b.build_phi(self.em.i64(), "")?;
-            idx_phi.add_incoming(&[(&idx_in, entry)]);
-            let phis = self.phis(&current)?;
-            Self::add_incoming(&phis, &current, entry)?;
-            let idx = idx_phi.as_basic_value().into_int_value();
-            let last = self.em.add(idx, self.em.mul(step, self.em.c64(copies - 1))?)?;
+            let idx = self.em.block_param(header, self.em.i64())?;
+            let params = self.block_params(header, &current)?;
+            self.branch_with(header, &[idx_in], &current)?;
+            self.em.position_at_end(header);
+            let last = self.em.add(idx, self.em.mul(step, self.em.c64(copies - 1)?)?)?;
             let in_range = self.em.slt(last, end)?;
             let go = self.em.and(in_range, step_ok)?;
-            self.em.b.build_conditional_branch(go, body_block, after)?;
-            self.em.b.position_at_end(body_block);
+            self.em.cond_br(go, body_block, after)?;
+            self.em.position_at_end(body_block);
             // Earlier iterations' accesses come before this one's.
             self.global_state.union_previous_iteration(&body_accesses);
             self.global_state.stored_here = stored_before.clone();
-            let mut vals = Self::phi_values(&phis, &current)?;
+            let mut vals = params.clone();
             let mut i = idx;
             for copy in 0..copies {
                 if copy > 0 {
@@ -1063,7 +934,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                     index_dtype.is_signed(),
                     self.em.trunc(i, self.em.i32())?,
                 )?;
-                self.bind(index, Val::Scalar { dtype: index_dtype, v: iv.into() })?;
+                self.bind(index, Val::Scalar { dtype: index_dtype, v: iv })?;
                 for (&c, v) in carried.iter().zip(vals.iter()) {
                     self.bind(c, v.clone())?;
                 }
@@ -1071,18 +942,14 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                 vals = self.yields(body, carried)?;
                 i = self.em.add(i, step)?;
             }
-            let end_block = self.current_block()?;
-            idx_phi.add_incoming(&[(&i, end_block)]);
-            Self::add_incoming(&phis, &vals, end_block)?;
-            self.em.b.build_unconditional_branch(header)?;
+            self.branch_with(header, &[i], &vals)?;
             // After this loop: the values at its header.
-            self.em.b.position_at_end(after);
-            current = Self::phi_values(&phis, &current)?;
+            self.em.position_at_end(after);
+            current = params;
             idx_in = idx;
-            entry = after;
         }
-        self.em.b.build_unconditional_branch(exit)?;
-        self.em.b.position_at_end(exit);
+        self.em.br(exit, &[])?;
+        self.em.position_at_end(exit);
         self.global_state.union_previous_iteration(&body_accesses);
         for (here, &stored) in self.global_state.stored_here.iter_mut().zip(&body_accesses.stored) {
             *here |= stored;
@@ -1105,14 +972,14 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     ) -> LResult<()> {
         let c = match cond {
             Operand::Value(v) => match self.val(v)? {
-                Val::Scalar { v, .. } => self.em.truth(v.into_int_value())?,
+                Val::Scalar { v, .. } => self.em.truth(*v)?,
                 _ => return internal("`if` condition is not a scalar"),
             },
             Operand::Literal(Literal::Int(v)) => {
                 if v != 0 {
-                    self.em.ctrue()
+                    self.em.ctrue()?
                 } else {
-                    self.em.cfalse()
+                    self.em.cfalse()?
                 }
             }
             Operand::Literal(_) => return internal("`if` condition is a float literal"),
@@ -1120,32 +987,28 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         let then_block = self.new_block("if.then")?;
         let else_block = self.new_block("if.else")?;
         let merge = self.new_block("if.merge")?;
-        self.em.b.build_conditional_branch(c, then_block, else_block)?;
-        let mut arms = Vec::new();
+        self.em.cond_br(c, then_block, else_block)?;
         let before = self.global_state.clone();
         let mut after = before.clone();
+        // The merge block's parameters, typed by the first arm's values.
+        let mut results: Option<Vec<Val<E::V>>> = None;
         for (block, body) in [(then_block, then_body), (else_block, else_body)] {
             self.global_state = before.clone();
-            self.em.b.position_at_end(block);
+            self.em.position_at_end(block);
             self.block(body)?;
             after.union(&self.global_state);
             let vals = self.yields(body, &inst.results)?;
-            let end = self.current_block()?;
-            self.em.b.build_unconditional_branch(merge)?;
-            arms.push((vals, end));
+            if results.is_none() {
+                results = Some(self.block_params(merge, &vals)?);
+            }
+            self.branch_with(merge, &[], &vals)?;
         }
         self.global_state = after;
-        self.em.b.position_at_end(merge);
+        self.em.position_at_end(merge);
         if self.writes_shared(then_body) || self.writes_shared(else_body) {
             self.epoch += 1;
         }
-        let Some((template, _)) = arms.first() else { return internal("no arms") };
-        let template = template.clone();
-        let phis = self.phis(&template)?;
-        for (vals, end) in &arms {
-            Self::add_incoming(&phis, vals, *end)?;
-        }
-        let results = Self::phi_values(&phis, &template)?;
+        let Some(results) = results else { return internal("no arms") };
         for (k, v) in results.into_iter().enumerate() {
             self.bind(Self::result(inst, k)?, v)?;
         }

@@ -57,13 +57,10 @@ use anybit_ir::access::{Run, async_copy_width, copy_layout, plan_runs, shared_ve
 use anybit_ir::program::{InstData, Kernel, Op, Operand, Type, ValueId, Via};
 use anybit_layouts::{RegisterLayout, SharedLayout};
 use anybit_passes::select::{ldmatrix_fragment, ldmatrix_plan};
-use inkwell::AddressSpace;
-use inkwell::module::Linkage;
-use inkwell::types::{BasicType, BasicTypeEnum};
-use inkwell::values::{BasicValueEnum, IntValue, PointerValue};
 
 use super::arith;
-use super::emit::{Em, LResult, LowerError, internal};
+use super::emit::{LResult, LowerError, internal};
+use super::emitter::{AtomicOp, Emit, ModuleBuffer, Space};
 use super::layout;
 use super::lower::{GlobalView, Lower, Origin, SharedTile, Tile, Val};
 
@@ -165,115 +162,80 @@ impl SharedPlan {
 
 // ----- module-level helpers -----
 
-/// The 16-byte zero page masked loads read.
-fn zero_page<'ctx>(em: &Em<'ctx>) -> PointerValue<'ctx> {
-    let name = "anybit.zero";
-    if let Some(g) = em.module.get_global(name) {
-        return g.as_pointer_value();
-    }
-    let ty = em.i8().array_type(16);
-    let g = em.module.add_global(ty, Some(em.platform.global_space()), name);
-    g.set_linkage(Linkage::Internal);
-    g.set_constant(true);
-    g.set_initializer(&ty.const_zero());
-    g.set_alignment(16);
-    g.as_pointer_value()
-}
-
-/// The 16-byte sink masked stores write.
-fn sink<'ctx>(em: &Em<'ctx>) -> PointerValue<'ctx> {
-    let name = "anybit.sink";
-    if let Some(g) = em.module.get_global(name) {
-        return g.as_pointer_value();
-    }
-    let ty = em.i8().array_type(16);
-    let g = em.module.add_global(ty, Some(em.platform.global_space()), name);
-    g.set_linkage(Linkage::Internal);
-    g.set_initializer(&ty.const_zero());
-    g.set_alignment(16);
-    g.as_pointer_value()
-}
-
 /// The integer (or vector of i32) type of `bits` bits for a vector access.
-fn access_type<'ctx>(em: &Em<'ctx>, bits: u32) -> BasicTypeEnum<'ctx> {
+fn access_type<E: Emit>(em: &E, bits: u32) -> E::T {
     match bits {
-        64 => em.i32().vec_type(2).into(),
-        128 => em.i32().vec_type(4).into(),
-        b => em.int(b).into(),
+        64 => em.vector_type(em.i32(), 2),
+        128 => em.vector_type(em.i32(), 4),
+        b => em.int(b),
     }
 }
 
 /// The `i32` codes of `n` elements of `bits` bits packed LSB-first in an access value.
-fn unpack<'ctx>(em: &Em<'ctx>, v: BasicValueEnum<'ctx>, n: usize, bits: u32) -> LResult<Vec<IntValue<'ctx>>> {
-    let words: Vec<IntValue<'ctx>> = match v {
-        BasicValueEnum::VectorValue(vec) => (0..vec.get_type().get_size())
-            .map(|k| Ok(em.b.build_extract_element(vec, em.c32(i64::from(k)), "")?.into_int_value()))
-            .collect::<LResult<_>>()?,
-        BasicValueEnum::IntValue(i) => vec![em.zext(i, em.i32())?],
-        _ => return internal("unexpected access value"),
-    };
-    let mask = if bits >= 32 { -1i64 } else { (1i64 << bits) - 1 };
-    (0..n)
-        .map(|k| {
-            let bit = k as u32 * bits;
-            let Some(&w) = words.get((bit / 32) as usize) else { return internal("unpack out of range") };
-            let shifted = if bit.is_multiple_of(32) { w } else { em.lshr(w, em.c32(i64::from(bit % 32)))? };
-            if bits >= 32 { Ok(shifted) } else { em.and(shifted, em.c32(mask)) }
-        })
-        .collect()
+fn unpack<E: Emit>(em: &E, v: E::V, n: usize, bits: u32) -> LResult<Vec<E::V>> {
+    let words = access_words(em, v, (n as u32 * bits).div_ceil(32) as usize)?;
+    unpack_words(em, &words, n, bits)
+}
+
+/// The `i32` words of an access value: the elements of a vector of `words` `i32`s, or an
+/// integer of at most 32 bits zero-extended.
+fn access_words<E: Emit>(em: &E, v: E::V, words: usize) -> LResult<Vec<E::V>> {
+    match em.int_width(em.type_of(v)) {
+        Some(_) => Ok(vec![em.zext(v, em.i32())?]),
+        None => (0..words as u32).map(|k| em.extract_element(v, k)).collect(),
+    }
+}
+
+/// The access value of `total` bits (8 … 128) holding `i32` words: a vector of `i32`s for 64
+/// and 128 bits, else the first word truncated.
+fn access_value<E: Emit>(em: &E, words: &[E::V], total: u32) -> LResult<E::V> {
+    match total {
+        64 | 128 => {
+            let mut v = em.undef(em.vector_type(em.i32(), words.len() as u32))?;
+            for (k, &w) in words.iter().enumerate() {
+                v = em.insert_element(v, w, k as u32)?;
+            }
+            Ok(v)
+        }
+        b => match words.first() {
+            Some(&w) => em.trunc(w, em.int(b)),
+            None => internal("an access of nothing"),
+        },
+    }
 }
 
 /// Packs `i32` codes of `bits` bits LSB-first into an access value of `total` bits.
-fn pack<'ctx>(em: &Em<'ctx>, codes: &[IntValue<'ctx>], bits: u32, total: u32) -> LResult<BasicValueEnum<'ctx>> {
-    let nwords = total.div_ceil(32) as usize;
-    let mut words = vec![em.c32(0); nwords];
-    for (k, &c) in codes.iter().enumerate() {
-        let bit = k as u32 * bits;
-        let w = (bit / 32) as usize;
-        let shifted = if bit.is_multiple_of(32) { c } else { em.shl(c, em.c32(i64::from(bit % 32)))? };
-        let Some(slot) = words.get_mut(w) else { return internal("pack out of range") };
-        *slot = if k == 0 || bit.is_multiple_of(32) { shifted } else { em.or(*slot, shifted)? };
-    }
-    match total {
-        64 | 128 => {
-            let ty = em.i32().vec_type(nwords as u32);
-            let mut v = ty.get_undef();
-            for (k, w) in words.into_iter().enumerate() {
-                v = em.b.build_insert_element(v, w, em.c32(k as i64), "")?;
-            }
-            Ok(v.into())
-        }
-        b => Ok(em.trunc(words[0], em.int(b))?.into()),
-    }
+fn pack<E: Emit>(em: &E, codes: &[E::V], bits: u32, total: u32) -> LResult<E::V> {
+    access_value(em, &pack_words(em, codes, bits, total)?, total)
 }
 
 /// The codes of `n` elements of `bits` bits packed LSB-first in `i32` words.
-fn unpack_words<'ctx>(em: &Em<'ctx>, words: &[IntValue<'ctx>], n: usize, bits: u32) -> LResult<Vec<IntValue<'ctx>>> {
+fn unpack_words<E: Emit>(em: &E, words: &[E::V], n: usize, bits: u32) -> LResult<Vec<E::V>> {
     let mask = if bits >= 32 { -1i64 } else { (1i64 << bits) - 1 };
     (0..n)
         .map(|k| {
             let bit = k as u32 * bits;
             let Some(&w) = words.get((bit / 32) as usize) else { return internal("unpack out of range") };
-            let shifted = if bit.is_multiple_of(32) { w } else { em.lshr(w, em.c32(i64::from(bit % 32)))? };
-            if bits >= 32 { Ok(shifted) } else { em.and(shifted, em.c32(mask)) }
+            let shifted = if bit.is_multiple_of(32) { w } else { em.lshr(w, em.c32(i64::from(bit % 32))?)? };
+            if bits >= 32 { Ok(shifted) } else { em.and(shifted, em.c32(mask)?) }
         })
         .collect()
 }
 
 /// Packs codes of `bits` bits LSB-first into `i32` words (`total` bits, at least one word).
-fn pack_words<'ctx>(em: &Em<'ctx>, codes: &[IntValue<'ctx>], bits: u32, total: u32) -> LResult<Vec<IntValue<'ctx>>> {
+fn pack_words<E: Emit>(em: &E, codes: &[E::V], bits: u32, total: u32) -> LResult<Vec<E::V>> {
     let nwords = total.div_ceil(32) as usize;
-    let mut words: Vec<Option<IntValue<'ctx>>> = vec![None; nwords];
+    let mut words: Vec<Option<E::V>> = vec![None; nwords];
     for (k, &c) in codes.iter().enumerate() {
         let bit = k as u32 * bits;
-        let shifted = if bit.is_multiple_of(32) { c } else { em.shl(c, em.c32(i64::from(bit % 32)))? };
+        let shifted = if bit.is_multiple_of(32) { c } else { em.shl(c, em.c32(i64::from(bit % 32))?)? };
         let Some(slot) = words.get_mut((bit / 32) as usize) else { return internal("pack out of range") };
         *slot = Some(match *slot {
             None => shifted,
             Some(w) => em.or(w, shifted)?,
         });
     }
-    Ok(words.into_iter().map(|w| w.unwrap_or_else(|| em.c32(0))).collect())
+    words.into_iter().map(|w| w.map_or_else(|| em.c32(0), Ok)).collect()
 }
 
 /// How a global tile access is carried out, from its selection (`via …`).
@@ -307,19 +269,19 @@ impl Vectorize {
 }
 
 /// A tile access to global memory by the running thread.
-struct GlobalAccess<'ctx> {
-    view: Rc<GlobalView<'ctx>>,
+struct GlobalAccess<V> {
+    view: Rc<GlobalView<V>>,
     bits: u32,
     /// Element index of the thread's base element.
-    base_index: IntValue<'ctx>,
+    base_index: V,
     /// Per dim: the base coordinate in the view (`origin + base`), `i64`.
-    base_coord: Vec<IntValue<'ctx>>,
-    stride_terms: HashMap<(usize, i64), IntValue<'ctx>>,
-    masks: HashMap<(usize, i64), IntValue<'ctx>>,
+    base_coord: Vec<V>,
+    stride_terms: HashMap<(usize, i64), V>,
+    masks: HashMap<(usize, i64), V>,
     invariant: bool,
 }
 
-impl<'k, 'ctx> Lower<'k, 'ctx> {
+impl<'k, E: Emit> Lower<'k, E> {
     // ----- global memory -----
 
     pub(crate) fn global_view(
@@ -341,7 +303,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         self.bind(id, Val::Global(Rc::new(view)))
     }
 
-    fn global(&self, id: ValueId) -> LResult<Rc<GlobalView<'ctx>>> {
+    fn global(&self, id: ValueId) -> LResult<Rc<GlobalView<E::V>>> {
         match self.val(id)? {
             Val::Global(g) => Ok(g.clone()),
             _ => internal(format!("{} is not a global view", self.name(id))),
@@ -350,17 +312,17 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
 
     fn begin_global(
         &mut self,
-        view: Rc<GlobalView<'ctx>>,
-        origin: &[IntValue<'ctx>],
-        base: &[IntValue<'ctx>],
-    ) -> LResult<GlobalAccess<'ctx>> {
+        view: Rc<GlobalView<E::V>>,
+        origin: &[E::V],
+        base: &[E::V],
+    ) -> LResult<GlobalAccess<E::V>> {
         let em = &self.em;
         let rank = view.shape.len();
         if origin.len() != rank || base.len() != rank || view.strides.len() != rank {
             return internal("rank mismatch in a global access");
         }
         let mut base_coord = Vec::with_capacity(rank);
-        let mut base_index = em.c64(0);
+        let mut base_index = em.c64(0)?;
         for d in 0..rank {
             let c = em.add(origin[d], em.sext(base[d], em.i64())?)?;
             base_index = em.add(base_index, em.mul(c, view.strides[d])?)?;
@@ -379,18 +341,18 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     }
 
     /// The element index and in-view mask of the element at `off` from the thread's base.
-    fn global_element(&self, acc: &mut GlobalAccess<'ctx>, off: &[i64]) -> LResult<(IntValue<'ctx>, IntValue<'ctx>)> {
+    fn global_element(&self, acc: &mut GlobalAccess<E::V>, off: &[i64]) -> LResult<(E::V, E::V)> {
         let em = &self.em;
         let mut index = acc.base_index;
-        let mut mask: Option<IntValue<'ctx>> = None;
+        let mut mask: Option<E::V> = None;
         for (d, &o) in off.iter().enumerate() {
             if o != 0 {
                 let term = match acc.stride_terms.get(&(d, o)) {
                     Some(&t) => t,
                     None => {
                         let t = match acc.view.static_strides.get(d).copied().flatten() {
-                            Some(s) => em.c64(s.wrapping_mul(o)),
-                            None => em.mul(acc.view.strides[d], em.c64(o))?,
+                            Some(s) => em.c64(s.wrapping_mul(o))?,
+                            None => em.mul(acc.view.strides[d], em.c64(o)?)?,
                         };
                         acc.stride_terms.insert((d, o), t);
                         t
@@ -401,8 +363,8 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
             let m = match acc.masks.get(&(d, o)) {
                 Some(&m) => m,
                 None => {
-                    let c = em.add(acc.base_coord[d], em.c64(o))?;
-                    let inside = em.and(em.sge(c, em.c64(0))?, em.slt(c, acc.view.shape[d])?)?;
+                    let c = em.add(acc.base_coord[d], em.c64(o)?)?;
+                    let inside = em.and(em.sge(c, em.c64(0)?)?, em.slt(c, acc.view.shape[d])?)?;
                     acc.masks.insert((d, o), inside);
                     inside
                 }
@@ -412,43 +374,24 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                 Some(prev) => em.and(prev, m)?,
             });
         }
-        Ok((index, mask.unwrap_or_else(|| em.ctrue())))
-    }
-
-    fn mark_invariant(&self, v: BasicValueEnum<'ctx>) {
-        if let Some(inst) = inkwell::values::BasicValue::as_instruction_value(&v) {
-            let kind = self.em.ctx.get_kind_id("invariant.load");
-            let node = self.em.ctx.metadata_node(&[]);
-            let _ = inst.set_metadata(node, kind);
-        }
+        let mask = match mask {
+            Some(m) => m,
+            None => em.ctrue()?,
+        };
+        Ok((index, mask))
     }
 
     /// Loads `bits` (8, 16, 32, 64 or 128) from `addr` where `pred` holds, else zero, as
     /// `i32` words (one for 8, 16 and 32 bits, zero-extended). On the GPU a predicated
     /// `ld.global` (inline PTX: no select of addresses, no branch); on the host a load from
     /// the zero page when the predicate is false.
-    fn load_pred(
-        &self,
-        addr: PointerValue<'ctx>,
-        bits: u32,
-        pred: IntValue<'ctx>,
-        invariant: bool,
-    ) -> LResult<Vec<IntValue<'ctx>>> {
+    fn load_pred(&self, addr: E::V, bits: u32, pred: E::V, invariant: bool) -> LResult<Vec<E::V>> {
         let em = &self.em;
         let words = bits.div_ceil(32) as usize;
-        if !em.platform.is_nvptx() {
-            let addr = em.b.build_select(pred, addr, zero_page(em), "")?.into_pointer_value();
-            let v = em.load(access_type(em, bits), addr, bits / 8)?;
-            if invariant {
-                self.mark_invariant(v);
-            }
-            return match v {
-                BasicValueEnum::VectorValue(vec) => (0..words)
-                    .map(|k| Ok(em.b.build_extract_element(vec, em.c32(k as i64), "")?.into_int_value()))
-                    .collect(),
-                BasicValueEnum::IntValue(i) => Ok(vec![em.zext(i, em.i32())?]),
-                _ => internal("unexpected load value"),
-            };
+        if !em.platform().is_nvptx() {
+            let addr = em.select(pred, addr, em.module_buffer(ModuleBuffer::ZeroPage)?)?;
+            let v = em.load_with(access_type(em, bits), addr, bits / 8, invariant)?;
+            return access_words(em, v, words);
         }
         let nc = if invariant { ".nc" } else { "" };
         let (ty, dst) = match bits {
@@ -462,51 +405,20 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         let (a, p) = (words, words + 1);
         let asm = format!("{{ {zeros}@${p} ld.global{nc}.{ty} {dst}, [${a}]; }}");
         let constraints = format!("{}l,b", "=r,".repeat(words));
-        let ret: inkwell::types::BasicTypeEnum<'ctx> =
-            if words == 1 { em.i32().into() } else { em.ctx.struct_type(&vec![em.i32().into(); words], false).into() };
-        let fn_ty = ret.fn_type(&[addr.get_type().into(), em.i1().into()], false);
-        let asm = em.ctx.create_inline_asm(fn_ty, asm, constraints, !invariant, false, None, false);
-        let call = em.b.build_indirect_call(fn_ty, asm, &[addr.into(), pred.into()], "")?;
-        let v = match call.try_as_basic_value() {
-            inkwell::values::ValueKind::Basic(v) => v,
-            inkwell::values::ValueKind::Instruction(_) => return internal("asm load without value"),
+        let ret = if words == 1 { em.i32() } else { em.struct_type(&vec![em.i32(); words]) };
+        let Some(v) = em.inline_asm(&asm, &constraints, Some(ret), &[addr, pred], !invariant)? else {
+            return internal("asm load without value");
         };
-        match v {
-            BasicValueEnum::IntValue(i) => Ok(vec![i]),
-            BasicValueEnum::StructValue(st) => {
-                (0..words as u32).map(|k| Ok(em.b.build_extract_value(st, k, "")?.into_int_value())).collect()
-            }
-            _ => internal("unexpected asm value"),
-        }
+        if words == 1 { Ok(vec![v]) } else { (0..words as u32).map(|k| em.extract_value(v, k)).collect() }
     }
 
     /// Stores `bits` (8 … 128, `i32` words) at `addr` where `pred` holds (a predicated
     /// `st.global`, or a store to the sink on the host).
-    fn store_pred(
-        &self,
-        addr: PointerValue<'ctx>,
-        bits: u32,
-        words: &[IntValue<'ctx>],
-        pred: IntValue<'ctx>,
-    ) -> LResult<()> {
+    fn store_pred(&self, addr: E::V, bits: u32, words: &[E::V], pred: E::V) -> LResult<()> {
         let em = &self.em;
-        if !em.platform.is_nvptx() {
-            let addr = em.b.build_select(pred, addr, sink(em), "")?.into_pointer_value();
-            let v: BasicValueEnum<'ctx> = match bits {
-                64 | 128 => {
-                    let ty = em.i32().vec_type(words.len() as u32);
-                    let mut v = ty.get_undef();
-                    for (k, &w) in words.iter().enumerate() {
-                        v = em.b.build_insert_element(v, w, em.c32(k as i64), "")?;
-                    }
-                    v.into()
-                }
-                b => match words.first() {
-                    Some(&w) => em.trunc(w, em.int(b))?.into(),
-                    None => return internal("store of nothing"),
-                },
-            };
-            return em.store(addr, v, bits / 8);
+        if !em.platform().is_nvptx() {
+            let addr = em.select(pred, addr, em.module_buffer(ModuleBuffer::Sink)?)?;
+            return em.store(addr, access_value(em, words, bits)?, bits / 8);
         }
         let ty = match bits {
             8 => "u8",
@@ -523,124 +435,105 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         };
         let asm = format!("@$0 st.global.{ty} [$1], {src};");
         let constraints = format!("b,l{}", ",r".repeat(n));
-        let mut params: Vec<inkwell::types::BasicMetadataTypeEnum<'ctx>> = vec![em.i1().into(), addr.get_type().into()];
-        params.extend(std::iter::repeat_n(inkwell::types::BasicMetadataTypeEnum::from(em.i32()), n));
-        let fn_ty = em.ctx.void_type().fn_type(&params, false);
-        let asm = em.ctx.create_inline_asm(fn_ty, asm, constraints, true, false, None, false);
-        let mut args: Vec<inkwell::values::BasicMetadataValueEnum<'ctx>> = vec![pred.into(), addr.into()];
-        args.extend(words.iter().map(|&w| inkwell::values::BasicMetadataValueEnum::from(w)));
-        em.b.build_indirect_call(fn_ty, asm, &args, "")?;
+        let mut args = vec![pred, addr];
+        args.extend(words.iter().copied());
+        em.inline_asm(&asm, &constraints, None, &args, true)?;
         Ok(())
     }
 
     /// Loads the code of one element (zero when masked out).
-    fn load_global_element(
-        &self,
-        acc: &GlobalAccess<'ctx>,
-        index: IntValue<'ctx>,
-        mask: IntValue<'ctx>,
-    ) -> LResult<IntValue<'ctx>> {
+    fn load_global_element(&self, acc: &GlobalAccess<E::V>, index: E::V, mask: E::V) -> LResult<E::V> {
         let em = &self.em;
         let n = acc.bits;
         if matches!(n, 8 | 16 | 32) {
-            let addr = em.byte_offset(acc.view.ptr, em.mul(index, em.c64(i64::from(n / 8)))?)?;
+            let addr = em.byte_offset(acc.view.ptr, em.mul(index, em.c64(i64::from(n / 8))?)?)?;
             let w = self.load_pred(addr, n, mask, acc.invariant)?;
             return w.first().copied().ok_or(LowerError::Llvm("no word".into()));
         }
         // Other widths: gather the bytes holding bits [e·N, (e+1)·N); the extra loads re-read
         // the last needed byte, so nothing outside the element's bytes is read.
-        let bit = em.mul(index, em.c64(i64::from(n)))?;
-        let byte = em.ashr(bit, em.c64(3))?;
-        let shift = em.and(bit, em.c64(7))?;
+        let bit = em.mul(index, em.c64(i64::from(n))?)?;
+        let byte = em.ashr(bit, em.c64(3)?)?;
+        let shift = em.and(bit, em.c64(7)?)?;
         let g = gcd(n, 8);
         let count = (8 - g + n).div_ceil(8);
         let first = em.byte_offset(acc.view.ptr, byte)?;
-        let mut word = em.c64(0);
-        let last = if count > 1 { Some(em.lshr(em.add(shift, em.c64(i64::from(n) - 1))?, em.c64(3))?) } else { None };
+        let mut word = em.c64(0)?;
+        let last = if count > 1 { Some(em.lshr(em.add(shift, em.c64(i64::from(n) - 1)?)?, em.c64(3)?)?) } else { None };
         for k in 0..count {
             let offset = match last {
-                Some(last) if k > 0 => em.smin(em.c64(i64::from(k)), last)?,
-                _ => em.c64(0),
+                Some(last) if k > 0 => em.smin(em.c64(i64::from(k))?, last)?,
+                _ => em.c64(0)?,
             };
             let addr = if k == 0 { first } else { em.byte_offset(first, offset)? };
             let b = self.load_pred(addr, 8, mask, acc.invariant)?;
             let b = em.zext(b.first().copied().ok_or(LowerError::Llvm("no byte".into()))?, em.i64())?;
-            let b = if k == 0 { b } else { em.shl(b, em.c64(8 * i64::from(k)))? };
+            let b = if k == 0 { b } else { em.shl(b, em.c64(8 * i64::from(k))?)? };
             word = em.or(word, b)?;
         }
         let v = em.lshr(word, shift)?;
-        let v = em.and(v, em.c64((1i64 << n) - 1))?;
+        let v = em.and(v, em.c64((1i64 << n) - 1)?)?;
         em.trunc(v, em.i32())
     }
 
     /// Stores the code of one element (nothing when masked out).
-    fn store_global_element(
-        &self,
-        acc: &GlobalAccess<'ctx>,
-        index: IntValue<'ctx>,
-        mask: IntValue<'ctx>,
-        code: IntValue<'ctx>,
-    ) -> LResult<()> {
+    fn store_global_element(&self, acc: &GlobalAccess<E::V>, index: E::V, mask: E::V, code: E::V) -> LResult<()> {
         let em = &self.em;
         let n = acc.bits;
         if matches!(n, 8 | 16 | 32) {
-            let addr = em.byte_offset(acc.view.ptr, em.mul(index, em.c64(i64::from(n / 8)))?)?;
+            let addr = em.byte_offset(acc.view.ptr, em.mul(index, em.c64(i64::from(n / 8))?)?)?;
             return self.store_pred(addr, n, &[code], mask);
         }
         if n.is_multiple_of(8) {
             // Whole bytes, owned by this element: byte stores.
-            let addr = em.byte_offset(acc.view.ptr, em.mul(index, em.c64(i64::from(n / 8)))?)?;
+            let addr = em.byte_offset(acc.view.ptr, em.mul(index, em.c64(i64::from(n / 8))?)?)?;
             for k in 0..n / 8 {
-                let a = em.byte_offset(addr, em.c64(i64::from(k)))?;
-                let b = em.lshr(code, em.c32(8 * i64::from(k)))?;
+                let a = em.byte_offset(addr, em.c64(i64::from(k))?)?;
+                let b = em.lshr(code, em.c32(8 * i64::from(k))?)?;
                 self.store_pred(a, 8, &[b], mask)?;
             }
             return Ok(());
         }
-        let bit = em.mul(index, em.c64(i64::from(n)))?;
-        let byte = em.ashr(bit, em.c64(3))?;
-        let shift = em.trunc(em.and(bit, em.c64(7))?, em.i32())?;
+        let bit = em.mul(index, em.c64(i64::from(n))?)?;
+        let byte = em.ashr(bit, em.c64(3)?)?;
+        let shift = em.trunc(em.and(bit, em.c64(7)?)?, em.i32())?;
         let addr = em.byte_offset(acc.view.ptr, byte)?;
-        let addr = em.b.build_select(mask, addr, sink(em), "")?.into_pointer_value();
-        self.atomic_bits(addr, shift, n, code, em.platform.global_space())
+        let addr = em.select(mask, addr, em.module_buffer(ModuleBuffer::Sink)?)?;
+        self.atomic_bits(addr, shift, n, code, Space::Global)
     }
 
     /// Writes `n` bits of `code` at bit `shift` (0..8) of the byte at `addr`, with atomic
     /// read-modify-writes of the aligned 32-bit word(s) holding them.
-    fn atomic_bits(
-        &self,
-        addr: PointerValue<'ctx>,
-        shift: IntValue<'ctx>,
-        n: u32,
-        code: IntValue<'ctx>,
-        space: AddressSpace,
-    ) -> LResult<()> {
+    fn atomic_bits(&self, addr: E::V, shift: E::V, n: u32, code: E::V, space: Space) -> LResult<()> {
         let em = &self.em;
-        let int_addr = em.b.build_ptr_to_int(addr, em.i64(), "")?;
-        let in_word = em.trunc(em.and(int_addr, em.c64(3))?, em.i32())?;
-        let word = em.byte_offset(addr, em.sub(em.c64(0), em.zext(in_word, em.i64())?)?)?;
-        let pos = em.add(em.shl(in_word, em.c32(3))?, shift)?;
-        let mask = em.c32(if n >= 32 { -1 } else { (1i64 << n) - 1 });
+        let int_addr = em.ptr_to_int(addr)?;
+        let in_word = em.trunc(em.and(int_addr, em.c64(3)?)?, em.i32())?;
+        let word = em.byte_offset(addr, em.sub(em.c64(0)?, em.zext(in_word, em.i64())?)?)?;
+        let pos = em.add(em.shl(in_word, em.c32(3)?)?, shift)?;
+        let mask = em.c32(if n >= 32 { -1 } else { (1i64 << n) - 1 })?;
         let code = em.and(code, mask)?;
         let clear = em.not(em.shl(mask, pos)?)?;
         let set = em.shl(code, pos)?;
-        let ordering = inkwell::AtomicOrdering::Monotonic;
-        em.b.build_atomicrmw(inkwell::AtomicRMWBinOp::And, word, clear, ordering)?;
-        em.b.build_atomicrmw(inkwell::AtomicRMWBinOp::Or, word, set, ordering)?;
+        em.atomic_rmw(AtomicOp::And, word, clear)?;
+        em.atomic_rmw(AtomicOp::Or, word, set)?;
         if 8 % n != 0 {
             // The element may continue in the next word.
-            let spill = em.ugt(em.add(pos, em.c32(i64::from(n)))?, em.c32(32))?;
-            let back = em.sub(em.c32(32), pos)?;
-            let back = em.select_int(spill, back, em.c32(0))?;
-            let next = em.byte_offset(word, em.c64(4))?;
+            let spill = em.ugt(em.add(pos, em.c32(i64::from(n))?)?, em.c32(32)?)?;
+            let back = em.sub(em.c32(32)?, pos)?;
+            let back = em.select(spill, back, em.c32(0)?)?;
+            let next = em.byte_offset(word, em.c64(4)?)?;
             // When the element does not spill, the second pair of atomics is neutral and aimed
             // at an address that is surely valid.
-            let dummy = if em.platform.is_nvptx() && space == em.platform.global_space() { sink(em) } else { word };
-            let next = em.b.build_select(spill, next, dummy, "")?.into_pointer_value();
-            let clear_hi = em.select_int(spill, em.not(em.lshr(mask, back)?)?, em.c32(-1))?;
-            let set_hi = em.select_int(spill, em.lshr(code, back)?, em.c32(0))?;
-            em.b.build_atomicrmw(inkwell::AtomicRMWBinOp::And, next, clear_hi, ordering)?;
-            em.b.build_atomicrmw(inkwell::AtomicRMWBinOp::Or, next, set_hi, ordering)?;
+            let dummy = if em.platform().is_nvptx() && space == Space::Global {
+                em.module_buffer(ModuleBuffer::Sink)?
+            } else {
+                word
+            };
+            let next = em.select(spill, next, dummy)?;
+            let clear_hi = em.select(spill, em.not(em.lshr(mask, back)?)?, em.c32(-1)?)?;
+            let set_hi = em.select(spill, em.lshr(code, back)?, em.c32(0)?)?;
+            em.atomic_rmw(AtomicOp::And, next, clear_hi)?;
+            em.atomic_rmw(AtomicOp::Or, next, set_hi)?;
         }
         Ok(())
     }
@@ -648,23 +541,23 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     /// Whether the thread's runs are aligned in memory (once per access): the base element's
     /// bit address is a multiple of the longest run, and so is every outer stride a slot
     /// offset uses.
-    fn runs_aligned(&self, acc: &GlobalAccess<'ctx>, offsets: &[Vec<i64>], runs: &[Run]) -> LResult<IntValue<'ctx>> {
+    fn runs_aligned(&self, acc: &GlobalAccess<E::V>, offsets: &[Vec<i64>], runs: &[Run]) -> LResult<E::V> {
         let em = &self.em;
         let rank = acc.base_coord.len();
         let mut conds = Vec::new();
         let longest = runs.iter().map(|r| r.slots.len()).max().unwrap_or(1) as i64;
         let run_bits = longest * i64::from(acc.bits);
         let bit = em.add(
-            em.mul(em.b.build_ptr_to_int(acc.view.ptr, em.i64(), "")?, em.c64(8))?,
-            em.mul(acc.base_index, em.c64(i64::from(acc.bits)))?,
+            em.mul(em.ptr_to_int(acc.view.ptr)?, em.c64(8)?)?,
+            em.mul(acc.base_index, em.c64(i64::from(acc.bits))?)?,
         )?;
-        conds.push(em.eq(em.and(bit, em.c64(run_bits - 1))?, em.c64(0))?);
+        conds.push(em.eq(em.and(bit, em.c64(run_bits - 1)?)?, em.c64(0)?)?);
         for d in 0..rank.saturating_sub(1) {
             if offsets.iter().any(|o| o[d] != 0) {
                 match acc.view.static_strides.get(d).copied().flatten() {
                     Some(s) if s.rem_euclid(longest) == 0 => {}
-                    Some(_) => conds.push(em.cfalse()),
-                    None => conds.push(em.eq(em.and(acc.view.strides[d], em.c64(longest - 1))?, em.c64(0))?),
+                    Some(_) => conds.push(em.cfalse()?),
+                    None => conds.push(em.eq(em.and(acc.view.strides[d], em.c64(longest - 1)?)?, em.c64(0)?)?),
                 }
             }
         }
@@ -673,7 +566,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
 
     /// The runs a global access may vectorize, of at most `width` elements (none when the last
     /// stride is not a literal 1).
-    fn global_runs(view: &GlobalView<'ctx>, offsets: &[Vec<i64>], width: u32) -> Vec<Run> {
+    fn global_runs(view: &GlobalView<E::V>, offsets: &[Vec<i64>], width: u32) -> Vec<Run> {
         let unit = view.static_strides.last().copied().flatten() == Some(1);
         if !unit {
             return vec![];
@@ -686,15 +579,15 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     /// (its start coordinate and the view's last extent multiples of the run length), so that
     /// one mask per run — its first element's — decides it. For a given launch this is the
     /// same in nearly every thread.
-    fn runs_whole(&self, acc: &GlobalAccess<'ctx>, offsets: &[Vec<i64>], runs: &[Run]) -> LResult<IntValue<'ctx>> {
+    fn runs_whole(&self, acc: &GlobalAccess<E::V>, offsets: &[Vec<i64>], runs: &[Run]) -> LResult<E::V> {
         let em = &self.em;
         let aligned = self.runs_aligned(acc, offsets, runs)?;
         let longest = runs.iter().map(|r| r.slots.len()).max().unwrap_or(1) as i64;
         let (Some(&base), Some(&extent)) = (acc.base_coord.last(), acc.view.shape.last()) else {
             return internal("rank 0 view");
         };
-        let start_ok = em.eq(em.and(base, em.c64(longest - 1))?, em.c64(0))?;
-        let extent_ok = em.eq(em.and(extent, em.c64(longest - 1))?, em.c64(0))?;
+        let start_ok = em.eq(em.and(base, em.c64(longest - 1)?)?, em.c64(0)?)?;
+        let extent_ok = em.eq(em.and(extent, em.c64(longest - 1)?)?, em.c64(0)?)?;
         em.and_all(&[aligned, start_ok, extent_ok])
     }
 
@@ -703,12 +596,12 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     /// proven access, nothing: the vector accesses are all there is.
     fn vector_branch(
         &mut self,
-        acc: &GlobalAccess<'ctx>,
+        acc: &GlobalAccess<E::V>,
         offsets: &[Vec<i64>],
         runs: &[Run],
         vectorize: Vectorize,
         prefix: &str,
-    ) -> LResult<Option<(inkwell::basic_block::BasicBlock<'ctx>, inkwell::basic_block::BasicBlock<'ctx>)>> {
+    ) -> LResult<Option<(E::B, E::B)>> {
         if matches!(vectorize, Vectorize::Proven(_)) {
             return Ok(None);
         }
@@ -718,8 +611,8 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
             self.block_named(&format!("{prefix}.elem"))?,
             self.block_named(&format!("{prefix}.merge"))?,
         );
-        self.em.b.build_conditional_branch(whole, vector, element)?;
-        self.em.b.position_at_end(vector);
+        self.em.cond_br(whole, vector, element)?;
+        self.em.position_at_end(vector);
         Ok(Some((element, merge)))
     }
 
@@ -730,28 +623,27 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     /// predicated load. Slots outside runs are always predicated element loads.
     pub(crate) fn load_global_codes(
         &mut self,
-        view: Rc<GlobalView<'ctx>>,
-        origin: &[IntValue<'ctx>],
-        coords: &layout::Coords<'ctx>,
+        view: Rc<GlobalView<E::V>>,
+        origin: &[E::V],
+        coords: &layout::Coords<E::V>,
         vectorize: Vectorize,
-    ) -> LResult<Vec<IntValue<'ctx>>> {
+    ) -> LResult<Vec<E::V>> {
         let runs = vectorize.width().map_or_else(Vec::new, |w| Self::global_runs(&view, &coords.offsets, w));
         let mut acc = self.begin_global(view, origin, &coords.base)?;
-        let elements =
-            |this: &Self, acc: &mut GlobalAccess<'ctx>, skip: &[bool]| -> LResult<Vec<Option<IntValue<'ctx>>>> {
-                coords
-                    .offsets
-                    .iter()
-                    .enumerate()
-                    .map(|(i, off)| {
-                        if skip.get(i).copied().unwrap_or(false) {
-                            return Ok(None);
-                        }
-                        let (index, mask) = this.global_element(acc, off)?;
-                        this.load_global_element(acc, index, mask).map(Some)
-                    })
-                    .collect()
-            };
+        let elements = |this: &Self, acc: &mut GlobalAccess<E::V>, skip: &[bool]| -> LResult<Vec<Option<E::V>>> {
+            coords
+                .offsets
+                .iter()
+                .enumerate()
+                .map(|(i, off)| {
+                    if skip.get(i).copied().unwrap_or(false) {
+                        return Ok(None);
+                    }
+                    let (index, mask) = this.global_element(acc, off)?;
+                    this.load_global_element(acc, index, mask).map(Some)
+                })
+                .collect()
+        };
         if runs.is_empty() {
             return elements(self, &mut acc, &[])?
                 .into_iter()
@@ -761,7 +653,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         let blocks = self.vector_branch(&acc, &coords.offsets, &runs, vectorize, "ld")?;
         // Vector accesses.
         let mut in_run = vec![false; coords.offsets.len()];
-        let mut fast: Vec<Option<IntValue<'ctx>>> = vec![None; coords.offsets.len()];
+        let mut fast: Vec<Option<E::V>> = vec![None; coords.offsets.len()];
         for run in &runs {
             let Some(&first) = run.slots.first() else { continue };
             let (index, mask) = self.global_element(&mut acc, &coords.offsets[first])?;
@@ -782,27 +674,25 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         let Some((scalar, merge)) = blocks else {
             return fast.into_iter().map(|c| c.ok_or(LowerError::Llvm("slot not loaded".into()))).collect();
         };
-        let vector_end = self.current_block_of()?;
-        self.em.b.build_unconditional_branch(merge)?;
+        // The merge block takes every slot's code as a parameter.
+        let fast = fast
+            .into_iter()
+            .map(|c| c.ok_or(LowerError::Llvm("slot not loaded".into())))
+            .collect::<LResult<Vec<_>>>()?;
+        let params = fast.iter().map(|_| self.em.block_param(merge, self.em.i32())).collect::<LResult<Vec<_>>>()?;
+        self.em.br(merge, &fast)?;
         // Element accesses.
-        self.em.b.position_at_end(scalar);
+        self.em.position_at_end(scalar);
         acc.stride_terms.clear();
         acc.masks.clear();
         let slow = elements(self, &mut acc, &[])?;
-        let scalar_end = self.current_block_of()?;
-        self.em.b.build_unconditional_branch(merge)?;
-        self.em.b.position_at_end(merge);
-        fast.into_iter()
-            .zip(slow)
-            .map(|(f, s)| match (f, s) {
-                (Some(f), Some(s)) => {
-                    let phi = self.em.b.build_phi(self.em.i32(), "")?;
-                    phi.add_incoming(&[(&f, vector_end), (&s, scalar_end)]);
-                    Ok(phi.as_basic_value().into_int_value())
-                }
-                _ => internal("slot not loaded"),
-            })
-            .collect()
+        let slow = slow
+            .into_iter()
+            .map(|c| c.ok_or(LowerError::Llvm("slot not loaded".into())))
+            .collect::<LResult<Vec<_>>>()?;
+        self.em.br(merge, &slow)?;
+        self.em.position_at_end(merge);
+        Ok(params)
     }
 
     /// Stores codes (one per slot of `coords`) at `origin` of a view; `enabled` (optional)
@@ -810,16 +700,16 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     /// [`Lower::load_global_codes`].
     pub(crate) fn store_global_codes(
         &mut self,
-        view: Rc<GlobalView<'ctx>>,
-        origin: &[IntValue<'ctx>],
-        coords: &layout::Coords<'ctx>,
-        codes: &[IntValue<'ctx>],
-        enabled: Option<IntValue<'ctx>>,
+        view: Rc<GlobalView<E::V>>,
+        origin: &[E::V],
+        coords: &layout::Coords<E::V>,
+        codes: &[E::V],
+        enabled: Option<E::V>,
         vectorize: Vectorize,
     ) -> LResult<()> {
         let runs = vectorize.width().map_or_else(Vec::new, |w| Self::global_runs(&view, &coords.offsets, w));
         let mut acc = self.begin_global(view, origin, &coords.base)?;
-        let element_stores = |this: &Self, acc: &mut GlobalAccess<'ctx>, skip: &[bool]| -> LResult<()> {
+        let element_stores = |this: &Self, acc: &mut GlobalAccess<E::V>, skip: &[bool]| -> LResult<()> {
             for (i, (off, &code)) in coords.offsets.iter().zip(codes).enumerate() {
                 if skip.get(i).copied().unwrap_or(false) {
                     continue;
@@ -847,7 +737,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
             };
             let total = run.slots.len() as u32 * acc.bits;
             let addr = self.em.byte_offset(acc.view.ptr, em_byte_of(&self.em, index, acc.bits)?)?;
-            let run_codes: Vec<IntValue<'ctx>> = run.slots.iter().map(|&s| codes[s]).collect();
+            let run_codes: Vec<E::V> = run.slots.iter().map(|&s| codes[s]).collect();
             let words = pack_words(&self.em, &run_codes, acc.bits, total)?;
             self.store_pred(addr, total, &words, mask)?;
             for &slot in &run.slots {
@@ -857,25 +747,18 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         element_stores(self, &mut acc, &in_run)?;
         // Proven aligned and whole: no element path.
         let Some((scalar, merge)) = blocks else { return Ok(()) };
-        self.em.b.build_unconditional_branch(merge)?;
-        self.em.b.position_at_end(scalar);
+        self.em.br(merge, &[])?;
+        self.em.position_at_end(scalar);
         acc.stride_terms.clear();
         acc.masks.clear();
         element_stores(self, &mut acc, &[])?;
-        self.em.b.build_unconditional_branch(merge)?;
-        self.em.b.position_at_end(merge);
+        self.em.br(merge, &[])?;
+        self.em.position_at_end(merge);
         Ok(())
     }
 
-    fn current_block_of(&self) -> LResult<inkwell::basic_block::BasicBlock<'ctx>> {
-        match self.em.b.get_insert_block() {
-            Some(b) => Ok(b),
-            None => internal("the builder has no block"),
-        }
-    }
-
-    pub(crate) fn block_named(&self, name: &str) -> LResult<inkwell::basic_block::BasicBlock<'ctx>> {
-        Ok(self.em.ctx.append_basic_block(self.em.kernel()?.func, name))
+    pub(crate) fn block_named(&self, name: &str) -> LResult<E::B> {
+        self.em.new_block(name)
     }
 
     pub(crate) fn load_global(&mut self, inst: &InstData, src: ValueId, offsets: &[Operand]) -> LResult<()> {
@@ -935,110 +818,97 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     }
 
     /// The shared buffer's start.
-    pub(crate) fn shared_base(&self) -> LResult<PointerValue<'ctx>> {
-        match self.em.kernel()?.shared {
-            Some(p) => Ok(p),
-            None => internal("no shared memory"),
-        }
+    pub(crate) fn shared_base(&self) -> LResult<E::V> {
+        self.em.shared_base()
     }
 
     /// Byte address (`i32`, relative to the tile) and bit (0..8) of the element at `coords`.
-    fn shared_address(
-        &self,
-        tile: &SharedTile,
-        coords: &[IntValue<'ctx>],
-    ) -> LResult<(IntValue<'ctx>, IntValue<'ctx>)> {
+    fn shared_address(&self, tile: &SharedTile, coords: &[E::V]) -> LResult<(E::V, E::V)> {
         let em = &self.em;
         let modes = tile.layout.modes();
         if modes.len() != coords.len() {
             return internal("rank mismatch in a shared access");
         }
-        let mut offset = em.c32(0);
+        let mut offset = em.c32(0)?;
         for (dim, &c) in modes.iter().zip(coords) {
             let mut rest = c;
             for (j, mode) in dim.iter().enumerate().rev() {
                 let digit = if j == 0 || mode.size == 1 {
-                    if mode.size == 1 { em.c32(0) } else { rest }
+                    if mode.size == 1 { em.c32(0)? } else { rest }
                 } else {
-                    em.urem(rest, em.c32(mode.size as i64))?
+                    em.urem(rest, em.c32(mode.size as i64)?)?
                 };
                 if j > 0 && mode.size > 1 {
-                    rest = em.udiv(rest, em.c32(mode.size as i64))?;
+                    rest = em.udiv(rest, em.c32(mode.size as i64)?)?;
                 }
                 if mode.stride != 0 {
-                    offset = em.add(offset, em.mul(digit, em.c32(mode.stride as i64))?)?;
+                    offset = em.add(offset, em.mul(digit, em.c32(mode.stride as i64)?)?)?;
                 }
             }
         }
         let n = i64::from(tile.dtype.bits());
-        let bit = em.mul(offset, em.c32(n))?;
-        let byte = em.lshr(bit, em.c32(3))?;
+        let bit = em.mul(offset, em.c32(n)?)?;
+        let byte = em.lshr(bit, em.c32(3)?)?;
         let byte = match tile.layout.swizzle() {
             Some(s) if s.bits() > 0 => {
                 let src = ((1i64 << s.bits()) - 1) << (s.base() + s.shift());
-                em.xor(byte, em.lshr(em.and(byte, em.c32(src))?, em.c32(i64::from(s.shift())))?)?
+                em.xor(byte, em.lshr(em.and(byte, em.c32(src)?)?, em.c32(i64::from(s.shift()))?)?)?
             }
             _ => byte,
         };
-        Ok((byte, em.and(bit, em.c32(7))?))
+        Ok((byte, em.and(bit, em.c32(7)?)?))
     }
 
     /// The coordinates (`i32`) in the shared tile of slot `off` of the thread's base.
-    fn shared_coords(
-        &self,
-        origin: &[IntValue<'ctx>],
-        base: &[IntValue<'ctx>],
-        off: &[i64],
-    ) -> LResult<Vec<IntValue<'ctx>>> {
-        origin.iter().zip(base).zip(off).map(|((&o, &b), &k)| self.em.add(self.em.add(o, b)?, self.em.c32(k))).collect()
+    fn shared_coords(&self, origin: &[E::V], base: &[E::V], off: &[i64]) -> LResult<Vec<E::V>> {
+        origin
+            .iter()
+            .zip(base)
+            .zip(off)
+            .map(|((&o, &b), &k)| self.em.add(self.em.add(o, b)?, self.em.c32(k)?))
+            .collect()
     }
 
     /// Loads the code of an element of a shared tile at (tile-relative) byte `byte`, bit `bit`.
-    pub(crate) fn load_shared_element(
-        &self,
-        tile_ptr: PointerValue<'ctx>,
-        bits: u32,
-        byte: IntValue<'ctx>,
-        bit: IntValue<'ctx>,
-    ) -> LResult<IntValue<'ctx>> {
+    pub(crate) fn load_shared_element(&self, tile_ptr: E::V, bits: u32, byte: E::V, bit: E::V) -> LResult<E::V> {
         let em = &self.em;
         let addr = em.byte_offset(tile_ptr, em.zext(byte, em.i64())?)?;
         if bits.is_multiple_of(8) {
-            let v = em.load(em.int(bits).into(), addr, natural_alignment(bits))?;
-            return em.zext(v.into_int_value(), em.i32());
+            let v = em.load(em.int(bits), addr, natural_alignment(bits))?;
+            return em.zext(v, em.i32());
         }
         let count = (8 - gcd(bits, 8) + bits).div_ceil(8);
-        let mut word = em.c64(0);
+        let mut word = em.c64(0)?;
         for k in 0..count {
-            let a = if k == 0 { addr } else { em.byte_offset(addr, em.c64(i64::from(k)))? };
-            let b = em.zext(em.load(em.i8().into(), a, 1)?.into_int_value(), em.i64())?;
-            let b = if k == 0 { b } else { em.shl(b, em.c64(8 * i64::from(k)))? };
+            let a = if k == 0 { addr } else { em.byte_offset(addr, em.c64(i64::from(k))?)? };
+            let b = em.zext(em.load(em.i8(), a, 1)?, em.i64())?;
+            let b = if k == 0 { b } else { em.shl(b, em.c64(8 * i64::from(k))?)? };
             word = em.or(word, b)?;
         }
         let v = em.lshr(word, em.zext(bit, em.i64())?)?;
-        em.trunc(em.and(v, em.c64((1i64 << bits) - 1))?, em.i32())
+        em.trunc(em.and(v, em.c64((1i64 << bits) - 1)?)?, em.i32())
     }
 
     /// Stores the code of an element of a shared tile.
     pub(crate) fn store_shared_element(
         &self,
-        tile_ptr: PointerValue<'ctx>,
+        tile_ptr: E::V,
         bits: u32,
-        byte: IntValue<'ctx>,
-        bit: IntValue<'ctx>,
-        code: IntValue<'ctx>,
+        byte: E::V,
+        bit: E::V,
+        code: E::V,
     ) -> LResult<()> {
         let em = &self.em;
         let addr = em.byte_offset(tile_ptr, em.zext(byte, em.i64())?)?;
         if bits.is_multiple_of(8) {
-            return em.store(addr, em.trunc(code, em.int(bits))?.into(), natural_alignment(bits));
+            return em.store(addr, em.trunc(code, em.int(bits))?, natural_alignment(bits));
         }
-        self.atomic_bits(addr, bit, bits, code, em.platform.shared_space())
+        self.atomic_bits(addr, bit, bits, code, Space::Shared)
     }
 
     /// The tile's start pointer in the shared buffer.
-    pub(crate) fn tile_ptr(&self, tile: &SharedTile) -> LResult<PointerValue<'ctx>> {
-        self.em.byte_offset(self.shared_base()?, self.em.c64(tile.offset as i64))
+    pub(crate) fn tile_ptr(&self, tile: &SharedTile) -> LResult<E::V> {
+        self.em.byte_offset(self.shared_base()?, self.em.c64(tile.offset as i64)?)
     }
 
     /// Loads a tile of 16-bit elements with `ldmatrix` when its layout is made of the
@@ -1052,10 +922,10 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     fn emit_ldmatrix(
         &mut self,
         tile: &SharedTile,
-        origin: &[IntValue<'ctx>],
+        origin: &[E::V],
         layout: &RegisterLayout,
         trans: bool,
-    ) -> LResult<Vec<IntValue<'ctx>>> {
+    ) -> LResult<Vec<E::V>> {
         let err = |e: anybit_layouts::LayoutError| LowerError::Llvm(format!("ldmatrix fragment: {e}"));
         let fragment = ldmatrix_fragment(trans).map_err(err)?;
         let quotient = layout.divide_right(&fragment).map_err(err)?;
@@ -1063,10 +933,10 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         let warp = layout::warp_coords(&mut self.em, layout)?;
         let ptr = self.tile_ptr(tile)?;
         let em = &self.em;
-        let lane = em.and(em.tid()?, em.c32(31))?;
-        let matrix = em.lshr(lane, em.c32(3))?;
-        let row_in_block = em.and(lane, em.c32(7))?;
-        let mut codes: Vec<Option<IntValue<'ctx>>> = vec![None; layout.num_slots()];
+        let lane = em.and(em.tid()?, em.c32(31)?)?;
+        let matrix = em.lshr(lane, em.c32(3)?)?;
+        let row_in_block = em.and(lane, em.c32(7)?)?;
+        let mut codes: Vec<Option<E::V>> = vec![None; layout.num_slots()];
         let mut q = 0;
         while q < blocks {
             let count = if blocks - q >= 4 {
@@ -1077,13 +947,13 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                 1
             };
             // Matrix j of the instruction is block q + j: select its origin by lane / 8.
-            let pick = |dim: usize| -> LResult<IntValue<'ctx>> {
+            let pick = |dim: usize| -> LResult<E::V> {
                 let values: Vec<i64> = (0..count).map(|j| warp.offsets[2 * (q + j)][dim]).collect();
-                let j = em.and(matrix, em.c32(count as i64 - 1))?;
-                let mut v = em.c32(values[0]);
+                let j = em.and(matrix, em.c32(count as i64 - 1)?)?;
+                let mut v = em.c32(values[0])?;
                 for (k, &x) in values.iter().enumerate().skip(1) {
-                    let is = em.eq(j, em.c32(k as i64))?;
-                    v = em.select_int(is, em.c32(x), v)?;
+                    let is = em.eq(j, em.c32(k as i64)?)?;
+                    v = em.select(is, em.c32(x)?, v)?;
                 }
                 Ok(v)
             };
@@ -1095,8 +965,8 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
             let regs = em.ldmatrix(addr, count as u32, trans)?;
             for (j, reg) in regs.into_iter().enumerate() {
                 let b = q + j;
-                codes[2 * b] = Some(em.and(reg, em.c32(0xffff))?);
-                codes[2 * b + 1] = Some(em.lshr(reg, em.c32(16))?);
+                codes[2 * b] = Some(em.and(reg, em.c32(0xffff)?)?);
+                codes[2 * b + 1] = Some(em.lshr(reg, em.c32(16)?)?);
             }
             q += count;
         }
@@ -1127,10 +997,10 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     pub(crate) fn load_shared_codes(
         &mut self,
         tile: &SharedTile,
-        origin: &[IntValue<'ctx>],
+        origin: &[E::V],
         offsets: &[Operand],
         layout: &RegisterLayout,
-    ) -> LResult<Vec<IntValue<'ctx>>> {
+    ) -> LResult<Vec<E::V>> {
         match ldmatrix_plan(tile.dtype, &tile.layout, offsets, layout) {
             Some(trans) => self.emit_ldmatrix(tile, origin, layout, trans),
             None => {
@@ -1145,15 +1015,15 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     fn load_shared_vectors(
         &mut self,
         tile: &SharedTile,
-        origin: &[IntValue<'ctx>],
+        origin: &[E::V],
         layout: &RegisterLayout,
         width: Option<u32>,
-    ) -> LResult<Vec<IntValue<'ctx>>> {
+    ) -> LResult<Vec<E::V>> {
         let coords = layout::coords(&mut self.em, layout)?;
         let ptr = self.tile_ptr(tile)?;
         let bits = tile.dtype.bits();
         let runs = width.map_or_else(Vec::new, |w| shared_vector_runs(tile.dtype, &tile.layout, &coords.offsets, w));
-        let mut codes: Vec<Option<IntValue<'ctx>>> = vec![None; coords.offsets.len()];
+        let mut codes: Vec<Option<E::V>> = vec![None; coords.offsets.len()];
         for run in &runs {
             let Some(&first) = run.slots.first() else { continue };
             let c = self.shared_coords(origin, &coords.base, &coords.offsets[first])?;
@@ -1181,9 +1051,9 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     pub(crate) fn store_shared_codes(
         &mut self,
         tile: &SharedTile,
-        origin: &[IntValue<'ctx>],
+        origin: &[E::V],
         layout: &RegisterLayout,
-        codes: &[IntValue<'ctx>],
+        codes: &[E::V],
         width: Option<u32>,
     ) -> LResult<()> {
         let coords = layout::coords(&mut self.em, layout)?;
@@ -1204,7 +1074,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
             let (byte, _) = self.shared_address(tile, &c)?;
             let total = run.slots.len() as u32 * bits;
             let addr = self.em.byte_offset(ptr, self.em.zext(byte, self.em.i64())?)?;
-            let run_codes: Vec<IntValue<'ctx>> = run.slots.iter().map(|&s| codes[s]).collect();
+            let run_codes: Vec<E::V> = run.slots.iter().map(|&s| codes[s]).collect();
             let v = pack(&self.em, &run_codes, bits, total)?;
             self.em.store(addr, v, total / 8)?;
             for &s in &run.slots {
@@ -1224,8 +1094,8 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
             Some(g) => {
                 let body = self.block_named("sts.first")?;
                 let merge = self.block_named("sts.merge")?;
-                self.em.b.build_conditional_branch(g, body, merge)?;
-                self.em.b.position_at_end(body);
+                self.em.cond_br(g, body, merge)?;
+                self.em.position_at_end(body);
                 Some(merge)
             }
             None => None,
@@ -1236,8 +1106,8 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
             self.store_shared_element(ptr, bits, byte, bit, codes[i])?;
         }
         if let Some(merge) = merge {
-            self.em.b.build_unconditional_branch(merge)?;
-            self.em.b.position_at_end(merge);
+            self.em.br(merge, &[])?;
+            self.em.position_at_end(merge);
         }
         Ok(())
     }
@@ -1266,7 +1136,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     }
 
     /// An integer scalar operand as `i32` (shared-memory coordinates).
-    pub(crate) fn index32(&self, operand: Operand) -> LResult<IntValue<'ctx>> {
+    pub(crate) fn index32(&self, operand: Operand) -> LResult<E::V> {
         let v = self.index64(operand)?;
         self.em.trunc(v, self.em.i32())
     }
@@ -1296,7 +1166,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         // What `vectorize` decided: `cp.async` (proven aligned, or tested at run time), or a
         // synchronous copy. The host platform has no `cp.async` and always copies synchronously.
         let checked = match inst.via {
-            Some(Via::Async { checked }) if self.em.platform.is_nvptx() => checked,
+            Some(Via::Async { checked }) if self.em.platform().is_nvptx() => checked,
             _ => {
                 let codes = self.load_global_codes(view, &src_origin, &coords, Vectorize::Checked(u32::MAX))?;
                 let width = shared_vector_width(tile.dtype, &tile.layout, dst_offsets, &layout, true);
@@ -1327,18 +1197,17 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         let longest = runs.iter().map(|r| r.slots.len()).max().unwrap_or(1) as i64;
         let run_bits = longest * i64::from(bits);
         let bit = self.em.add(
-            self.em.mul(self.em.b.build_ptr_to_int(view.ptr, self.em.i64(), "")?, self.em.c64(8))?,
-            self.em.mul(acc.base_index, self.em.c64(i64::from(bits)))?,
+            self.em.mul(self.em.ptr_to_int(view.ptr)?, self.em.c64(8)?)?,
+            self.em.mul(acc.base_index, self.em.c64(i64::from(bits))?)?,
         )?;
-        conds.push(self.em.eq(self.em.and(bit, self.em.c64(run_bits - 1))?, self.em.c64(0))?);
+        conds.push(self.em.eq(self.em.and(bit, self.em.c64(run_bits - 1)?)?, self.em.c64(0)?)?);
         for d in 0..shape.len().saturating_sub(1) {
             if coords.offsets.iter().any(|o| o[d] != 0) {
                 match view.static_strides.get(d).copied().flatten() {
                     Some(s) if s.rem_euclid(longest) == 0 => {}
-                    Some(_) => conds.push(self.em.cfalse()),
-                    None => {
-                        conds.push(self.em.eq(self.em.and(view.strides[d], self.em.c64(longest - 1))?, self.em.c64(0))?)
-                    }
+                    Some(_) => conds.push(self.em.cfalse()?),
+                    None => conds
+                        .push(self.em.eq(self.em.and(view.strides[d], self.em.c64(longest - 1)?)?, self.em.c64(0)?)?),
                 }
             }
         }
@@ -1347,41 +1216,41 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
             let fast = self.em.and_all(&conds)?;
             let (async_block, sync_block, merge) =
                 (self.block_named("cp.async")?, self.block_named("cp.sync")?, self.block_named("cp.merge")?);
-            self.em.b.build_conditional_branch(fast, async_block, sync_block)?;
-            self.em.b.position_at_end(async_block);
+            self.em.cond_br(fast, async_block, sync_block)?;
+            self.em.position_at_end(async_block);
             Some((sync_block, merge))
         } else {
             None
         };
         let tile_ptr = self.tile_ptr(&tile)?;
-        let zero = zero_page(&self.em);
+        let zero = self.em.module_buffer(ModuleBuffer::ZeroPage)?;
         for (run, &full) in runs.iter().zip(&run_full) {
             let first = run.slots[0];
             let (index, _) = self.global_element(&mut acc, &coords.offsets[first])?;
             let bytes = run.slots.len() as u32 * bits / 8;
             let gaddr = self.em.byte_offset(view.ptr, em_byte_of(&self.em, index, bits)?)?;
-            let gaddr = self.em.b.build_select(full, gaddr, zero, "")?.into_pointer_value();
+            let gaddr = self.em.select(full, gaddr, zero)?;
             let c = self.shared_coords(&dst_origin, &coords.base, &coords.offsets[first])?;
             let (byte, _) = self.shared_address(&tile, &c)?;
             let saddr = self.em.byte_offset(tile_ptr, self.em.zext(byte, self.em.i64())?)?;
-            let size = self.em.select_int(full, self.em.c32(i64::from(bytes)), self.em.c32(0))?;
+            let size = self.em.select(full, self.em.c32(i64::from(bytes))?, self.em.c32(0)?)?;
             let kind = if bytes == 16 { "cg" } else { "ca" };
             let name = format!("llvm.nvvm.cp.async.{kind}.shared.global.{bytes}.s");
-            self.em.intrinsic(&name, None, &[saddr.into(), gaddr.into(), size.into()])?;
+            self.em.intrinsic(&name, None, &[saddr, gaddr, size])?;
         }
         let Some((sync_block, merge)) = blocks else { return Ok(()) };
-        self.em.b.build_unconditional_branch(merge)?;
-        self.em.b.position_at_end(sync_block);
+        self.em.br(merge, &[])?;
+        self.em.position_at_end(sync_block);
         let codes = self.load_global_codes(view, &src_origin, &coords, Vectorize::Checked(u32::MAX))?;
         let width = shared_vector_width(tile.dtype, &tile.layout, dst_offsets, &layout, true);
         self.store_shared_codes(&tile, &dst_origin, &layout, &codes, width)?;
-        self.em.b.build_unconditional_branch(merge)?;
-        self.em.b.position_at_end(merge);
+        self.em.br(merge, &[])?;
+        self.em.position_at_end(merge);
         Ok(())
     }
 
     pub(crate) fn commit_group(&mut self) -> LResult<()> {
-        if self.async_copies && self.em.platform.is_nvptx() {
+        if self.async_copies && self.em.platform().is_nvptx() {
             self.em.intrinsic("llvm.nvvm.cp.async.commit.group", None, &[])?;
         }
         Ok(())
@@ -1389,19 +1258,19 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
 
     pub(crate) fn wait_group(&mut self, pending: u32) -> LResult<()> {
         self.epoch += 1;
-        if self.async_copies && self.em.platform.is_nvptx() {
-            self.em.intrinsic("llvm.nvvm.cp.async.wait.group", None, &[self.em.c32(i64::from(pending)).into()])?;
+        if self.async_copies && self.em.platform().is_nvptx() {
+            self.em.intrinsic("llvm.nvvm.cp.async.wait.group", None, &[self.em.c32(i64::from(pending))?])?;
         }
         Ok(())
     }
 }
 
 /// The byte offset of element `index` of `bits`-bit elements (its first bit's byte).
-fn em_byte_of<'ctx>(em: &Em<'ctx>, index: IntValue<'ctx>, bits: u32) -> LResult<IntValue<'ctx>> {
+fn em_byte_of<E: Emit>(em: &E, index: E::V, bits: u32) -> LResult<E::V> {
     if bits.is_multiple_of(8) {
-        em.mul(index, em.c64(i64::from(bits / 8)))
+        em.mul(index, em.c64(i64::from(bits / 8))?)
     } else {
-        em.ashr(em.mul(index, em.c64(i64::from(bits)))?, em.c64(3))
+        em.ashr(em.mul(index, em.c64(i64::from(bits))?)?, em.c64(3)?)
     }
 }
 

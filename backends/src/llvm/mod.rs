@@ -33,7 +33,10 @@
 //!   through the scratch area;
 //! - `dot.rs`: `dot`, by `mma.sync` when the layouts are (or are converted to) fragments,
 //!   else per thread over k;
-//! - `emit.rs`, `address.rs`: the inkwell wrapper and the one module with `unsafe` (GEPs);
+//! - `emitter.rs`: the emitter interface (the `Emit` trait) all of the above is written
+//!   against, shared with the MLIR backend, which implements it with melior;
+//! - `emit.rs`, `address.rs`: the inkwell emitter (block parameters as φ-nodes) and the one
+//!   module with `unsafe` (GEPs);
 //! - `lower.rs`: the driver, values, control flow, and the ordering of global accesses.
 //!
 //! # Testing without a GPU
@@ -53,6 +56,7 @@ mod codec;
 mod dequant;
 mod dot;
 pub(crate) mod emit;
+pub(crate) mod emitter;
 pub(crate) mod layout;
 pub(crate) mod lower;
 mod mathfn;

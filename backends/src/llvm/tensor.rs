@@ -25,12 +25,10 @@ use std::rc::Rc;
 use anybit_ir::dtype::DType;
 use anybit_ir::program::{BinaryOp, InstData, ReduceOp, ValueId};
 use anybit_layouts::{RegisterLayout, SharedLayout, ThreadAxis};
-use inkwell::FloatPredicate;
-use inkwell::types::BasicType;
-use inkwell::values::{BasicValueEnum, FloatValue, IntValue};
 
 use super::arith::{self, Domain, Repr};
-use super::emit::{Em, LResult, LowerError, internal};
+use super::emit::{LResult, LowerError, internal};
+use super::emitter::{Emit, FloatPredicate};
 use super::layout::{self, row_major_strides};
 use super::lower::{Lower, SharedTile, Tile, Val};
 
@@ -65,11 +63,7 @@ fn container(bits: u32) -> LResult<DType> {
 }
 
 /// TwoSum: `(s, e)` with `s = fl(a + b)` and `s + e = a + b` exactly.
-fn two_sum<'ctx>(
-    em: &Em<'ctx>,
-    a: FloatValue<'ctx>,
-    b: FloatValue<'ctx>,
-) -> LResult<(FloatValue<'ctx>, FloatValue<'ctx>)> {
+fn two_sum<E: Emit>(em: &E, a: E::V, b: E::V) -> LResult<(E::V, E::V)> {
     let s = em.fadd(a, b)?;
     let bb = em.fsub(s, a)?;
     let e = em.fadd(em.fsub(a, em.fsub(s, bb)?)?, em.fsub(b, bb)?)?;
@@ -79,37 +73,33 @@ fn two_sum<'ctx>(
 /// `hi + lo` (|lo| ≤ ulp(hi)/2 not required) rounded to odd at `f64` precision: exact when
 /// `lo` is 0, else `hi` nudged towards `lo` when its last bit is even. Rounding the result to
 /// any precision of at most 51 bits gives `hi + lo` correctly rounded.
-pub(crate) fn round_to_odd<'ctx>(
-    em: &Em<'ctx>,
-    hi: FloatValue<'ctx>,
-    lo: FloatValue<'ctx>,
-) -> LResult<FloatValue<'ctx>> {
-    let zero = em.cf64(0.0);
+pub(crate) fn round_to_odd<E: Emit>(em: &E, hi: E::V, lo: E::V) -> LResult<E::V> {
+    let zero = em.cf64(0.0)?;
     let lo_zero = em.fcmp(FloatPredicate::OEQ, lo, zero)?;
-    let not_finite = em.fcmp(FloatPredicate::UEQ, em.float_intrinsic1("fabs", hi)?, em.cf64(f64::INFINITY))?;
+    let not_finite = em.fcmp(FloatPredicate::UEQ, em.float_intrinsic1("fabs", hi)?, em.cf64(f64::INFINITY)?)?;
     let keep = em.or(lo_zero, not_finite)?;
     // Renormalize so that |lo'| ≤ ulp(hi')/2.
     let (h, l) = two_sum(em, hi, lo)?;
     let bits = em.fbits(h)?;
-    let even = em.eq(em.and(bits, em.c64(1))?, em.c64(0))?;
+    let even = em.eq(em.and(bits, em.c64(1)?)?, em.c64(0)?)?;
     let l_nonzero = em.fcmp(FloatPredicate::ONE, l, zero)?;
-    let same_sign = em.eq(em.lshr(bits, em.c64(63))?, em.lshr(em.fbits(l)?, em.c64(63))?)?;
-    let step = em.select_int(same_sign, em.c64(1), em.c64(-1))?;
+    let same_sign = em.eq(em.lshr(bits, em.c64(63)?)?, em.lshr(em.fbits(l)?, em.c64(63)?)?)?;
+    let step = em.select(same_sign, em.c64(1)?, em.c64(-1)?)?;
     let nudge = em.and(even, l_nonzero)?;
-    let nudged = em.from_bits(em.add(bits, em.select_int(nudge, step, em.c64(0))?)?, em.f64())?;
-    em.select_float(keep, hi, nudged)
+    let nudged = em.from_bits(em.add(bits, em.select(nudge, step, em.c64(0)?)?)?, em.f64())?;
+    em.select(keep, hi, nudged)
 }
 
 /// A partial reduction in one thread.
 #[derive(Clone, Copy)]
-enum Partial<'ctx> {
+enum Partial<V> {
     /// A carrier (integer sums, min, max).
-    Value(BasicValueEnum<'ctx>),
+    Value(V),
     /// An unevaluated sum `hi + lo` of `f64`s.
-    Pair(FloatValue<'ctx>, FloatValue<'ctx>),
+    Pair(V, V),
 }
 
-impl<'k, 'ctx> Lower<'k, 'ctx> {
+impl<'k, E: Emit> Lower<'k, E> {
     pub(crate) fn iota(&mut self, inst: &InstData, dim: usize) -> LResult<()> {
         let Some(&id) = inst.results.first() else { return internal("missing result") };
         let (dtype, shape, layout) = self.register_type(id)?;
@@ -123,8 +113,8 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
             .offsets
             .iter()
             .map(|off| {
-                let v = self.em.add(base, self.em.c32(off[dim]))?;
-                Ok(arith::normalize(&self.em, bits, signed, v)?.into())
+                let v = self.em.add(base, self.em.c32(off[dim])?)?;
+                arith::normalize(&self.em, bits, signed, v)
             })
             .collect::<LResult<Vec<_>>>()?;
         let tile = Tile { dtype, shape: shape.to_vec(), layout: layout.clone(), slots, origin: None };
@@ -148,15 +138,15 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         let mut slots = Vec::with_capacity(layout.num_slots());
         for j in 0..layout.num_slots() {
             let (lo, hi) = (j * nd, (j + 1) * nd);
-            let mut acc: Option<IntValue<'ctx>> = None;
+            let mut acc: Option<E::V> = None;
             for k in lo / ns..hi.div_ceil(ns) {
                 let start = k * ns;
                 let Some(&code) = codes.get(k) else { return internal("view out of range") };
                 let piece = if start >= lo {
                     let shift = (start - lo) as i64;
-                    if shift == 0 { code } else { em.shl(code, em.c32(shift))? }
+                    if shift == 0 { code } else { em.shl(code, em.c32(shift)?)? }
                 } else {
-                    em.lshr(code, em.c32((lo - start) as i64))?
+                    em.lshr(code, em.c32((lo - start) as i64)?)?
                 };
                 acc = Some(match acc {
                     None => piece,
@@ -164,7 +154,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                 });
             }
             let Some(v) = acc else { return internal("empty view slot") };
-            let v = if nd >= 32 { v } else { em.and(v, em.c32((1i64 << nd) - 1))? };
+            let v = if nd >= 32 { v } else { em.and(v, em.c32((1i64 << nd) - 1)?)? };
             slots.push(arith::from_code(em, dtype, v)?);
         }
         let tile = Tile { dtype, shape: shape.to_vec(), layout: layout.clone(), slots, origin: None };
@@ -186,11 +176,11 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     /// `map(c)`: register copies when each thread holds what it needs, else a scratch exchange.
     pub(crate) fn convert_slots(
         &mut self,
-        src: &Tile<'ctx>,
+        src: &Tile<E::V>,
         layout: &RegisterLayout,
         shape: &[usize],
         map: &CoordMap,
-    ) -> LResult<Vec<BasicValueEnum<'ctx>>> {
+    ) -> LResult<Vec<E::V>> {
         if let Some(local) = layout::thread_local_map(&src.layout, layout, &|c| map.apply(c)) {
             return local
                 .iter()
@@ -221,7 +211,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
     }
 
     /// The scratch bytes a tile takes (one container per element, 16-byte multiple).
-    pub(crate) fn scratch_size(src: &Tile<'ctx>) -> LResult<usize> {
+    pub(crate) fn scratch_size(src: &Tile<E::V>) -> LResult<usize> {
         let cdtype = container(src.dtype.bits())?;
         let n: usize = src.shape.iter().product();
         Ok((n * (cdtype.bits() as usize / 8)).next_multiple_of(16))
@@ -229,21 +219,21 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
 
     /// Writes a tile's codes to scratch at `at` (row-major, one container per element); the
     /// caller places the barriers. Returns the scratch tile.
-    pub(crate) fn write_scratch(&mut self, src: &Tile<'ctx>, at: usize) -> LResult<SharedTile> {
+    pub(crate) fn write_scratch(&mut self, src: &Tile<E::V>, at: usize) -> LResult<SharedTile> {
         let cdtype = container(src.dtype.bits())?;
         let offset = self.scratch(at, Self::scratch_size(src)?);
         let layout = SharedLayout::row_major(&src.shape).map_err(|e| LowerError::Llvm(e.to_string()))?;
         let tile = SharedTile { dtype: cdtype, layout, offset };
         let codes = src.slots.iter().map(|&v| arith::to_code(&self.em, src.dtype, v)).collect::<LResult<Vec<_>>>()?;
         let zeros = vec![anybit_ir::program::Operand::Literal(anybit_ir::program::Literal::Int(0)); src.shape.len()];
-        let origin = vec![self.em.c32(0); src.shape.len()];
+        let origin = vec![self.em.c32(0)?; src.shape.len()];
         let width = anybit_ir::access::shared_vector_width(tile.dtype, &tile.layout, &zeros, &src.layout, true);
         self.store_shared_codes(&tile, &origin, &src.layout, &codes, width)?;
         Ok(tile)
     }
 
     /// Writes a tile's codes to scratch after a barrier, then a barrier: the scratch tile.
-    pub(crate) fn through_scratch(&mut self, src: &Tile<'ctx>) -> LResult<SharedTile> {
+    pub(crate) fn through_scratch(&mut self, src: &Tile<E::V>) -> LResult<SharedTile> {
         self.barrier()?;
         let tile = self.write_scratch(src, 0)?;
         self.barrier()?;
@@ -252,17 +242,17 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
 
     fn exchange(
         &mut self,
-        src: &Tile<'ctx>,
+        src: &Tile<E::V>,
         layout: &RegisterLayout,
         shape: &[usize],
         map: &CoordMap,
-    ) -> LResult<Vec<BasicValueEnum<'ctx>>> {
+    ) -> LResult<Vec<E::V>> {
         let scratch = self.through_scratch(src)?;
         let codes = match map {
             CoordMap::Identity => {
                 let zeros =
                     vec![anybit_ir::program::Operand::Literal(anybit_ir::program::Literal::Int(0)); shape.len()];
-                let origin = vec![self.em.c32(0); shape.len()];
+                let origin = vec![self.em.c32(0)?; shape.len()];
                 self.load_shared_codes(&scratch, &origin, &zeros, layout)?
             }
             CoordMap::Divide(factors) => {
@@ -272,15 +262,15 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                 let cbits = scratch.dtype.bits();
                 let mut codes = Vec::with_capacity(coords.offsets.len());
                 for off in &coords.offsets {
-                    let mut index = self.em.c32(0);
+                    let mut index = self.em.c32(0)?;
                     for d in 0..shape.len() {
-                        let c = self.em.add(coords.base[d], self.em.c32(off[d]))?;
+                        let c = self.em.add(coords.base[d], self.em.c32(off[d])?)?;
                         let f = factors[d].max(1) as i64;
-                        let c = if f == 1 { c } else { self.em.udiv(c, self.em.c32(f))? };
-                        index = self.em.add(index, self.em.mul(c, self.em.c32(strides[d] as i64))?)?;
+                        let c = if f == 1 { c } else { self.em.udiv(c, self.em.c32(f)?)? };
+                        index = self.em.add(index, self.em.mul(c, self.em.c32(strides[d] as i64)?)?)?;
                     }
-                    let byte = self.em.mul(index, self.em.c32(i64::from(cbits / 8)))?;
-                    codes.push(self.load_shared_element(ptr, cbits, byte, self.em.c32(0))?);
+                    let byte = self.em.mul(index, self.em.c32(i64::from(cbits / 8))?)?;
+                    codes.push(self.load_shared_element(ptr, cbits, byte, self.em.c32(0)?)?);
                 }
                 codes
             }
@@ -328,7 +318,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
             }
         }
         // Combine each thread's own slots.
-        let mut partials: Vec<Option<Partial<'ctx>>> = vec![None; rlayout.num_slots()];
+        let mut partials: Vec<Option<Partial<E::V>>> = vec![None; rlayout.num_slots()];
         for (i, feed) in feeds.iter().enumerate() {
             let Some(j) = *feed else { continue };
             let Some(&v) = src.slots.get(i) else { return internal("slot out of range") };
@@ -338,7 +328,7 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
                 Some(p) => self.combine(op, dtype, p, element)?,
             });
         }
-        let mut partials: Vec<Partial<'ctx>> = partials
+        let mut partials: Vec<Partial<E::V>> = partials
             .into_iter()
             .map(|p| p.ok_or(LowerError::Llvm("a result slot gets no element".into())))
             .collect::<LResult<_>>()?;
@@ -380,18 +370,18 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         op == ReduceOp::Sum && dtype.is_float()
     }
 
-    fn partial_of(&self, op: ReduceOp, dtype: DType, v: BasicValueEnum<'ctx>) -> LResult<Partial<'ctx>> {
+    fn partial_of(&self, op: ReduceOp, dtype: DType, v: E::V) -> LResult<Partial<E::V>> {
         if Self::float_sum(op, dtype) {
             if let Repr::Code(f) = arith::repr(dtype) {
                 arith::code_domain(dtype, f)?;
             }
             let x = arith::to_domain(&self.em, dtype, v, Domain::F64)?;
-            return Ok(Partial::Pair(x, self.em.cf64(0.0)));
+            return Ok(Partial::Pair(x, self.em.cf64(0.0)?));
         }
         Ok(Partial::Value(v))
     }
 
-    fn combine(&self, op: ReduceOp, dtype: DType, a: Partial<'ctx>, b: Partial<'ctx>) -> LResult<Partial<'ctx>> {
+    fn combine(&self, op: ReduceOp, dtype: DType, a: Partial<E::V>, b: Partial<E::V>) -> LResult<Partial<E::V>> {
         match (a, b) {
             (Partial::Pair(s1, e1), Partial::Pair(s2, e2)) => {
                 let (s, t) = two_sum(&self.em, s1, s2)?;
@@ -410,17 +400,14 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         }
     }
 
-    fn shuffle_partial(&self, p: Partial<'ctx>, mask: u32) -> LResult<Partial<'ctx>> {
+    fn shuffle_partial(&self, p: Partial<E::V>, mask: u32) -> LResult<Partial<E::V>> {
         Ok(match p {
             Partial::Value(v) => Partial::Value(self.em.shfl_bfly_any(v, mask)?),
-            Partial::Pair(s, e) => Partial::Pair(
-                self.em.shfl_bfly_any(s.into(), mask)?.into_float_value(),
-                self.em.shfl_bfly_any(e.into(), mask)?.into_float_value(),
-            ),
+            Partial::Pair(s, e) => Partial::Pair(self.em.shfl_bfly_any(s, mask)?, self.em.shfl_bfly_any(e, mask)?),
         })
     }
 
-    fn finish_partial(&self, _op: ReduceOp, dtype: DType, p: Partial<'ctx>) -> LResult<BasicValueEnum<'ctx>> {
+    fn finish_partial(&self, _op: ReduceOp, dtype: DType, p: Partial<E::V>) -> LResult<E::V> {
         match p {
             Partial::Value(v) => Ok(v),
             Partial::Pair(s, e) => {
@@ -440,34 +427,34 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
         op: ReduceOp,
         dtype: DType,
         cross: &[(usize, usize)],
-        partials: &[Partial<'ctx>],
-    ) -> LResult<Vec<Partial<'ctx>>> {
+        partials: &[Partial<E::V>],
+    ) -> LResult<Vec<Partial<E::V>>> {
         let groups: usize = cross.iter().map(|c| c.1).product();
         let elements: usize = rshape.iter().product();
         let pair = Self::float_sum(op, dtype);
         let width: usize = if pair { 16 } else { 4 };
         let offset = self.scratch(0, elements * groups * width);
-        let base = self.em.byte_offset(self.shared_base()?, self.em.c64(offset as i64))?;
+        let base = self.em.byte_offset(self.shared_base()?, self.em.c64(offset as i64)?)?;
         // This thread's group: the mixed-radix number of its cross digits.
-        let mut g = self.em.c32(0);
+        let mut g = self.em.c32(0)?;
         for &(k, size) in cross {
             let digit = layout::thread_digit(&mut self.em, src_layout, k)?;
-            g = self.em.add(self.em.mul(g, self.em.c32(size as i64))?, digit)?;
+            g = self.em.add(self.em.mul(g, self.em.c32(size as i64)?)?, digit)?;
         }
         let coords = layout::coords(&mut self.em, rlayout)?;
         let strides = row_major_strides(rshape);
         let mut element_index = Vec::with_capacity(partials.len());
         for off in &coords.offsets {
-            let mut index = self.em.c32(0);
+            let mut index = self.em.c32(0)?;
             for d in 0..rshape.len() {
-                let c = self.em.add(coords.base[d], self.em.c32(off[d]))?;
-                index = self.em.add(index, self.em.mul(c, self.em.c32(strides[d] as i64))?)?;
+                let c = self.em.add(coords.base[d], self.em.c32(off[d])?)?;
+                index = self.em.add(index, self.em.mul(c, self.em.c32(strides[d] as i64)?)?)?;
             }
             element_index.push(index);
         }
-        let slot_addr = |this: &Self, element: IntValue<'ctx>, group: IntValue<'ctx>| -> LResult<_> {
-            let cell = this.em.add(this.em.mul(element, this.em.c32(groups as i64))?, group)?;
-            let byte = this.em.mul(cell, this.em.c32(width as i64))?;
+        let slot_addr = |this: &Self, element: E::V, group: E::V| -> LResult<_> {
+            let cell = this.em.add(this.em.mul(element, this.em.c32(groups as i64)?)?, group)?;
+            let byte = this.em.mul(cell, this.em.c32(width as i64)?)?;
             this.em.byte_offset(base, this.em.zext(byte, this.em.i64())?)
         };
         self.barrier()?;
@@ -475,29 +462,29 @@ impl<'k, 'ctx> Lower<'k, 'ctx> {
             let addr = slot_addr(self, e, g)?;
             match *p {
                 Partial::Pair(s, lo) => {
-                    self.em.store(addr, s.into(), 8)?;
-                    let addr2 = self.em.byte_offset(addr, self.em.c64(8))?;
-                    self.em.store(addr2, lo.into(), 8)?;
+                    self.em.store(addr, s, 8)?;
+                    let addr2 = self.em.byte_offset(addr, self.em.c64(8)?)?;
+                    self.em.store(addr2, lo, 8)?;
                 }
                 Partial::Value(v) => {
                     let code = arith::to_code(&self.em, dtype, v)?;
-                    self.em.store(addr, code.into(), 4)?;
+                    self.em.store(addr, code, 4)?;
                 }
             }
         }
         self.barrier()?;
         let mut out = Vec::with_capacity(partials.len());
         for &e in &element_index {
-            let mut acc: Option<Partial<'ctx>> = None;
+            let mut acc: Option<Partial<E::V>> = None;
             for k in 0..groups {
-                let addr = slot_addr(self, e, self.em.c32(k as i64))?;
+                let addr = slot_addr(self, e, self.em.c32(k as i64)?)?;
                 let p = if pair {
-                    let s = self.em.load(self.em.f64().as_basic_type_enum(), addr, 8)?.into_float_value();
-                    let addr2 = self.em.byte_offset(addr, self.em.c64(8))?;
-                    let lo = self.em.load(self.em.f64().as_basic_type_enum(), addr2, 8)?.into_float_value();
+                    let s = self.em.load(self.em.f64(), addr, 8)?;
+                    let addr2 = self.em.byte_offset(addr, self.em.c64(8)?)?;
+                    let lo = self.em.load(self.em.f64(), addr2, 8)?;
                     Partial::Pair(s, lo)
                 } else {
-                    let code = self.em.load(self.em.i32().as_basic_type_enum(), addr, 4)?.into_int_value();
+                    let code = self.em.load(self.em.i32(), addr, 4)?;
                     Partial::Value(arith::from_code(&self.em, dtype, code)?)
                 };
                 acc = Some(match acc {

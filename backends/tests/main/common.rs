@@ -5,6 +5,16 @@ use std::process::Command;
 
 use anybit_backends::llvm::LlvmBackend;
 use anybit_backends::{Backend, CompileOptions, CompiledModule, Target};
+
+/// The backends under test: LLVM, and MLIR when the `mlir` feature is on.
+pub fn backends() -> Vec<&'static dyn Backend> {
+    // Only the `mlir` feature adds to the list.
+    #[cfg_attr(not(feature = "mlir"), allow(unused_mut))]
+    let mut backends: Vec<&'static dyn Backend> = vec![&LlvmBackend];
+    #[cfg(feature = "mlir")]
+    backends.push(&anybit_backends::mlir::MlirBackend);
+    backends
+}
 use anybit_ir::program::Module;
 use anybit_ir::text::parse_module;
 use anybit_passes::Pass;
@@ -35,10 +45,25 @@ pub fn examples() -> Vec<(String, Module)> {
 /// emits what the passes selected; without them every access is element by element and every
 /// `dot` per thread).
 pub fn compile(module: &Module, target: Target) -> CompiledModule {
+    compile_with(&LlvmBackend, module, target)
+}
+
+/// [`compile`] with a given backend.
+pub fn compile_with(backend: &dyn Backend, module: &Module, target: Target) -> CompiledModule {
     let mut module = module.clone();
     anybit_passes::vectorize::Vectorize.run(&mut module).expect("vectorize");
     anybit_passes::select::SelectInstructions.run(&mut module).expect("select-instructions");
-    LlvmBackend.compile(&module, target, &CompileOptions::default()).unwrap_or_else(|e| panic!("{target}: {e}"))
+    backend
+        .compile(&module, target, &CompileOptions::default())
+        .unwrap_or_else(|e| panic!("{target} ({}): {e}", backend.name()))
+}
+
+/// The snapshot name of a table for `backend` (the LLVM backend's keep their first names).
+pub fn snapshot_name(table: &str, backend: &dyn Backend) -> String {
+    match backend.name() {
+        "llvm" => table.to_string(),
+        other => format!("{table}_{other}"),
+    }
 }
 
 /// A tool of the project's Python environment (`scripts/setup.sh` installs them).

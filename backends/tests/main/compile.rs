@@ -1,5 +1,6 @@
-//! Every example and the low-bit matmul of every weight type compile for every target, and
-//! ptxas assembles every PTX file without spilling; the registers per thread are recorded.
+//! Every example and the low-bit matmul of every weight type compile for every target with
+//! every backend, and ptxas assembles every PTX file without spilling; the registers per
+//! thread are recorded (one table per backend).
 
 use std::fmt::Write;
 
@@ -7,14 +8,20 @@ use anybit_backends::Target;
 use anybit_frontend::lowbit::{WeightFormat, build_module};
 use anybit_ir::DType;
 
-use super::common::{compile, examples, ptxas};
+use super::common::{backends, compile, compile_with, examples, ptxas, snapshot_name};
 
 #[test]
 fn examples_compile_for_every_target_without_spills() {
+    for backend in backends() {
+        examples_compile_with(backend);
+    }
+}
+
+fn examples_compile_with(backend: &dyn anybit_backends::Backend) {
     let mut table = String::new();
     for (name, module) in examples() {
         for target in Target::ALL {
-            let compiled = compile(&module, target);
+            let compiled = compile_with(backend, &module, target);
             assert_eq!(compiled.kernels.len(), module.kernels.len());
             for kernel in &compiled.kernels {
                 let report = ptxas(&kernel.ptx, target, None);
@@ -28,11 +35,17 @@ fn examples_compile_for_every_target_without_spills() {
             }
         }
     }
-    insta::assert_snapshot!("example_resources", table);
+    insta::assert_snapshot!(snapshot_name("example_resources", backend), table);
 }
 
 #[test]
 fn every_weight_type_compiles_and_assembles() {
+    for backend in backends() {
+        every_weight_type_with(backend);
+    }
+}
+
+fn every_weight_type_with(backend: &dyn anybit_backends::Backend) {
     let weights = [
         "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "i2", "i3", "i4", "i5", "i6", "i7", "i8", "f3e1m1", "f4e2m1",
         "f5e2m2", "f6e3m2", "f6e2m3", "f7e3m3", "f8e4m3", "f8e5m2",
@@ -50,13 +63,13 @@ fn every_weight_type_compiles_and_assembles() {
         };
         let module = build_module(&format).unwrap();
         for target in [Target::Sm80, Target::Sm90] {
-            let compiled = compile(&module, target);
+            let compiled = compile_with(backend, &module, target);
             let report = ptxas(&compiled.kernels[0].ptx, target, None);
             assert_eq!((report.spill_stores, report.spill_loads), (0, 0), "{weight} spills on {target}: {report:?}");
             writeln!(table, "{:<44} {target:<6} {:>3} registers", format.kernel_name(), report.registers).unwrap();
         }
     }
-    insta::assert_snapshot!("lowbit_resources", table);
+    insta::assert_snapshot!(snapshot_name("lowbit_resources", backend), table);
 }
 
 #[test]

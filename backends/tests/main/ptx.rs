@@ -1,41 +1,14 @@
 //! The PTX of small kernels (golden snapshots), and what the assembled low-bit matmul contains
-//! (SASS inspection with cuobjdump).
+//! with every backend (SASS inspection with cuobjdump).
 
 use anybit_backends::Target;
 use anybit_ir::text::parse_module;
 
-use super::common::{compile, examples, ptxas, sass};
+use super::common::{backends, compile, compile_with, examples, ptxas, sass};
 
-const SCALE: &str = "\
-layout @row = spatial(32)
-
-kernel scale(x: ptr f32[n], n: i32, factor: f32) grid(cdiv(n, 32)) warps(1) {
-    %g = global_view %x [%n] strides [1]
-    %b = block_index x
-    %o = mul %b, 32
-    %v = load_global %g [%o] : f32[32] layout @row
-    %w = mul %v, %factor
-    store_global %w, %g [%o]
-}
-";
-
-const UNPACK: &str = "\
-layout @bytes = spatial(32).local(1)
-layout @nibbles = spatial(32).local(2)
-
-kernel unpack(p: ptr u8[n], q: ptr f16[mul(n, 2)], n: i32) grid(cdiv(n, 32)) warps(1) {
-    %gp = global_view %p [%n] strides [1]
-    %n2 = mul %n, 2
-    %gq = global_view %q [%n2] strides [1]
-    %b = block_index x
-    %o = mul %b, 32
-    %o2 = mul %o, 2
-    %bytes = load_global %gp [%o] : u8[32] layout @bytes
-    %nibbles = view %bytes : u4[64] layout @nibbles
-    %halves = cast %nibbles : f16
-    store_global %halves, %gq [%o2]
-}
-";
+// Small kernels, shared with the MLIR backend's golden tests.
+const SCALE: &str = include_str!("../kernels/scale.abk");
+const UNPACK: &str = include_str!("../kernels/unpack.abk");
 
 #[test]
 fn small_kernels_have_stable_ptx() {
@@ -50,10 +23,12 @@ fn small_kernels_have_stable_ptx() {
 #[test]
 fn lowbit_matmul_sass_uses_tensor_cores_and_no_local_memory() {
     let (_, module) = examples().into_iter().find(|(n, _)| n == "lowbit_matmul_u4_g128").unwrap();
-    for target in [Target::Sm80, Target::Sm90] {
-        let compiled = compile(&module, target);
+    let cases = backends().into_iter().flat_map(|b| [Target::Sm80, Target::Sm90].map(move |t| (b, t)));
+    for (backend, target) in cases {
+        let compiled = compile_with(backend, &module, target);
         let cubin = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "anybit-lowbit-{}-{}.cubin",
+            "anybit-lowbit-{}-{}-{}.cubin",
+            backend.name(),
             target.name(),
             std::process::id()
         ));

@@ -12,6 +12,7 @@ use inkwell::values::FunctionValue;
 use super::host::{address, jit};
 use crate::llvm::codec;
 use crate::llvm::emit::{Em, Platform};
+use crate::llvm::emitter::Emit;
 use crate::llvm::mathfn;
 
 /// A non-inlined wrapper `name(x) = f(x)`, so that the JIT exports it.
@@ -21,7 +22,7 @@ fn export<'ctx>(em: &Em<'ctx>, name: &str, f: FunctionValue<'ctx>) {
     let entry = em.ctx.append_basic_block(w, "entry");
     em.b.position_at_end(entry);
     let args: Vec<_> = w.get_param_iter().collect();
-    let v = em.call(f, &args).expect("call");
+    let v = em.call(&f, &args).expect("call");
     em.b.build_return(Some(&v)).expect("ret");
 }
 
@@ -57,11 +58,11 @@ fn decoders_are_exact_for_every_code() {
         }
         if let Some(d) = d16 {
             // Half results come back widened to f32 (exact).
-            let ty = em.f32().fn_type(&[em.i32().into()], false);
+            let ty = em.ctx.f32_type().fn_type(&[em.ctx.i32_type().into()], false);
             let w = em.module.add_function(&format!("d16_{i}"), ty, None);
             let entry = em.ctx.append_basic_block(w, "entry");
             em.b.position_at_end(entry);
-            let h = em.call(d, &[w.get_nth_param(0).expect("p")]).expect("call").into_float_value();
+            let h = em.call(&d, &[w.get_nth_param(0).expect("p")]).expect("call");
             let wide = em.fext(h, em.f32()).expect("ext");
             em.b.build_return(Some(&wide)).expect("ret");
         }
@@ -250,11 +251,11 @@ fn rsqrt_of_small_types_is_correctly_rounded() {
     let types: Vec<DType> =
         [DType::F16, DType::BF16].into_iter().chain(all_types_up_to(8).into_iter().filter(|d| d.is_float())).collect();
     for (i, &d) in types.iter().enumerate() {
-        let ty = em.i32().fn_type(&[em.i32().into()], false);
+        let ty = em.ctx.i32_type().fn_type(&[em.ctx.i32_type().into()], false);
         let w = em.module.add_function(&format!("r_{i}"), ty, None);
         let entry = em.ctx.append_basic_block(w, "entry");
         em.b.position_at_end(entry);
-        let code = w.get_nth_param(0).expect("p").into_int_value();
+        let code = w.get_nth_param(0).expect("p");
         let carrier = crate::llvm::arith::from_code(&em, d, code).expect("from");
         let r = crate::llvm::arith::unary(&em, UnaryOp::Rsqrt, d, carrier).expect("rsqrt");
         let r = crate::llvm::arith::canonicalize(&em, d, r).expect("canonical");

@@ -33,6 +33,7 @@ use inkwell::targets::{CodeModel, InitializationConfig, RelocMode, Target as Llv
 use inkwell::values::BasicMetadataValueEnum;
 
 use crate::llvm::emit::{Em, Platform, host_fn};
+use crate::llvm::emitter::Emit;
 use crate::llvm::lower::build_kernel;
 
 /// Optimizes `em`'s module for the host and JIT-compiles it, mapping the harness functions.
@@ -345,14 +346,14 @@ fn add_entry(em: &Em<'_>, kernel: &Kernel) -> Result<(), String> {
     let block = ctx.append_basic_block(f, "entry");
     em.b.position_at_end(block);
     let target = em.module.get_function(&kernel.name).ok_or("no kernel function")?;
-    let args_ptr = f.get_nth_param(0).ok_or("param")?.into_pointer_value();
+    let args_ptr = f.get_nth_param(0).ok_or("param")?;
     let mut args: Vec<BasicMetadataValueEnum<'_>> = Vec::new();
     for (i, p) in kernel.params.iter().enumerate() {
-        let addr = em.byte_offset(args_ptr, em.c64(8 * i as i64)).map_err(e)?;
+        let addr = em.byte_offset(args_ptr, em.c64(8 * i as i64).map_err(e)?).map_err(e)?;
         let word = em.load(ctx.i64_type().into(), addr, 8).map_err(e)?.into_int_value();
         args.push(match p.ty {
             ParamType::Pointer(_) => em.b.build_int_to_ptr(word, ptr, "").map_err(|x| x.to_string())?.into(),
-            ParamType::Scalar(_) => em.trunc(word, i32t).map_err(e)?.into(),
+            ParamType::Scalar(_) => em.trunc(word.into(), i32t.into()).map_err(e)?.into(),
         });
     }
     for i in 1..6 {

@@ -26,8 +26,11 @@ pub(crate) fn random_buffer(dtype: DType, len: usize, range: f64, rng: &mut Spli
 
 /// Runs the kernel in the interpreter and on the host with the same arguments; the buffers
 /// must agree bit for bit (or within `tolerance`, relative to the magnitude, when given).
+/// With the `mlir` feature, the MLIR backend's lowering runs and is compared too.
 pub(crate) fn compare(kernel: &Kernel, args: Vec<Arg>, tolerance: Option<f64>) {
-    compare_with(&crate::llvm::LlvmBackend, run_on_host, kernel, args, tolerance);
+    for (backend, run) in super::backends().into_iter().zip(super::host_runners()) {
+        compare_with(backend, run, kernel, args.clone(), tolerance);
+    }
 }
 
 /// Runs a kernel on the host like the GPU would (stores land in the argument buffers).
@@ -83,7 +86,9 @@ pub(crate) fn compare_with(
 /// that `ptxas` accepts it without spilling: the NVPTX-only paths (predicated accesses,
 /// `cp.async`, `ldmatrix`, `mma`) of every host-tested kernel get assembled too.
 pub(crate) fn assemble(kernel: &Kernel) {
-    assemble_with(&crate::llvm::LlvmBackend, kernel);
+    for backend in super::backends() {
+        assemble_with(backend, kernel);
+    }
 }
 
 /// [`assemble`] with another backend.

@@ -1,5 +1,5 @@
 //! The low-bit matmul of `anybit_frontend::lowbit` for every weight type: PTX for every
-//! target accepted by `ptxas`, and host runs equal to the interpreter.
+//! target and every backend accepted by `ptxas`, and host runs equal to the interpreter.
 
 use anybit_frontend::lowbit::{QuantizedWeights, WeightFormat, build_kernel, build_module};
 use anybit_ir::dtype::DType;
@@ -8,8 +8,7 @@ use anybit_ir::random::SplitMix64;
 
 use super::kernels::{compare, random_buffer};
 use super::ptx::check_ptx;
-use crate::llvm::LlvmBackend;
-use crate::{Backend, CompileOptions, Target};
+use crate::{CompileOptions, Target};
 
 pub(crate) fn weight_types() -> Vec<DType> {
     let mut types = Vec::new();
@@ -35,10 +34,11 @@ fn every_weight_type_compiles_for_every_target() {
     for weight in weight_types() {
         let f = format(weight, 128, DType::F16, DType::F16, true);
         let module = super::selected_module(&build_module(&f).unwrap_or_else(|e| panic!("{weight}: {e}")));
-        for target in Target::ALL {
-            let compiled = LlvmBackend
+        let cases = super::backends().into_iter().flat_map(|b| Target::ALL.into_iter().map(move |t| (b, t)));
+        for (backend, target) in cases {
+            let compiled = backend
                 .compile(&module, target, &CompileOptions::default())
-                .unwrap_or_else(|e| panic!("{weight} for {target}: {e}"));
+                .unwrap_or_else(|e| panic!("{weight} for {target} ({}): {e}", backend.name()));
             for k in &compiled.kernels {
                 let report = check_ptx(&k.ptx, target, &k.name);
                 if let Some(report) = &report {
@@ -49,7 +49,7 @@ fn every_weight_type_compiles_for_every_target() {
                 {
                     let line = report.lines().find(|l| l.contains("registers")).unwrap_or("").trim().to_string();
                     let spill = report.lines().find(|l| l.contains("spill")).unwrap_or("").trim().to_string();
-                    reports.push(format!("{weight:>7} {target}: {line} | {spill}"));
+                    reports.push(format!("{weight:>7} {target} {}: {line} | {spill}", backend.name()));
                 }
             }
         }
@@ -108,10 +108,11 @@ fn f32_scales_and_offsets_compile_and_run_on_host() {
     ];
     for (i, f) in formats.into_iter().enumerate() {
         let module = build_module(&f).unwrap_or_else(|e| panic!("{f:?}: {e}"));
-        for target in [Target::Sm80, Target::Sm90] {
-            let compiled = LlvmBackend
+        let cases = super::backends().into_iter().flat_map(|b| [Target::Sm80, Target::Sm90].map(move |t| (b, t)));
+        for (backend, target) in cases {
+            let compiled = backend
                 .compile(&module, target, &CompileOptions::default())
-                .unwrap_or_else(|e| panic!("{} for {target}: {e}", f.kernel_name()));
+                .unwrap_or_else(|e| panic!("{} for {target} ({}): {e}", f.kernel_name(), backend.name()));
             for k in &compiled.kernels {
                 if let Some(report) = check_ptx(&k.ptx, target, &k.name) {
                     assert!(report.contains(" 0 bytes spill stores"), "{} spills on {target}:\n{report}", k.name);
@@ -189,16 +190,20 @@ fn every_dequantization_program_on_host_is_exact() {
 #[test]
 fn proven_accesses_leave_no_fallback_paths() {
     let f = format("u4".parse().expect("u4"), 128, DType::F16, DType::F16, true);
-    let ptx = |n: Option<usize>| {
-        let module = anybit_frontend::lowbit::build_module_for(&f, n).expect("module");
-        let compiled = LlvmBackend
-            .compile(&super::selected_module(&module), Target::Sm90, &CompileOptions::default())
-            .expect("ptx");
-        compiled.kernels[0].ptx.clone()
-    };
-    let element_loads = |text: &str| text.matches("ld.global.nc.u8").count() + text.matches("ld.global.nc.u16").count();
-    let (specialized, generic) = (ptx(Some(14336)), ptx(None));
-    assert_eq!(element_loads(&specialized), 0, "element fallbacks left in the specialized kernel");
-    assert!(element_loads(&generic) > 0, "the generic kernel should still test alignment at run time");
-    assert!(specialized.len() < generic.len());
+    for backend in super::backends() {
+        let ptx = |n: Option<usize>| {
+            let module = anybit_frontend::lowbit::build_module_for(&f, n).expect("module");
+            let compiled = backend
+                .compile(&super::selected_module(&module), Target::Sm90, &CompileOptions::default())
+                .expect("ptx");
+            compiled.kernels[0].ptx.clone()
+        };
+        let element_loads =
+            |text: &str| text.matches("ld.global.nc.u8").count() + text.matches("ld.global.nc.u16").count();
+        let (specialized, generic) = (ptx(Some(14336)), ptx(None));
+        let name = backend.name();
+        assert_eq!(element_loads(&specialized), 0, "{name}: element fallbacks left in the specialized kernel");
+        assert!(element_loads(&generic) > 0, "{name}: the generic kernel should still test alignment at run time");
+        assert!(specialized.len() < generic.len(), "{name}");
+    }
 }

@@ -11,8 +11,6 @@ use anybit_ir::program::{Kernel, ParamType};
 use anybit_ir::random::SplitMix64;
 use anybit_ir::verify::{VerifyOptions, verify_module};
 
-use super::host::run_on_host;
-
 const N: usize = 250;
 const LAYOUT: &str = "local(2).spatial(64).local(2)";
 
@@ -79,11 +77,18 @@ fn run_and_compare(kernel: &Kernel, args: Vec<Arg>, checks: &[Check]) {
     super::kernels::assemble(kernel);
     let mut expected = args.clone();
     run_kernel(kernel, &mut expected, &RunOptions::default()).unwrap_or_else(|e| panic!("interpreter: {e}"));
-    let mut actual = args;
-    run_on_host(kernel, &mut actual).unwrap_or_else(|e| panic!("host: {e}"));
+    for run in super::host_runners() {
+        let mut actual = args.clone();
+        run(kernel, &mut actual).unwrap_or_else(|e| panic!("host: {e}"));
+        compare_outputs(kernel, &expected, &actual, checks);
+    }
+}
+
+/// Compares the output buffers (parameters named `o…`) of a host run with the interpreter's.
+fn compare_outputs(kernel: &Kernel, expected: &[Arg], actual: &[Arg], checks: &[Check]) {
     let mut output = 0;
     let mut failures = Vec::new();
-    for ((p, e), a) in kernel.params.iter().zip(&expected).zip(&actual) {
+    for ((p, e), a) in kernel.params.iter().zip(expected).zip(actual) {
         let (Arg::Buffer(e), Arg::Buffer(a), ParamType::Pointer(dtype)) = (e, a, p.ty) else { continue };
         if !p.name.starts_with('o') {
             continue;
@@ -317,12 +322,12 @@ fn unsupported_arithmetic_is_reported() {
     let t: DType = "f15e11m3".parse().expect("type");
     let kernel = ops_kernel(t, &[("%r0 = add %x, %y".to_string(), t)]);
     let module = anybit_ir::program::Module { layouts: vec![], kernels: vec![kernel] };
-    let err = crate::llvm::LlvmBackend
-        .compile(&module, crate::Target::Sm90, &crate::CompileOptions::default())
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(err.contains("`add`") && err.contains("%r0"), "{err}");
+    for backend in super::backends() {
+        let err = backend
+            .compile(&module, crate::Target::Sm90, &crate::CompileOptions::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("`add`") && err.contains("%r0"), "{}: {err}", backend.name());
+    }
 }
-
-use crate::Backend;

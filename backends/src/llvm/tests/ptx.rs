@@ -1,12 +1,12 @@
-//! Every example kernel compiles for every target, and `ptxas` accepts the PTX.
+//! Every example kernel compiles for every target with every backend, and `ptxas` accepts
+//! the PTX.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anybit_ir::program::Module;
 
-use crate::llvm::LlvmBackend;
-use crate::{Backend, CompileOptions, Target};
+use crate::{CompileOptions, Target};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
@@ -50,16 +50,18 @@ pub(crate) fn check_ptx(ptx: &str, target: Target, what: &str) -> Option<String>
 
 fn compile_all(module: &Module, what: &str) {
     let module = &super::selected_module(module);
-    for target in Target::ALL {
-        let compiled = LlvmBackend
-            .compile(module, target, &CompileOptions::default())
-            .unwrap_or_else(|e| panic!("{what} for {target}: {e}"));
-        for k in &compiled.kernels {
-            assert!(k.ptx.contains(&format!(".entry {}", k.name)), "{what}: no entry {}", k.name);
-            if let Some(report) = check_ptx(&k.ptx, target, &k.name)
-                && matches!(target, Target::Sm80 | Target::Sm90)
-            {
-                eprintln!("{what} {target}:\n{report}");
+    for backend in super::backends() {
+        for target in Target::ALL {
+            let compiled = backend
+                .compile(module, target, &CompileOptions::default())
+                .unwrap_or_else(|e| panic!("{what} for {target} ({}): {e}", backend.name()));
+            for k in &compiled.kernels {
+                assert!(k.ptx.contains(&format!(".entry {}", k.name)), "{what}: no entry {}", k.name);
+                if let Some(report) = check_ptx(&k.ptx, target, &k.name)
+                    && matches!(target, Target::Sm80 | Target::Sm90)
+                {
+                    eprintln!("{what} {target} ({}):\n{report}", backend.name());
+                }
             }
         }
     }

@@ -657,17 +657,16 @@ fn dynamic_shared_memory_and_nonpositive_steps() {
     let args = vec![buf(input.clone()), buf(Buffer::zeros(DType::F32, 128 * 128).expect("z")), Arg::Int(1)];
     compare(&kernel, args, None);
     // A step ≤ 0 skips the loop on the GPU (the interpreter reports an error).
-    for step in [0, -2] {
+    for (step, run) in [0, -2].into_iter().flat_map(|s| super::host_runners().into_iter().map(move |r| (s, r))) {
         let mut args = vec![buf(input.clone()), buf(Buffer::zeros(DType::F32, 128 * 128).expect("z")), Arg::Int(step)];
-        super::host::run_on_host(&kernel, &mut args).expect("host run");
+        run(&kernel, &mut args).expect("host run");
         let Arg::Buffer(out) = &args[1] else { panic!("no buffer") };
         assert_eq!(out.codes(), input.codes(), "step {step}");
     }
     let module = anybit_ir::program::Module { layouts: vec![], kernels: vec![kernel] };
-    for target in [crate::Target::Sm80, crate::Target::Sm90, crate::Target::Sm86] {
-        let compiled =
-            crate::Backend::compile(&crate::llvm::LlvmBackend, &module, target, &crate::CompileOptions::default())
-                .expect("compile");
+    let targets = [crate::Target::Sm80, crate::Target::Sm90, crate::Target::Sm86];
+    for (backend, target) in super::backends().into_iter().flat_map(|b| targets.into_iter().map(move |t| (b, t))) {
+        let compiled = backend.compile(&module, target, &crate::CompileOptions::default()).expect("compile");
         let k = &compiled.kernels[0];
         assert_eq!(k.shared_memory_bytes, 65536);
         assert!(k.ptx.contains(".extern .shared"), "dynamic shared memory expected");
