@@ -3,7 +3,7 @@
 //! `dot`s get MMA fragments; written layouts are kept, annotated kernels unchanged; conflicts
 //! are errors naming both instructions; the rules' layouts on their own; snapshots.
 
-use anybit_frontend::lowbit::{QuantizedWeights, WeightFormat, build_module};
+use anybit_frontend::lowbit::{Lut, QuantizedWeights, WeightFormat, build_module};
 use anybit_ir::DType;
 use anybit_ir::interp::{Arg, Buffer, RunOptions, run_kernel};
 use anybit_ir::program::{Kernel, Module, Op, ParamType, Type};
@@ -207,10 +207,12 @@ fn examples_without_layouts_compute_the_same() {
     }
 }
 
-/// The low-bit formats tested: weight type, group size, zero points, scale, activation.
+/// The low-bit formats tested: weight type, group size, zero points, scale, activation (and
+/// two lookup-table formats).
 fn lowbit_formats() -> Vec<WeightFormat> {
     let f = |w: &str, group_size: usize, zero_point: bool, scale: DType, activation: DType| WeightFormat {
         weight: w.parse().unwrap(),
+        lut: None,
         group_size,
         scale,
         zero_point,
@@ -236,6 +238,9 @@ fn lowbit_formats() -> Vec<WeightFormat> {
         f("u7", 128, false, h, h),
         f("f6e3m2", 32, false, h, b),
         f("u8", 128, true, h, h),
+        // Lookup-table formats: the codes decode with `lookup` instead of `cast`.
+        WeightFormat::with_lut(Lut::IQ4_NL, 32, h, h),
+        WeightFormat::with_lut(Lut::NF4, 64, b, b),
     ]
 }
 
@@ -332,8 +337,9 @@ fn lowbit_dot_layouts_are_the_mma_arrangement() {
         // With one row of scales per step, the packed weights as the hand-written kernel loads
         // them: `bits` bytes (8 codes) per thread and row — fewer columns per thread, fewer
         // scales to hold — over 4 rows. (With smaller groups, a thread's rows span several
-        // groups and a shorter run saves nothing: the 16-byte run stays.)
-        if format.group_size >= 64 {
+        // groups and a shorter run saves nothing: the 16-byte run stays. Formats that form the
+        // weight in f32 — f32 scales, NF4's table — keep the 16-byte run too.)
+        if format.group_size >= 64 && !format.dequantizes_in_f32() {
             let bits = format.weight.bits();
             assert_eq!(bytes, layout(&format!("local(4,1).spatial(16,8).local(1,{bits})")), "{what}");
             assert_eq!(weights, layout("local(4,1).spatial(16,8).local(1,8)"), "{what}");

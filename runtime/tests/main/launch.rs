@@ -13,6 +13,7 @@ fn dtype(name: &str) -> DType {
 fn manifest() -> KernelManifest {
     let format = WeightFormat {
         weight: dtype("u4"),
+        lut: None,
         group_size: 64,
         scale: DType::F16,
         zero_point: true,

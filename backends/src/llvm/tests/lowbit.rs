@@ -26,7 +26,15 @@ pub(crate) fn weight_types() -> Vec<DType> {
 }
 
 fn format(weight: DType, group_size: usize, scale: DType, activation: DType, zero_point: bool) -> WeightFormat {
-    WeightFormat { weight, group_size, scale, zero_point: zero_point && weight.is_integer(), offset: false, activation }
+    WeightFormat {
+        weight,
+        lut: None,
+        group_size,
+        scale,
+        zero_point: zero_point && weight.is_integer(),
+        offset: false,
+        activation,
+    }
 }
 
 #[test]
@@ -93,6 +101,7 @@ fn format_variants_on_host() {
 fn f32_scales_and_offsets_compile_and_run_on_host() {
     let with = |weight: &str, group_size, scale, zero_point, offset, activation| WeightFormat {
         weight: weight.parse().expect("weight type"),
+        lut: None,
         group_size,
         scale,
         zero_point,
@@ -108,18 +117,51 @@ fn f32_scales_and_offsets_compile_and_run_on_host() {
     ];
     for (i, f) in formats.into_iter().enumerate() {
         let module = build_module(&f).unwrap_or_else(|e| panic!("{f:?}: {e}"));
-        for target in [Target::Sm80, Target::Sm90] {
-            let compiled = LlvmBackend
-                .compile(&module, target, &CompileOptions::default())
-                .unwrap_or_else(|e| panic!("{} for {target}: {e}", f.kernel_name()));
-            for k in &compiled.kernels {
-                if let Some(report) = check_ptx(&k.ptx, target, &k.name) {
-                    assert!(report.contains(" 0 bytes spill stores"), "{} spills on {target}:\n{report}", k.name);
-                }
-            }
-        }
+        assemble_without_spills(&module, &[Target::Sm80, Target::Sm90]);
         run(f, 17, 72, 128, 200 + i as u64);
     }
+}
+
+/// Compiles `module` for `targets`: ptxas (when installed) must accept every kernel's PTX
+/// without spills. Returns ptxas's register line per kernel and target.
+fn assemble_without_spills(module: &anybit_ir::program::Module, targets: &[Target]) -> Vec<String> {
+    let mut reports = Vec::new();
+    for &target in targets {
+        let compiled = LlvmBackend
+            .compile(module, target, &CompileOptions::default())
+            .unwrap_or_else(|e| panic!("{} for {target}: {e}", module.kernels[0].name));
+        for k in &compiled.kernels {
+            if let Some(report) = check_ptx(&k.ptx, target, &k.name) {
+                assert!(report.contains(" 0 bytes spill stores"), "{} spills on {target}:\n{report}", k.name);
+                let line = report.lines().find(|l| l.contains("registers")).unwrap_or("").trim().to_string();
+                reports.push(format!("{} {target}: {line}", k.name));
+            }
+        }
+    }
+    reports
+}
+
+/// Lookup-table formats (IQ4_NL's integer levels, decoded in the activation type; NF4's `f32`
+/// levels, decoded in f32): PTX for every target accepted by `ptxas` without spills, and host
+/// runs equal to the interpreter bit for bit — `lookup` lowered as a select tree over the code
+/// bits.
+#[test]
+fn lookup_table_formats_compile_and_run_on_host() {
+    use anybit_frontend::lowbit::Lut;
+    let with = WeightFormat::with_lut;
+    let formats = [
+        with(Lut::IQ4_NL, 32, DType::F16, DType::F16),
+        with(Lut::IQ4_NL, 64, DType::BF16, DType::BF16),
+        with(Lut::NF4, 64, DType::F16, DType::F16),
+        with(Lut::NF4, 128, DType::F32, DType::BF16),
+    ];
+    let mut reports = Vec::new();
+    for (i, f) in formats.into_iter().enumerate() {
+        let module = super::selected_module(&build_module(&f).unwrap_or_else(|e| panic!("{f:?}: {e}")));
+        reports.extend(assemble_without_spills(&module, &Target::ALL));
+        run(f, 17, 72, 128, 300 + i as u64);
+    }
+    eprintln!("{}", reports.join("\n"));
 }
 
 /// The emitted dequantization programs (`dequant.rs`), every weight type to f16 and bf16, on
