@@ -34,6 +34,7 @@ const TYPES: &[&str] = &["u1", "u2", "u3", "u4", "i4", "i5", "u8", "f4e2m1", "f6
 fn format(weight: &str) -> Result<WeightFormat, String> {
     Ok(WeightFormat {
         weight: weight.parse().map_err(|e| format!("{e}"))?,
+        lut: None,
         group_size: 128,
         scale: DType::BF16,
         zero_point: false,

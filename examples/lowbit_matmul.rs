@@ -84,7 +84,9 @@ fn main() -> ExitCode {
     let mut failed = false;
     for (weight, group_size, zero_point, activation) in formats {
         let format = match dtype(weight) {
-            Ok(weight) => WeightFormat { weight, group_size, scale: DType::F16, zero_point, offset: false, activation },
+            Ok(weight) => {
+                WeightFormat { weight, lut: None, group_size, scale: DType::F16, zero_point, offset: false, activation }
+            }
             Err(e) => {
                 eprintln!("{e}");
                 return ExitCode::FAILURE;

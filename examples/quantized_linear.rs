@@ -117,7 +117,9 @@ fn main() -> ExitCode {
     let mut failed = false;
     for (weight, group_size, zero_point, activation) in formats {
         let format = match weight.parse() {
-            Ok(weight) => WeightFormat { weight, group_size, scale: DType::F16, zero_point, offset: false, activation },
+            Ok(weight) => {
+                WeightFormat { weight, lut: None, group_size, scale: DType::F16, zero_point, offset: false, activation }
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;

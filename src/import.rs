@@ -27,10 +27,11 @@
 //!
 //! # Which tensors are layers
 //!
-//! From a GGUF file: every tensor of a quantized ggml type. Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and
-//! the K-quants Q2_K … Q6_K import today, their two-level scales folded exactly into f32 scales
-//! and offsets (see [`anybit_frontend::gguf::linear_weights`]); any other quantized type
-//! (IQ4_NL and the other IQ types) fails the import with an error naming the file and the
+//! From a GGUF file: every tensor of a quantized ggml type. Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, the
+//! K-quants Q2_K … Q6_K (their two-level scales folded exactly into f32 scales and offsets) and
+//! IQ4_NL (a lookup-table format: u4 codes through ggml's 16 levels, the table recorded in the
+//! manifest's format) import today (see [`anybit_frontend::gguf::linear_weights`]); any other
+//! quantized type (the other IQ types) fails the import with an error naming the file and the
 //! tensor. Unquantized tensors (F32, F16, BF16: norms,
 //! biases, unquantized matrices) are not layers of a low-bit kernel and are left out.
 //!
@@ -63,6 +64,7 @@ use anybit_backends::{LlvmOptimization, Target};
 use anybit_frontend::gguf::{GgmlType, GgufError, GgufFile, TensorInfo, linear_format, linear_weights};
 use anybit_frontend::hf::{HfError, HfLayer, HfModel};
 use anybit_frontend::lowbit::{PackedWeights, QuantizedWeights, WeightFormat, build_module_for};
+use anybit_frontend::lut::Lut;
 use anybit_frontend::onnx::{MatMulNBits, OnnxError, OnnxModel};
 use anybit_ir::DType;
 use anybit_ir::access::gcd;
@@ -195,8 +197,11 @@ impl Default for ImportOptions {
 /// A weight format as the manifest writes it (types by name).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FormatRecord {
-    /// The weight type (`u4`).
+    /// The weight type (`u4`; the code type of a lookup-table format).
     pub weight: String,
+    /// The table of a lookup-table format (IQ4_NL, NF4); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lut: Option<LutRecord>,
     /// Rows of W along K sharing a scale.
     pub group_size: usize,
     /// The scale type.
@@ -210,11 +215,40 @@ pub struct FormatRecord {
     pub activation: String,
 }
 
+/// The table of a lookup-table format as the manifest writes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LutRecord {
+    /// Its name (`iq4nl`, `nf4`, or `lut4x…` for another table): a check on the values.
+    pub name: String,
+    /// The value of each code, in code order (2, 4, 8 or 16 `f32`s).
+    pub values: Vec<f32>,
+}
+
+// Entries are finite (a `Lut` refuses others), so equality is an equivalence.
+impl Eq for LutRecord {}
+
+impl LutRecord {
+    /// The table it records, checked against its name.
+    pub fn lut(&self) -> Result<Lut, String> {
+        let lut = Lut::new(&self.values).map_err(|e| format!("lookup table `{}`: {e}", self.name))?;
+        if lut.name() != self.name {
+            return Err(format!(
+                "lookup table `{}`: its {} values are not that table's (they are table `{}`)",
+                self.name,
+                self.values.len(),
+                lut.name()
+            ));
+        }
+        Ok(lut)
+    }
+}
+
 impl FormatRecord {
     /// The record of `format`.
     pub fn new(format: &WeightFormat) -> FormatRecord {
         FormatRecord {
             weight: format.weight.to_string(),
+            lut: format.lut.map(|lut| LutRecord { name: lut.name(), values: lut.values() }),
             group_size: format.group_size,
             scale: format.scale.to_string(),
             zero_point: format.zero_point,
@@ -228,6 +262,7 @@ impl FormatRecord {
         let dtype = |name: &str| name.parse::<DType>().map_err(|e| format!("type `{name}`: {e}"));
         let format = WeightFormat {
             weight: dtype(&self.weight)?,
+            lut: self.lut.as_ref().map(LutRecord::lut).transpose()?,
             group_size: self.group_size,
             scale: dtype(&self.scale)?,
             zero_point: self.zero_point,
@@ -402,7 +437,7 @@ pub fn gguf_tensor_plan(tensor: &TensorInfo, activation: DType) -> TensorPlan {
     }
     let Some(format) = linear_format(t, activation) else {
         return TensorPlan::Unsupported(format!(
-            "{} weights cannot be imported yet (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K … Q6_K can)",
+            "{} weights cannot be imported yet (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K … Q6_K and IQ4_NL can)",
             t.name()
         ));
     };

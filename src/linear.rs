@@ -47,6 +47,7 @@
 //!
 //! let format = WeightFormat {
 //!     weight: "u4".parse()?,
+//!     lut: None,
 //!     group_size: 32,
 //!     scale: DType::F16,
 //!     zero_point: true, offset: false,

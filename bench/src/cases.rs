@@ -1,4 +1,5 @@
-//! The kernel test cases: every example kernel and the low-bit matmul for every weight type,
+//! The kernel test cases: every example kernel and the low-bit matmul for every weight type
+//! (and the formats with f32 scales and offsets, and the lookup-table formats),
 //! each with runs (inputs), the exact f64 reference of its outputs and the bound the result
 //! must meet — one definition for the interpreter tests and for the GPU runner.
 
@@ -284,6 +285,7 @@ fn lowbit_example(sizes: Sizes, rng: &mut SplitMix64) -> Result<Case, String> {
     let module = example("lowbit_matmul_u4_g128.abk")?;
     let format = WeightFormat {
         weight: "u4".parse().map_err(|e| format!("{e}"))?,
+        lut: None,
         group_size: 128,
         scale: DType::F16,
         zero_point: true,
@@ -316,6 +318,7 @@ fn lowbit_all(sizes: Sizes, rng: &mut SplitMix64) -> Result<Vec<Case>, String> {
         for (g, &group_size) in groups.iter().enumerate() {
             let format = WeightFormat {
                 weight,
+                lut: None,
                 group_size,
                 scale: if (t + g) % 3 == 0 { DType::BF16 } else { DType::F16 },
                 zero_point: weight.is_integer() && (t + g) % 2 == 1,
@@ -347,7 +350,7 @@ pub fn scaled_offset_formats() -> Result<Vec<WeightFormat>, String> {
     rows.into_iter()
         .map(|(weight, group_size, scale, zero_point, offset, activation)| {
             let weight = weight.parse().map_err(|e| format!("{e}"))?;
-            Ok(WeightFormat { weight, group_size, scale, zero_point, offset, activation })
+            Ok(WeightFormat { weight, lut: None, group_size, scale, zero_point, offset, activation })
         })
         .collect()
 }
@@ -366,6 +369,34 @@ fn lowbit_scaled_offsets(sizes: Sizes, rng: &mut SplitMix64) -> Result<Vec<Case>
     Ok(cases)
 }
 
+/// The lookup-table formats (u4 codes through a 16-entry table): IQ4_NL as GGUF imports it
+/// (f16 scale per 32; decoded in the activation type), and NF4 (its `f32` levels, decoded in
+/// f32) with bf16 and f32 scales.
+pub fn lut_formats() -> Vec<WeightFormat> {
+    use anybit_frontend::lowbit::Lut;
+    let with = WeightFormat::with_lut;
+    vec![
+        with(Lut::IQ4_NL, 32, DType::F16, DType::F16),
+        with(Lut::IQ4_NL, 32, DType::F16, DType::BF16),
+        with(Lut::NF4, 64, DType::BF16, DType::BF16),
+        with(Lut::NF4, 128, DType::F32, DType::F16),
+    ]
+}
+
+/// The low-bit matmul for every format of [`lut_formats`], N = 72.
+fn lowbit_luts(sizes: Sizes, rng: &mut SplitMix64) -> Result<Vec<Case>, String> {
+    let ms: &[usize] = match sizes {
+        Sizes::Small => &[1, 5, 16, 33],
+        Sizes::Gpu => &[1, 16, 4096],
+    };
+    let mut cases = Vec::new();
+    for format in lut_formats() {
+        let module = build_module(&format).map_err(|e| e.to_string())?;
+        cases.push(Case { name: format.kernel_name(), module, runs: lowbit_runs(format, ms, 256, 72, rng)? });
+    }
+    Ok(cases)
+}
+
 /// Every case, deterministically generated from `seed`.
 pub fn all_cases(sizes: Sizes, seed: u64) -> Result<Vec<Case>, String> {
     let mut rng = SplitMix64::new(seed);
@@ -377,6 +408,7 @@ pub fn all_cases(sizes: Sizes, seed: u64) -> Result<Vec<Case>, String> {
     ];
     cases.extend(lowbit_all(sizes, &mut rng)?);
     cases.extend(lowbit_scaled_offsets(sizes, &mut rng)?);
+    cases.extend(lowbit_luts(sizes, &mut rng)?);
     Ok(cases)
 }
 
@@ -397,6 +429,7 @@ pub fn bench_modules(extra: &[Schedule]) -> Result<Vec<(String, Module)>, String
     for &name in BENCH_TYPES {
         let format = WeightFormat {
             weight: name.parse().map_err(|e| format!("{e}"))?,
+            lut: None,
             group_size: 128,
             scale: DType::BF16,
             zero_point: false,
@@ -405,7 +438,7 @@ pub fn bench_modules(extra: &[Schedule]) -> Result<Vec<(String, Module)>, String
         };
         // Every benchmarked N is a multiple of 64: let the vectorizer prove the rows aligned.
         let build = |schedule| build_module_scheduled(&format, Some(64), schedule).map_err(|e| e.to_string());
-        modules.push((format!("bench_{name}"), build(Schedule::default())?));
+        modules.push((format!("bench_{name}"), build(Schedule::for_format(&format))?));
         for &schedule in extra {
             modules.push((format!("bench_{name}_{}", schedule.tag()), build(schedule)?));
         }

@@ -27,8 +27,10 @@
 //! dequantizers compute them (`f16` scales widened to `f32`, K-quant sub-block scales and
 //! minimums formed in `f32`, one `f32` multiplication, and for the types with a minimum one
 //! `f32` addition): F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
-//! and IQ4_NL. The scale-quantized types go through one block splitter into anybit's canonical
-//! parts — weight codes, per-group scales and offsets ([`GgmlType::scaled_layout`]) — which
+//! and IQ4_NL. The scale-quantized types — IQ4_NL among them, a lookup-table type whose 4-bit
+//! codes index ggml's 16 levels ([`crate::lut::Lut::IQ4_NL`]) — go through one block splitter
+//! into anybit's canonical parts — weight codes, per-group scales and offsets
+//! ([`GgmlType::scaled_layout`]) — which
 //! [`linear_weights`] imports as they are, so the decoded values and the imported weights
 //! cannot disagree. The other quantization types are recognized (names, block sizes) and
 //! reported as not yet decodable.
@@ -452,9 +454,6 @@ impl GgufFile {
     }
 }
 
-/// The levels IQ4_NL's 4-bit indices select (ggml's `kvalues_iq4nl`).
-const IQ4_NL_LEVELS: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
-
 fn f16_bits(b: &[u8], at: usize) -> u32 {
     u32::from(u16::from_le_bytes([b[at], b[at + 1]]))
 }
@@ -464,7 +463,8 @@ fn f16_at(b: &[u8], at: usize) -> f32 {
 }
 
 /// How a scale-quantized ggml type maps onto anybit's canonical weight form: every weight is
-/// `(q − z)·s + o` with a code q of `weight`, a constant zero point z, and per group of `group`
+/// `(q − z)·s + o` with a code q of `weight` (or, for a lookup-table type, `lut[q]` for a `uN`
+/// code: IQ4_NL), a constant zero point z, and per group of `group`
 /// weights a scale s and (for `offset` types) an offset o, both of type `scale` — f16 where the
 /// file stores them, f32 where an import folds two-level K-quant scales (`d·sc`, `−dmin·m`: an
 /// f16 times a 6- or 8-bit integer, exact in f32).
@@ -472,6 +472,8 @@ fn f16_at(b: &[u8], at: usize) -> f32 {
 pub struct ScaledLayout {
     /// The type of a weight code.
     pub weight: anybit_ir::DType,
+    /// The table codes decode through (IQ4_NL), or `None`: codes are values of `weight`.
+    pub lut: Option<crate::lut::Lut>,
     /// The zero point, a code of `weight` (`None`: no zero point).
     pub zero: Option<u32>,
     /// Weights per scale along a row.
@@ -484,9 +486,21 @@ pub struct ScaledLayout {
 
 impl GgmlType {
     /// The canonical layout of a scale-quantized type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K,
-    /// Q3_K, Q4_K, Q5_K, Q6_K); `None` for the others.
+    /// Q3_K, Q4_K, Q5_K, Q6_K, and the lookup-table type IQ4_NL); `None` for the others.
     pub fn scaled_layout(self) -> Option<ScaledLayout> {
         use anybit_ir::DType;
+        if self == GgmlType::IQ4_NL {
+            let lut = crate::lut::Lut::IQ4_NL;
+            let layout = ScaledLayout {
+                weight: lut.storage(),
+                lut: Some(lut),
+                zero: None,
+                group: 32,
+                scale: DType::F16,
+                offset: false,
+            };
+            return Some(layout);
+        }
         let (weight, zero, group, scale, offset) = match self {
             GgmlType::Q4_0 => (DType::uint(4), Some(8), 32, DType::F16, false),
             GgmlType::Q4_1 => (DType::uint(4), None, 32, DType::F16, true),
@@ -500,7 +514,7 @@ impl GgmlType {
             GgmlType::Q6_K => (DType::uint(6), Some(32), 16, DType::F32, false),
             _ => return None,
         };
-        Some(ScaledLayout { weight: weight.ok()?, zero, group, scale, offset })
+        Some(ScaledLayout { weight: weight.ok()?, lut: None, zero, group, scale, offset })
     }
 }
 
@@ -534,7 +548,8 @@ fn split_block(t: GgmlType, block: &[u8], codes: &mut [u32], scales: &mut Vec<u3
     };
     let f32_code = |v: f32| v.to_bits();
     match t {
-        GgmlType::Q4_0 | GgmlType::Q4_1 => {
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::IQ4_NL => {
+            // IQ4_NL's block is Q4_0's: an f16 scale and 16 bytes of 4-bit codes (table indices).
             let at = if t == GgmlType::Q4_1 { 4 } else { 2 };
             scales.push(f16_bits(block, 0));
             if t == GgmlType::Q4_1 {
@@ -632,6 +647,11 @@ pub fn dequantize(t: GgmlType, bytes: &[u8]) -> Result<Vec<f32>, String> {
     let mut out = Vec::with_capacity(bytes.len() / size * per);
     if let Some(layout) = t.scaled_layout() {
         let value = |dtype: anybit_ir::DType, code: u32| dtype.decode_f64(code).unwrap_or(f64::NAN) as f32;
+        // A code's value: the table entry for IQ4_NL (ggml's `kvalues_iq4nl[q]`), else the code's.
+        let level = |code: u32| match layout.lut {
+            Some(lut) => lut.value(code).unwrap_or(f32::NAN),
+            None => value(layout.weight, code),
+        };
         let zero = layout.zero.map_or(0.0, |z| value(layout.weight, z));
         let (mut codes, mut scales, mut offsets) = (vec![0u32; per], Vec::new(), Vec::new());
         for block in bytes.chunks_exact(size) {
@@ -640,7 +660,7 @@ pub fn dequantize(t: GgmlType, bytes: &[u8]) -> Result<Vec<f32>, String> {
             split_block(t, block, &mut codes, &mut scales, &mut offsets);
             for (j, &code) in codes.iter().enumerate() {
                 let g = j / layout.group;
-                let scaled = (value(layout.weight, code) - zero) * value(layout.scale, scales[g]);
+                let scaled = (level(code) - zero) * value(layout.scale, scales[g]);
                 out.push(if layout.offset { scaled + value(layout.scale, offsets[g]) } else { scaled });
             }
         }
@@ -651,13 +671,6 @@ pub fn dequantize(t: GgmlType, bytes: &[u8]) -> Result<Vec<f32>, String> {
             GgmlType::F32 => out.push(f32::from_le_bytes([block[0], block[1], block[2], block[3]])),
             GgmlType::F16 => out.push(f16_at(block, 0)),
             GgmlType::BF16 => out.push(f32::from_bits(u32::from(u16::from_le_bytes([block[0], block[1]])) << 16)),
-            GgmlType::IQ4_NL => {
-                let d = f16_at(block, 0);
-                let qs = &block[2..18];
-                let level = |q: u8| f32::from(IQ4_NL_LEVELS[usize::from(q & 0xF)]);
-                out.extend(qs.iter().map(|&q| d * level(q)));
-                out.extend(qs.iter().map(|&q| d * level(q >> 4)));
-            }
             other => return Err(format!("decoding {} tensors is not supported yet", other.name())),
         }
     }
@@ -670,6 +683,7 @@ pub fn linear_format(t: GgmlType, activation: anybit_ir::DType) -> Option<crate:
     let layout = t.scaled_layout()?;
     Some(crate::lowbit::WeightFormat {
         weight: layout.weight,
+        lut: layout.lut,
         group_size: layout.group,
         scale: layout.scale,
         zero_point: layout.zero.is_some(),
@@ -684,12 +698,13 @@ pub fn linear_format(t: GgmlType, activation: anybit_ir::DType) -> Option<crate:
 /// 32; Q4_1 and Q5_1 (u4/u5 with an f16 scale and minimum per 32); and the K-quants with their
 /// two-level scales folded exactly into an f32 scale (and offset) per sub-block: Q2_K (u2,
 /// offset, per 16), Q3_K (i3, per 16), Q4_K and Q5_K (u4/u5, offset, per 32), Q6_K (u6, zero
-/// point 32, per 16). The f32 weight `(q − z)·s + o` is exactly ggml's dequantized value.
-/// GGUF stores the layer as N rows of K (K innermost); the canonical form is K × N, so the
-/// codes are transposed. `activation` is the kernel's x/y type.
+/// point 32, per 16); and IQ4_NL, a lookup-table format (u4 codes decoding through
+/// [`crate::lut::Lut::IQ4_NL`], an f16 scale per 32). The f32 weight `(q − z)·s + o` is
+/// exactly ggml's dequantized value. GGUF stores the layer as N rows of K (K innermost); the
+/// canonical form is K × N, so the codes are transposed. `activation` is the kernel's x/y type.
 ///
-/// Other types are refused with a clear error (IQ4_NL, a lookup-table weight type, and the
-/// other IQ types are not imported yet).
+/// Other types are refused with a clear error (the other IQ types, Q8_1 and Q8_K are not
+/// imported yet).
 pub fn linear_weights(
     file: &GgufFile,
     tensor: &TensorInfo,

@@ -604,6 +604,7 @@ impl HfModel {
         let weight = DType::uint(self.quantization.bits()).map_err(|e| e.to_string())?;
         let format = WeightFormat {
             weight,
+            lut: None,
             group_size: layer.group_size,
             scale: layer.scale,
             zero_point: true,

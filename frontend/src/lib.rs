@@ -5,7 +5,7 @@
 //! builder, and the weights re-packed into the buffers those kernels read.
 //!
 //! - [`lowbit`]: the low-bit weight matmul `y = x · dequant(W)` for any weight type of 1–8
-//!   bits (integers and floats), per-group f16/bf16/f32 scales, optional integer zero points
+//!   bits (integers and floats) or lookup-table type ([`lut`]: IQ4_NL, NF4), per-group f16/bf16/f32 scales, optional integer zero points
 //!   and float offsets, with f16 or bf16 activations: the kernel generator, the canonical host form of quantized
 //!   weights and its packing, and the exact f64 reference with its error bound.
 //!
@@ -34,6 +34,7 @@
 pub mod gguf;
 pub mod hf;
 pub mod lowbit;
+pub mod lut;
 pub mod onnx;
 
 /// Code `index` of a little-endian stream of `bits`-bit codes (least significant bit first)

@@ -1,9 +1,11 @@
 //! The low-bit weight matmul: `y[M, N] = x[M, K] · dequant(W)[K, N]`.
 //!
 //! A [`WeightFormat`] says how the weights are quantized: the weight type (any integer type of
-//! 1–8 bits, or any float type of at most 8 bits), groups of `group_size` consecutive rows of
-//! W along K sharing one scale per column (f16, bf16 or f32), optional integer zero points and
-//! optional float offsets per group and column, and the activation type (f16 or bf16). The
+//! 1–8 bits, any float type of at most 8 bits, or a lookup-table type — `uN` codes that decode
+//! through a [`Lut`] of 2^N values, such as GGUF's IQ4_NL or NF4), groups of `group_size`
+//! consecutive rows of W along K sharing one scale per column (f16, bf16 or f32), optional
+//! integer zero points and optional float offsets per group and column, and the activation
+//! type (f16 or bf16). The
 //! weight is `w = (q − z)·s + o`: offsets are the per-group minimums of GGUF's Q4_1, Q5_1 and
 //! K-quants (whose two-level scales an import folds exactly into f32 scales and offsets). [`build_kernel`] generates the kernel in
 //! the tile IR; [`QuantizedWeights`] holds the quantized values in their canonical host form
@@ -20,9 +22,12 @@
 //! MMA would consume), and accumulates `x · w` in f32 with `dot`. Formats with f32 scales or
 //! with offsets form the weight in f32 instead — `(q − z)·s` rounded to f32, plus `o` rounded
 //! to f32 (the order and roundings of ggml's dequantizers, so the f32 weight is GGUF's own
-//! value) — and round it to the activation type once. The result is rounded to the
-//! activation type. Tiles that stick out of M, N or K are masked: they read zeros and store
-//! nothing, so any M and N work; K must be a multiple of the group size.
+//! value) — and round it to the activation type once. Lookup-table formats decode the codes
+//! with the IR's `lookup` instead of `cast`: `table[q]`, exactly (in the activation type when
+//! every entry is one of its values, as IQ4_NL's integers are; else in f32, as NF4's are, and
+//! then the weight is formed in f32 as above); they have no zero points. The result is rounded
+//! to the activation type. Tiles that stick out of M, N or K are masked: they read zeros and
+//! store nothing, so any M and N work; K must be a multiple of the group size.
 //!
 //! # Canonical host form and packed buffers
 //!
@@ -47,6 +52,8 @@ use anybit_ir::packing::PackedBits;
 use anybit_ir::program::{Axis, BinaryOp, GridExpr, GridOp, Kernel, Module, Operand, RegisterTensorType, ValueId};
 use anybit_ir::random::SplitMix64;
 use anybit_layouts::RegisterLayout;
+
+pub use crate::lut::Lut;
 
 /// Rows of y per block with the default schedule ([`Schedule::block_m`]).
 pub const BLOCK_M: usize = 16;
@@ -83,6 +90,16 @@ impl Default for Schedule {
 }
 
 impl Schedule {
+    /// The schedule the generator uses for `format` unless told otherwise: the default, with
+    /// one step of prefetch instead of two where the dequantization itself needs many
+    /// registers (widths that do not divide 32 bits, and weights formed in f32) — two spill
+    /// there on sm_80.
+    pub fn for_format(format: &WeightFormat) -> Schedule {
+        let bits = format.weight.bits();
+        let heavy = 32 % bits != 0 || format.dequantizes_in_f32();
+        Schedule { prefetch: if heavy { 1 } else { 2 }, ..Schedule::default() }
+    }
+
     /// A short name for kernel and benchmark names: `m16p2u2`, with `k4` appended for a
     /// split of K in 4.
     pub fn tag(&self) -> String {
@@ -138,6 +155,22 @@ pub enum FormatError {
     /// Zero points were asked for a float weight type.
     #[error("zero points are for integer weight types, not {0}")]
     ZeroPointForFloat(DType),
+    /// A lookup table whose size does not match the code type.
+    #[error(
+        "the lookup table {lut} has {entries} entries, but {weight} has {codes} codes: use u{bits} codes",
+        entries = lut.len(),
+        codes = weight.num_codes(),
+        bits = lut.bits()
+    )]
+    LutCodes {
+        /// The table.
+        lut: Lut,
+        /// The weight (code) type.
+        weight: DType,
+    },
+    /// Zero points were asked for a lookup-table format.
+    #[error("zero points are not supported with a lookup table ({0})")]
+    ZeroPointForLut(Lut),
     /// The group size does not tile with the kernel's K step.
     #[error(
         "group size {0} is not supported: use a power of two from 16 up (it must divide or be divided by {BLOCK_K})"
@@ -173,8 +206,11 @@ pub enum FormatError {
 /// How a weight matrix is quantized, and the activation type it is multiplied with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct WeightFormat {
-    /// The type of one weight code.
+    /// The type of one weight code (`uN` for a lookup-table format).
     pub weight: DType,
+    /// The table `uN` codes decode through (a lookup-table format), or `None`: codes are
+    /// values of `weight`.
+    pub lut: Option<Lut>,
     /// Rows of W (along K) sharing one scale and zero point per column.
     pub group_size: usize,
     /// The scale type (f16, bf16 or f32); offsets have it too.
@@ -189,6 +225,20 @@ pub struct WeightFormat {
 }
 
 impl WeightFormat {
+    /// The lookup-table format of `lut` (its `uN` codes decode through the table), without zero
+    /// points or offsets.
+    pub fn with_lut(lut: Lut, group_size: usize, scale: DType, activation: DType) -> WeightFormat {
+        WeightFormat {
+            weight: lut.storage(),
+            lut: Some(lut),
+            group_size,
+            scale,
+            zero_point: false,
+            offset: false,
+            activation,
+        }
+    }
+
     /// Checks that the format is supported.
     pub fn validate(&self) -> Result<(), FormatError> {
         let bits = self.weight.bits();
@@ -207,6 +257,14 @@ impl WeightFormat {
         }
         if self.zero_point && self.weight.is_float() {
             return Err(FormatError::ZeroPointForFloat(self.weight));
+        }
+        if let Some(lut) = self.lut {
+            if self.weight != lut.storage() {
+                return Err(FormatError::LutCodes { lut, weight: self.weight });
+            }
+            if self.zero_point {
+                return Err(FormatError::ZeroPointForLut(lut));
+            }
         }
         if !self.group_size.is_power_of_two() || self.group_size < 16 || self.group_size > (1 << 30) {
             return Err(FormatError::GroupSize(self.group_size));
@@ -229,12 +287,13 @@ impl WeightFormat {
     }
 
     /// A kernel name that says the format: `lowbit_matmul_u4_g128_sf16_xf16` (+ `_zp` with zero
-    /// points, `_off` with offsets).
+    /// points, `_off` with offsets); a lookup-table format names its table instead of the code
+    /// type (`lowbit_matmul_iq4nl_g32_sf16_xf16`).
     pub fn kernel_name(&self) -> String {
         let clean = |d: DType| d.to_string().replace('_', "");
         format!(
             "lowbit_matmul_{}_g{}_s{}_x{}{}{}",
-            clean(self.weight),
+            self.lut.map_or_else(|| clean(self.weight), |l| l.name()),
             self.group_size,
             self.scale,
             self.activation,
@@ -243,9 +302,10 @@ impl WeightFormat {
         )
     }
 
-    /// Whether the kernel forms the weight in f32 (f32 scales or offsets; see the module doc).
+    /// Whether the kernel forms the weight in f32 (f32 scales, offsets, or a table with entries
+    /// that are not values of the activation type; see the module doc).
     pub fn dequantizes_in_f32(&self) -> bool {
-        self.scale == DType::F32 || self.offset
+        self.scale == DType::F32 || self.offset || self.lut.is_some_and(|l| !l.exact_in(self.activation))
     }
 
     /// Scale rows one `BLOCK_K` step reads.
@@ -349,7 +409,7 @@ pub const BUFFER_ALIGN: u32 = 16;
 /// `n` is a multiple of the largest power of two (at most 64) dividing `n`, so the vectorizer
 /// can prove the weight, scale and output rows aligned. Launches with another `n` are refused.
 pub fn build_kernel_for(format: &WeightFormat, known_n: Option<usize>) -> Result<Kernel, FormatError> {
-    build_kernel_scheduled(format, known_n, Schedule::default())
+    build_kernel_scheduled(format, known_n, Schedule::for_format(format))
 }
 
 /// [`build_kernel_for`] with a [`Schedule`] other than the default.
@@ -541,7 +601,12 @@ pub fn build_kernel_scheduled(
         k.name(q, "q")?;
         // The weight is formed in f32 for f32 scales and offsets, else in the activation type.
         let compute = if wide { DType::F32 } else { act };
-        let mut wf = k.cast(q, compute)?;
+        // The decode: a table lookup for lookup-table formats (exact: the entries are values
+        // of `compute`), else a cast (exact for every supported type).
+        let mut wf = match format.lut {
+            Some(lut) => k.lookup(q, lut.literals(), compute)?,
+            None => k.cast(q, compute)?,
+        };
         k.name(wf, "qf")?;
         // Group values broadcast over the group's rows, in `compute`.
         let broadcast = |k: &mut KernelBuilder, row: ValueId, dtype: DType, name: &str| {
@@ -709,7 +774,7 @@ pub fn build_module(format: &WeightFormat) -> Result<Module, FormatError> {
 
 /// [`build_module`] around [`build_kernel_for`].
 pub fn build_module_for(format: &WeightFormat, n: Option<usize>) -> Result<Module, FormatError> {
-    build_module_scheduled(format, n, Schedule::default())
+    build_module_scheduled(format, n, Schedule::for_format(format))
 }
 
 /// [`build_module_for`] with a [`Schedule`] other than the default.
@@ -846,9 +911,9 @@ impl QuantizedWeights {
     }
 
     /// Random quantized weights of `format` (for tests, examples and benchmarks): codes drawn
-    /// uniformly from the weight type's finite codes, scales uniform in [0.25, 1) divided by the
-    /// type's largest magnitude (so |w| ≲ 1 for every type), zero points any finite code,
-    /// offsets uniform in [−0.5, 0.5).
+    /// uniformly from the weight type's finite codes (every code of a lookup-table format),
+    /// scales uniform in [0.25, 1) divided by the type's (or table's) largest magnitude (so
+    /// |w| ≲ 1 for every type), zero points any finite code, offsets uniform in [−0.5, 0.5).
     pub fn random(
         format: WeightFormat,
         k: usize,
@@ -857,11 +922,15 @@ impl QuantizedWeights {
     ) -> Result<QuantizedWeights, FormatError> {
         format.validate_shape(1, n, k)?;
         let finite: Vec<u32> = (0..format.weight.num_codes() as u32)
-            .filter(|&c| format.weight.decode(c).is_ok_and(|v| v.finite().is_some()))
+            .filter(|&c| format.lut.is_some() || format.weight.decode(c).is_ok_and(|v| v.finite().is_some()))
             .collect();
         let code = |rng: &mut SplitMix64| finite[rng.below(finite.len() as u64) as usize];
         let groups = k / format.group_size;
-        let max = format.weight.max().to_f64().unwrap_or(1.0).max(1.0);
+        let max = match format.lut {
+            Some(lut) => lut.max_abs(),
+            None => format.weight.max().to_f64().unwrap_or(1.0),
+        }
+        .max(1.0);
         let codes = (0..k * n).map(|_| code(rng)).collect();
         let scales = (0..groups * n).map(|_| format.scale.encode(rng.uniform(0.25, 1.0) / max)).collect();
         let zeros = if format.zero_point { (0..groups * n).map(|_| code(rng)).collect() } else { vec![] };
@@ -944,9 +1013,10 @@ impl QuantizedWeights {
         Ok(packed.into_bytes())
     }
 
-    /// The dequantized weight `[k][n]` exactly as the kernel forms it: `(q − z) · s`, with the
-    /// scale first rounded to the activation type and the product rounded to it once; or, for
-    /// formats that dequantize in f32, `(q − z) · s` rounded to f32, plus `o`, rounded to f32
+    /// The dequantized weight `[k][n]` exactly as the kernel forms it: `(q − z) · s` (q the
+    /// table entry of the code, for a lookup-table format), with the scale first rounded to the
+    /// activation type and the product rounded to it once; or, for formats that dequantize in
+    /// f32, `(q − z) · s` rounded to f32, plus `o`, rounded to f32
     /// (an f32 sum computed in f64 and rounded once is the f32 sum: 53 ≥ 2·24 + 2), rounded to
     /// the activation type.
     pub fn dequantized(&self, k: usize, n: usize) -> f64 {
@@ -956,11 +1026,15 @@ impl QuantizedWeights {
             None => d.decode_f64(c).unwrap_or(f64::NAN),
         };
         let group = k / f.group_size;
-        let q = decode(f.weight, self.codes[k * self.n + n]);
+        let code = self.codes[k * self.n + n];
+        let q = match f.lut {
+            Some(lut) => lut.value(code).map_or(f64::NAN, f64::from),
+            None => decode(f.weight, code),
+        };
         let z = if f.zero_point { decode(f.weight, self.zeros[group * self.n + n]) } else { 0.0 };
         let scale = decode(f.scale, self.scales[group * self.n + n]);
         if f.dequantizes_in_f32() {
-            // (q − z)·s is exact in f64: at most 9 bits times 24.
+            // (q − z)·s is exact in f64: at most 9 bits (or a table's 24) times 24.
             let scaled = round_to(DType::F32, (q - z) * scale);
             let offset = if f.offset { decode(f.scale, self.offsets[group * self.n + n]) } else { 0.0 };
             return round_to(f.activation, round_to(DType::F32, scaled + offset));

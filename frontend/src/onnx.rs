@@ -314,6 +314,7 @@ impl MatMulNBits {
         let weight = DType::uint(self.bits).map_err(|e| e.to_string())?;
         let format = WeightFormat {
             weight,
+            lut: None,
             group_size: self.block_size,
             scale: self.scale,
             zero_point: true,

@@ -326,6 +326,11 @@ impl KernelBuilder {
         self.push1(Op::Cast { x: x.into(), to })
     }
 
+    /// `lookup`: decode `uN` codes through a table of 2^N entries (converted to `to`).
+    pub fn lookup(&mut self, x: ValueId, table: Vec<Literal>, to: DType) -> Result<ValueId, BuildError> {
+        self.push1(Op::Lookup { x, table, to })
+    }
+
     /// `fill`: a register tensor of one value.
     pub fn fill(&mut self, value: impl Into<Operand>, ty: RegisterTensorType) -> Result<ValueId, BuildError> {
         self.push1(Op::Fill { value: value.into(), ty })

@@ -22,7 +22,9 @@
 //!   uniform scalars, register tiles spread over threads by register layouts, shared tiles,
 //!   views of global memory. Values and instructions live in [`arena`]s with typed handles;
 //!   values are SSA; control flow is structured (`for` with loop-carried values, `if`).
-//!   [`program::infer`] holds the typing rules everything else uses.
+//!   [`program::infer`] holds the typing rules everything else uses. Lookup-table weight types
+//!   (IQ4_NL, NF4) are no data type: their codes are `uN` and the `lookup` instruction decodes
+//!   them through a table of literals (see `docs/language.md`).
 //! - [`builder`]: a Rust API that builds kernels and types every instruction as it goes.
 //! - [`text`]: the kernel language (`.abk`): parser with [`diag`]nostics and canonical printer,
 //!   `parse(print(m)) == m`.

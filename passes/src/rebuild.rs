@@ -53,6 +53,7 @@ impl Renumber {
                 on_false: self.operand(*on_false)?,
             },
             Op::Cast { x, to } => Op::Cast { x: self.operand(*x)?, to: *to },
+            Op::Lookup { x, table, to } => Op::Lookup { x: v(x)?, table: table.clone(), to: *to },
             Op::Fill { value, ty } => Op::Fill { value: self.operand(*value)?, ty: ty.clone() },
             Op::Iota { dim, ty } => Op::Iota { dim: *dim, ty: ty.clone() },
             Op::View { x, ty } => Op::View { x: v(x)?, ty: ty.clone() },

@@ -54,6 +54,7 @@ fn tutorial_lowbit_kernel_matches_the_reference() {
     let kernel = &modules[2].kernels[0];
     let format = WeightFormat {
         weight: "u4".parse().unwrap(),
+        lut: None,
         group_size: 128,
         scale: DType::F16,
         zero_point: false,

@@ -1,6 +1,7 @@
 //! Every kernel case of `anybit-bench` — the examples in `examples/` and the low-bit matmul
 //! for every weight type (both group sizes, zero points, f16/bf16 scales and activations,
-//! M ∈ {1, 5, 16, 33}), and for the formats with f32 scales and float offsets — runs on the interpreter and matches its f64 reference within its
+//! M ∈ {1, 5, 16, 33}), for the formats with f32 scales and float offsets and for the
+//! lookup-table formats (IQ4_NL, NF4) — runs on the interpreter and matches its f64 reference within its
 //! bound (bit-exact where the arithmetic is exact). The GPU runner checks the same cases.
 
 use anybit_bench::cases::{Sizes, all_cases};
@@ -9,7 +10,8 @@ use anybit_bench::cases::{Sizes, all_cases};
 fn every_case_matches_its_reference_on_the_interpreter() {
     let cases = all_cases(Sizes::Small, 2026).unwrap();
     let offsets = anybit_bench::cases::scaled_offset_formats().unwrap().len();
-    assert_eq!(cases.len(), 4 + 2 * anybit_bench::cases::WEIGHT_TYPES.len() + offsets);
+    let luts = anybit_bench::cases::lut_formats().len();
+    assert_eq!(cases.len(), 4 + 2 * anybit_bench::cases::WEIGHT_TYPES.len() + offsets + luts);
     let mut runs = 0;
     for case in &cases {
         let outputs = case.run_interpreter().unwrap();

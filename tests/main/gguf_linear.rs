@@ -57,7 +57,7 @@ fn gguf_layers_run_like_the_gguf_reference() {
     let dir = gguf_fixture("gguf-linear", 11, None);
     let file = GgufFile::open(dir.join("model.gguf")).unwrap_or_else(|e| panic!("{e}"));
     let mut rng = SplitMix64::new(11);
-    for name in ["blk.0.q4_0.weight", "blk.0.q5_0.weight", "blk.0.q8_0.weight"] {
+    for name in ["blk.0.q4_0.weight", "blk.0.q5_0.weight", "blk.0.q8_0.weight", "blk.0.iq4_nl.weight"] {
         let tensor = file.tensor(name).expect("tensor");
         let weights = linear_weights(&file, tensor, DType::F16).unwrap_or_else(|e| panic!("{e}"));
         let options = LinearOptions { device: Device::Interpreter, ..LinearOptions::default() };

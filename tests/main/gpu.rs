@@ -1,7 +1,7 @@
 //! `QuantizedLinear` on the GPU, for every weight type (u1–u8, i2–i8, every float type of the
-//! kernel cases), with and without zero points, f16 and bf16, and for the formats with f32
-//! scales and float offsets: each output within its bound of
-//! the exact reference and close to the interpreter's, launched through the JIT, the compile
+//! kernel cases), with and without zero points, f16 and bf16, for the formats with f32
+//! scales and float offsets, and for the lookup-table formats (IQ4_NL, NF4): each output
+//! within its bound of the exact reference and close to the interpreter's, launched through the JIT, the compile
 //! cache and the runtime's checked launches. Where there is no CUDA driver or device the test
 //! prints why it is skipped and passes.
 
@@ -72,6 +72,8 @@ fn every_weight_type_runs_on_the_gpu_like_on_the_interpreter() {
         .collect();
     // And the formats that dequantize in f32 (f32 scales, offsets: what GGUF K-quants import as).
     formats.extend(anybit_bench::cases::scaled_offset_formats().unwrap());
+    // And the lookup-table formats (IQ4_NL, NF4: `lookup` instead of `cast`).
+    formats.extend(anybit_bench::cases::lut_formats());
     for fmt in formats {
         let activation = fmt.activation;
         let (k, n) = (256, 200);

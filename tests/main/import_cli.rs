@@ -33,9 +33,9 @@ fn imported_layers_run_like_the_gguf_reference() {
     let out = dir.join("imported");
     let run = anybit(&["import", arg(&model), "-o", arg(&out), "--target", "sm_90"]);
     assert!(run.success, "{}", run.stderr);
-    assert!(run.stdout.contains("14 layers, 10 kernels for sm_90"), "{}", run.stdout);
+    assert!(run.stdout.contains("16 layers, 11 kernels for sm_90"), "{}", run.stdout);
     assert!(run.stdout.contains("left out output_norm.weight: F32"), "{}", run.stdout);
-    assert!(run.stderr.contains("[layer 14/14] output.weight Q8_0 64×80"), "{}", run.stderr);
+    assert!(run.stderr.contains("[layer 16/16] output.weight Q8_0 64×80"), "{}", run.stderr);
     assert!(leftovers(&dir, "imported").is_empty());
 
     // The weights file holds exactly the buffers the kernel reads; Q8_0 layers share a kernel.
@@ -43,6 +43,14 @@ fn imported_layers_run_like_the_gguf_reference() {
     let file = GgufFile::open(&model).unwrap_or_else(|e| panic!("{e}"));
     let q8 = &imported.manifest.kernels.iter().find(|k| k.format.weight == "i8").expect("i8 kernel").shapes;
     assert_eq!(q8, &[[96, 64], [64, 80]]);
+    // The IQ4_NL layers share one lookup-table kernel; the manifest records its table.
+    let iq4 = imported.manifest.kernels.iter().find(|k| k.format.lut.is_some()).expect("IQ4_NL kernel");
+    assert_eq!((iq4.name.as_str(), &iq4.shapes), ("lowbit_matmul_iq4nl_g32_sf16_xf16", &vec![[64, 64], [256, 96]]));
+    let lut = iq4.format.lut.as_ref().expect("table");
+    assert_eq!((lut.name.as_str(), iq4.format.weight.as_str()), ("iq4nl", "u4"));
+    assert_eq!(lut.values, anybit::frontend::lut::Lut::IQ4_NL.values());
+    let source = std::fs::read_to_string(out.join(format!("{}/{}", iq4.dir, iq4.source))).expect("kernel source");
+    assert!(source.contains("= lookup %q [-127.0, -104.0,"), "{source}");
     for layer in &imported.manifest.layers {
         let weights = linear_weights(&file, file.tensor(&layer.name).expect("tensor"), DType::F16).expect("import");
         let stored = imported.packed_weights(layer).unwrap_or_else(|e| panic!("{e}"));
@@ -51,7 +59,8 @@ fn imported_layers_run_like_the_gguf_reference() {
     }
 
     let mut rng = SplitMix64::new(21);
-    // One layer of every type (Q4_0, Q5_0, Q8_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K).
+    // One layer of every type (Q4_0, Q5_0, Q8_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+    // IQ4_NL twice).
     let cases = [
         ("blk.0.attn_q.weight", "interp"),
         ("blk.1.ffn_up.weight", "auto"),
@@ -63,6 +72,8 @@ fn imported_layers_run_like_the_gguf_reference() {
         ("blk.2.ffn_gate.weight", "interp"),
         ("blk.2.ffn_up.weight", "interp"),
         ("blk.2.ffn_down.weight", "interp"),
+        ("blk.3.attn_q.weight", "interp"),
+        ("blk.3.ffn_up.weight", "auto"),
     ];
     for (i, (name, device)) in cases.into_iter().enumerate() {
         let weights = linear_weights(&file, file.tensor(name).expect("tensor"), DType::F16).expect("import");
@@ -96,7 +107,9 @@ fn imported_layers_run_like_the_gguf_reference() {
     }
     let listing = success(&["inspect", arg(&out)]);
     assert!(
-        listing.contains("14 layers, 10 kernels") && listing.contains("lowbit_matmul_u5_g32_sf16_xf16_zp"),
+        listing.contains("16 layers, 11 kernels")
+            && listing.contains("lowbit_matmul_u5_g32_sf16_xf16_zp")
+            && listing.contains("lowbit_matmul_iq4nl_g32_sf16_xf16"),
         "{listing}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -129,11 +142,11 @@ fn bad_models_and_inputs_are_refused_leaving_nothing() {
     std::fs::write(&unknown_path, &unknown).expect("write");
     refused(&unknown_path, &["unknown.gguf", "`blk.1.ffn_up.weight`", "unknown ggml type 99"]);
     let mut unsupported = bytes.clone();
-    set_tensor_type(&mut unsupported, "output.weight", 20); // IQ4_NL: same block size as Q4_0
+    set_tensor_type(&mut unsupported, "blk.2.ffn_down.weight", 23); // IQ4_XS: 256-weight blocks, smaller than Q6_K's
     let mut reshaped = bytes.clone();
     let unsupported_path = dir.join("unsupported.gguf");
     std::fs::write(&unsupported_path, &unsupported).expect("write");
-    refused(&unsupported_path, &["unsupported.gguf", "`output.weight`", "IQ4_NL weights cannot be imported"]);
+    refused(&unsupported_path, &["unsupported.gguf", "`blk.2.ffn_down.weight`", "IQ4_XS weights cannot be imported"]);
     // Not a model anybit imports.
     refused(&dir.join("blk.0.attn_q.weight.f32"), &["not a model anybit imports"]);
     refused(&dir, &["config.json: missing"]);
@@ -167,8 +180,33 @@ fn bad_models_and_inputs_are_refused_leaving_nothing() {
     let message = failure(&linear("blk.0.attn_q.weight"));
     assert!(message.contains("float16 or float32"), "{message}");
     assert!(!y.exists());
-    // A weights file cut short: the layer's buffers are found missing, not read past.
+    // A lookup-table layer whose manifest's table disagrees with its name, or whose code type
+    // does not index the table: refused naming the manifest, the layer and the mismatch.
     write_npy(&x, NpyType::F16, vec![2, 64], vec![0; 2 * 64 * 2]);
+    let manifest_path = out.join("manifest.json");
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).expect("manifest")).expect("JSON");
+    let iq4 = "blk.3.attn_q.weight";
+    success(&linear(iq4));
+    std::fs::remove_file(&y).expect("y");
+    let tamper = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut manifest = good.clone();
+        let layers = manifest["layers"].as_array_mut().expect("layers");
+        let layer = layers.iter_mut().find(|l| l["name"] == iq4).expect("IQ4_NL layer");
+        edit(&mut layer["format"]);
+        std::fs::write(&manifest_path, serde_json::to_string_pretty(&manifest).expect("JSON")).expect("write");
+        failure(&linear(iq4))
+    };
+    let message = tamper(&|f| f["lut"]["values"][1] = serde_json::json!(-105.0));
+    assert!(message.contains("manifest.json") && message.contains(&format!("layer `{iq4}`")), "{message}");
+    assert!(message.contains("lookup table `iq4nl`: its 16 values are not that table's"), "{message}");
+    let message = tamper(&|f| f["weight"] = serde_json::json!("u3"));
+    assert!(message.contains("the lookup table iq4nl has 16 entries, but u3 has 8 codes"), "{message}");
+    let message = tamper(&|f| f["lut"]["values"].as_array_mut().expect("values").truncate(15));
+    assert!(message.contains("a lookup table has 2, 4, 8 or 16 entries"), "{message}");
+    assert!(!y.exists());
+    std::fs::write(&manifest_path, serde_json::to_string_pretty(&good).expect("JSON")).expect("write");
+    // A weights file cut short: the layer's buffers are found missing, not read past.
     let weights = out.join("weights.bin");
     let len = std::fs::metadata(&weights).expect("weights").len();
     std::fs::File::options().write(true).open(&weights).expect("open").set_len(len / 2).expect("truncate");

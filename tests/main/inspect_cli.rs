@@ -16,6 +16,9 @@ fn inspect_lists_tensors_and_metadata() {
     assert!(out.contains("GGUF v3, 14 tensors"), "{out}");
     assert!(out.contains("blk.0.q4_0.weight") && out.contains("Q4_0     [4, 64] 144 bytes"), "{out}");
     assert!(out.contains("anybit.test.seed = Uint(5)"), "{out}");
+    // IQ4_NL (a lookup-table type) imports; the IQ4_NL tensor is 3 rows of 64: 6 blocks of 18 bytes.
+    let iq4 = out.lines().find(|l| l.contains("blk.0.iq4_nl.weight")).unwrap_or_else(|| panic!("{out}"));
+    assert!(iq4.contains("IQ4_NL   [3, 64] 108 bytes  → lowbit_matmul_iq4nl_g32_sf16_xf16"), "{iq4}");
     // A truncated copy: an error naming the file and the offset, nonzero exit.
     let bytes = std::fs::read(&model).expect("model");
     let truncated = dir.join("truncated.gguf");

@@ -22,6 +22,7 @@ fn temp_dir(name: &str) -> PathBuf {
 fn u4() -> WeightFormat {
     WeightFormat {
         weight: "u4".parse().unwrap(),
+        lut: None,
         group_size: 128,
         scale: DType::F16,
         zero_point: true,

@@ -1,14 +1,22 @@
 //! `QuantizedLinear` on the interpreter: several weight types (odd widths included) against the
 //! exact f64 reference within its bound, and every kind of invalid input as a typed error.
 
-use anybit::frontend::lowbit::{FormatError, QuantizedWeights, WeightFormat, reference};
+use anybit::frontend::lowbit::{FormatError, Lut, QuantizedWeights, WeightFormat, reference};
 use anybit::ir::DType;
 use anybit::ir::random::SplitMix64;
 use anybit::linear::{Device, LinearError, LinearOptions, QuantizedLinear};
 
 pub fn format(weight: &str, group_size: usize, zero_point: bool, activation: DType) -> WeightFormat {
     let scale = if activation == DType::F16 { DType::BF16 } else { DType::F16 };
-    WeightFormat { weight: weight.parse().unwrap(), group_size, scale, zero_point, offset: false, activation }
+    WeightFormat {
+        weight: weight.parse().unwrap(),
+        lut: None,
+        group_size,
+        scale,
+        zero_point,
+        offset: false,
+        activation,
+    }
 }
 
 /// `m` rows of random activations in [−1, 1) (codes).
@@ -50,6 +58,9 @@ fn layers_of_several_types_match_the_reference_on_the_interpreter() {
         format("f6e3m2", 64, false, DType::BF16),
         format("f8e4m3", 128, false, DType::F16),
         format("u8", 32, true, DType::BF16),
+        // Lookup-table formats: IQ4_NL (decoded in the activation type), NF4 (in f32).
+        WeightFormat::with_lut(Lut::IQ4_NL, 32, DType::BF16, DType::F16),
+        WeightFormat::with_lut(Lut::NF4, 64, DType::F16, DType::BF16),
     ];
     for format in formats {
         let (k, n) = (128, 72);

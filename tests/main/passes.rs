@@ -88,6 +88,13 @@ fn inferred_layouts_compute_the_same_as_written_ones() {
         let mut module = case.module.clone();
         strip_layouts(&mut module);
         assert!(anybit::ir::verify::verify_module(&module, &VerifyOptions::strict()).is_err(), "{}", case.name);
+        // A kernel whose views kept their layouts has values whose types now disagree with
+        // what their operands give, until inference has run: infer first, then the pipeline.
+        PassManager::from_names(&["infer-layouts"])
+            .unwrap()
+            .verify_each(None)
+            .run(&mut module)
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
         PassManager::for_level(OptLevel::O2)
             .verify_each(Some(VerifyOptions::default()))
             .run(&mut module)

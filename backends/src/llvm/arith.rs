@@ -579,6 +579,29 @@ pub(crate) fn select<E: Emit>(em: &E, cond: E::V, a: E::V, b: E::V) -> LResult<E
     em.select(c, a, b)
 }
 
+/// `table[code]` for a carrier `v` of the unsigned code type `from` (`lookup`), `table` the
+/// entries' codes of `to`: a binary tree of selects on the code's bits, lowest bit first —
+/// 2^N − 1 selects, no memory access and no divergent branch (a `prmt`-based selection for
+/// 16-bit tables is future work). The selects run on the entries' codes as `i32`s, then the
+/// code becomes a carrier of `to`: integer selects are native on every target (the host's
+/// x86 backend would call a run-time library to select `bfloat` vectors).
+pub(crate) fn lookup<E: Emit>(em: &E, from: DType, to: DType, table: &[u32], v: E::V) -> LResult<E::V> {
+    let bits = from.bits();
+    if !matches!(from, DType::Uint(_)) || bits > 8 || table.len() != 1usize << bits {
+        return internal(format!("`lookup` of {from} codes with {} entries", table.len()));
+    }
+    let code = to_code(em, from, v)?;
+    let mut level: Vec<E::V> = table.iter().map(|&c| em.c32(i64::from(c))).collect::<LResult<_>>()?;
+    for bit in 0..bits {
+        let set = em.ne(em.and(code, em.c32(1i64 << bit)?)?, em.c32(0)?)?;
+        level = level.chunks_exact(2).map(|pair| em.select(set, pair[1], pair[0])).collect::<LResult<Vec<_>>>()?;
+    }
+    match level[..] {
+        [entry] => from_code(em, to, entry),
+        _ => internal("`lookup` select tree did not reduce to one value"),
+    }
+}
+
 /// The smallest and largest value of an integer type, as `i64`.
 fn int_range(dtype: DType) -> (i64, i64) {
     let bits = dtype.bits();

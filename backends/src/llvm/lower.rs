@@ -15,6 +15,7 @@
 //! |---|---|
 //! | `const`, `block_index` | a constant; `ctaid.{x,y,z}` (read once in the prologue) |
 //! | elementwise (`add`…`tanh`, compares, `select`, `cast`) | per slot (`arith.rs`); scalars broadcast |
+//! | `lookup` | per slot: a tree of 2^N − 1 selects on the code's bits over the entries' codes (`arith.rs`), no memory access |
 //! | `fill`, `iota` | per slot: the value; the slot's coordinate along the dim, wrapped |
 //! | `view` | per thread: slot codes concatenated LSB-first and re-split (static shifts) |
 //! | `broadcast` | register copies when every thread holds what it needs, else through scratch |
@@ -604,6 +605,12 @@ impl<'k, E: Emit> Lower<'k, E> {
                 let (from, lane) = self.lane(*x, *to)?;
                 let to = *to;
                 self.elementwise(inst, to, &[lane], |em, v| arith::cast(em, from, to, v[0]))
+            }
+            Op::Lookup { x, table, to } => {
+                let (from, lane) = self.lane(Operand::Value(*x), *to)?;
+                let to = *to;
+                let codes: Vec<u32> = table.iter().map(|&l| infer::literal_code(l, to)).collect();
+                self.elementwise(inst, to, &[lane], |em, v| arith::lookup(em, from, to, &codes, v[0]))
             }
             Op::Fill { value, ty } => {
                 let (_, lane) = self.lane(*value, ty.dtype)?;

@@ -1,6 +1,6 @@
-//! Every example and the low-bit matmul of every weight type compile for every target with
-//! every backend, and ptxas assembles every PTX file without spilling; the registers per
-//! thread are recorded (one table per backend).
+//! Every example and the low-bit matmul of every weight type (and lookup-table format) compile
+//! for every target with every backend, and ptxas assembles every PTX file without spilling;
+//! the registers per thread are recorded (one table per backend).
 
 use std::fmt::Write;
 
@@ -55,6 +55,7 @@ fn every_weight_type_with(backend: &dyn anybit_backends::Backend) {
         let dtype: DType = weight.parse().unwrap();
         let format = WeightFormat {
             weight: dtype,
+            lut: None,
             group_size: if i % 2 == 0 { 32 } else { 128 },
             scale: if i % 3 == 0 { DType::BF16 } else { DType::F16 },
             zero_point: dtype.is_integer() && i % 2 == 1,
@@ -69,7 +70,29 @@ fn every_weight_type_with(backend: &dyn anybit_backends::Backend) {
             writeln!(table, "{:<44} {target:<6} {:>3} registers", format.kernel_name(), report.registers).unwrap();
         }
     }
+    // The lookup-table formats (`lookup` of u4 codes): IQ4_NL in the activation type, NF4 in f32.
+    for format in lut_formats() {
+        let module = build_module(&format).unwrap();
+        for target in [Target::Sm80, Target::Sm90] {
+            let compiled = compile_with(backend, &module, target);
+            let report = ptxas(&compiled.kernels[0].ptx, target, None);
+            let name = format.kernel_name();
+            assert_eq!((report.spill_stores, report.spill_loads), (0, 0), "{name} spills on {target}: {report:?}");
+            writeln!(table, "{name:<44} {target:<6} {:>3} registers", report.registers).unwrap();
+        }
+    }
     insta::assert_snapshot!(snapshot_name("lowbit_resources", backend), table);
+}
+
+/// IQ4_NL (f16 scales per 32, f16 or bf16 activations) and NF4 (bf16 scales per 64).
+fn lut_formats() -> Vec<WeightFormat> {
+    use anybit_frontend::lowbit::Lut;
+    let with = WeightFormat::with_lut;
+    vec![
+        with(Lut::IQ4_NL, 32, DType::F16, DType::F16),
+        with(Lut::IQ4_NL, 32, DType::F16, DType::BF16),
+        with(Lut::NF4, 64, DType::BF16, DType::BF16),
+    ]
 }
 
 #[test]

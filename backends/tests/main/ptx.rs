@@ -38,9 +38,12 @@ fn lowbit_matmul_sass_uses_tensor_cores_and_no_local_memory() {
         for bad in ["LDL", "STL"] {
             assert!(!sass.contains(bad), "{target}: the low-bit matmul uses local memory ({bad})");
         }
-        // Tensor cores, ldmatrix, and 128-bit global (or asynchronous) loads.
+        // Tensor cores fed straight from 128-bit global loads: the weights are packed in B
+        // fragments and x is relabeled to its A fragments, so no shared memory at all.
         assert!(sass.contains("HMMA.16816.F32"), "{target}: no tensor-core MMA");
-        assert!(sass.contains("LDSM"), "{target}: no ldmatrix");
+        for shared in ["LDS", "STS", "BAR.SYNC"] {
+            assert!(!sass.contains(shared), "{target}: the low-bit matmul goes through shared memory ({shared})");
+        }
         assert!(
             sass.contains("LDG.E.128") || sass.contains("LDGSTS.E.BYPASS.128"),
             "{target}: no 128-bit global loads"

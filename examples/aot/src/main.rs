@@ -65,6 +65,7 @@ fn worst(y: &[f64], expected: &[(f64, f64)]) -> f64 {
 fn run(m: usize, k: usize, n: usize) -> Result<Report, Box<dyn Error>> {
     let format = WeightFormat {
         weight: "u4".parse()?,
+        lut: None,
         group_size: 128,
         scale: DType::F16,
         zero_point: false,

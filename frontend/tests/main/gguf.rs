@@ -125,14 +125,14 @@ proptest! {
 /// Every scale-quantized type as canonical quantized weights: each weight `(q − z)·s + o`,
 /// formed in f32 as the kernel forms it (the product rounded to f32, then the offset added and
 /// rounded), is bit for bit the `gguf` package's dequantized value — so K-quant scales fold
-/// exactly; IQ4_NL is refused.
+/// exactly, and IQ4_NL's u4 codes through its table times the f16 scale are ggml's values.
 #[test]
 fn linear_layers_import_exactly() {
     use anybit_frontend::gguf::linear_weights;
     use anybit_ir::DType;
     let dir = fixture(4);
     let file = GgufFile::open(dir.join("model.gguf")).unwrap_or_else(|e| panic!("{e}"));
-    let names = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"];
+    let names = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl"];
     for name in names.map(|t| format!("blk.0.{t}.weight")) {
         let tensor = file.tensor(&name).expect("tensor");
         let weights = linear_weights(&file, tensor, DType::F16).unwrap_or_else(|e| panic!("{e}"));
@@ -143,7 +143,11 @@ fn linear_layers_import_exactly() {
         for n in 0..weights.n {
             for k in 0..weights.k {
                 let g = (k / f.group_size) * weights.n + n;
-                let q = value(f.weight, weights.codes[k * weights.n + n]);
+                let code = weights.codes[k * weights.n + n];
+                let q = match f.lut {
+                    Some(lut) => lut.value(code).expect("a code of the table"),
+                    None => value(f.weight, code),
+                };
                 let z = if f.zero_point { value(f.weight, weights.zeros[g]) } else { 0.0 };
                 let scaled = (q - z) * value(f.scale, weights.scales[g]);
                 let w = if f.offset { scaled + value(f.scale, weights.offsets[g]) } else { scaled };
@@ -152,8 +156,49 @@ fn linear_layers_import_exactly() {
             }
         }
     }
-    let iq4 = file.tensor("blk.0.iq4_nl.weight").expect("iq4_nl");
-    let message = linear_weights(&file, iq4, DType::F16).expect_err("IQ4_NL is a lookup table").to_string();
-    assert!(message.contains("blk.0.iq4_nl.weight") && message.contains("IQ4_NL"), "{message}");
+    let iq4 = linear_weights(&file, file.tensor("blk.0.iq4_nl.weight").expect("iq4_nl"), DType::BF16).expect("IQ4_NL");
+    assert_eq!(iq4.format.lut, Some(anybit_frontend::lut::Lut::IQ4_NL));
+    assert_eq!((iq4.format.weight, iq4.format.group_size, iq4.format.scale), ("u4".parse().unwrap(), 32, DType::F16));
+    assert_eq!(iq4.format.kernel_name(), "lowbit_matmul_iq4nl_g32_sf16_xbf16");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// IQ4_NL data that does not fit its blocks: bytes that are not whole 18-byte blocks, a file
+/// cut inside the tensor, rows that are not whole blocks — errors naming the file, the tensor
+/// and what is wrong, never a panic.
+#[test]
+fn bad_iq4_nl_data_is_refused() {
+    use anybit_frontend::gguf::{GgmlType, dequantize};
+    assert_eq!(dequantize(GgmlType::IQ4_NL, &[0; 35]).unwrap_err(), "35 bytes are not whole IQ4_NL blocks of 18 bytes");
+    assert_eq!(dequantize(GgmlType::IQ4_NL, &[]), Ok(vec![]));
+    // One block: scale 1.0 (f16 0x3c00), codes 0..15 in the low nibbles and 15..0 in the high.
+    let mut block = vec![0x00, 0x3c];
+    block.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+    let values = dequantize(GgmlType::IQ4_NL, &block).unwrap();
+    let table = anybit_frontend::lut::Lut::IQ4_NL.values();
+    assert_eq!(values[..16], table[..]);
+    assert_eq!(values[16..], table.iter().rev().copied().collect::<Vec<_>>()[..]);
+
+    let dir = fixture(5);
+    let bytes = std::fs::read(dir.join("model.gguf")).expect("model");
+    let file = GgufFile::open(dir.join("model.gguf")).expect("good file");
+    let tensor = file.tensor("blk.0.iq4_nl.weight").expect("iq4_nl").clone();
+    let cut = dir.join("cut.gguf");
+    std::fs::write(&cut, &bytes[..(tensor.offset + tensor.bytes / 2) as usize]).expect("write");
+    let message = GgufFile::open(&cut).expect_err("cut inside IQ4_NL data").to_string();
+    assert!(message.contains("cut.gguf") && message.contains("`blk.0.iq4_nl.weight`"), "{message}");
+    // Rows of 48 elements (the first dimension patched from 64): not whole 32-weight blocks.
+    let name = b"blk.0.iq4_nl.weight";
+    let at = bytes.windows(name.len()).position(|w| w == name).expect("tensor info") + name.len();
+    let mut patched = bytes.clone();
+    patched[at + 4..at + 12].copy_from_slice(&48u64.to_le_bytes());
+    let ragged = dir.join("ragged.gguf");
+    std::fs::write(&ragged, &patched).expect("write");
+    let message = GgufFile::open(&ragged).expect_err("ragged rows").to_string();
+    assert!(
+        message.contains("`blk.0.iq4_nl.weight`")
+            && message.contains("IQ4_NL blocks hold 32 elements, but rows have 48"),
+        "{message}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,6 +12,7 @@ pub const WEIGHT_TYPES: &[&str] = &[
 pub fn format(weight: &str, group_size: usize, zero_point: bool, activation: DType) -> WeightFormat {
     WeightFormat {
         weight: weight.parse().unwrap(),
+        lut: None,
         group_size,
         scale: DType::F16,
         zero_point,
@@ -246,5 +247,193 @@ fn schedules_read_back_and_bad_ones_are_rejected() {
         let schedule = Schedule::from_tag(bad).unwrap();
         let error = build_kernel_scheduled(&f, None, schedule).unwrap_err();
         assert!(matches!(error, FormatError::Schedule(_)), "{bad}: {error}");
+    }
+}
+
+// ----- lookup-table formats -----
+
+use anybit_frontend::lowbit::{Lut, reference};
+use anybit_frontend::lut::LutError;
+use anybit_ir::interp::{Arg, Buffer, RunOptions, run_kernel};
+use anybit_ir::random::SplitMix64;
+use proptest::prelude::*;
+
+/// `value` rounded to `dtype` with the exact codec (not the interpreter's fast paths).
+fn rounded(dtype: DType, value: f64) -> f64 {
+    dtype.decode_f64(dtype.encode(value)).unwrap()
+}
+
+/// The kernel of `weights.format` run on the interpreter for `x` (M × K activation codes): y.
+fn run_on_interpreter(weights: &QuantizedWeights, x: &[u32], m: usize) -> Vec<u32> {
+    let kernel = build_kernel(&weights.format).unwrap();
+    let act = weights.format.activation;
+    let packed = weights.pack().unwrap();
+    let mut args = vec![Arg::Buffer(Buffer::from_codes(act, x).unwrap())];
+    args.extend(packed.buffers().into_iter().map(|(_, b)| Arg::Buffer(b.clone())));
+    args.push(Arg::Buffer(Buffer::zeros(act, m * weights.n).unwrap()));
+    args.extend([Arg::Int(m as i64), Arg::Int(weights.n as i64), Arg::Int(weights.k as i64)]);
+    run_kernel(&kernel, &mut args, &RunOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", kernel.name));
+    match &args[args.len() - 4] {
+        Arg::Buffer(y) => y.codes(),
+        _ => panic!("y is not a buffer"),
+    }
+}
+
+/// The built-in tables are the published ones: IQ4_NL's 16 integer levels (ggml's
+/// `kvalues_iq4nl`, also checked against the `gguf` package through the GGUF tests) and NF4's
+/// 16 `f32` levels; tables of other sizes or with non-finite entries are refused.
+#[test]
+fn the_built_in_tables_and_bad_tables() {
+    let iq4: Vec<f32> =
+        [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113].map(|v| v as f32).into();
+    assert_eq!(Lut::IQ4_NL.values(), iq4);
+    assert_eq!((Lut::IQ4_NL.bits(), Lut::IQ4_NL.len(), Lut::IQ4_NL.name()), (4, 16, "iq4nl".to_string()));
+    let nf4 = Lut::NF4.values();
+    assert_eq!((nf4.len(), nf4[0], nf4[7], nf4[15]), (16, -1.0, 0.0, 1.0));
+    assert!(nf4.windows(2).all(|w| w[0] < w[1]), "NF4 levels increase: {nf4:?}");
+    // The published decimals are exactly these f32 values.
+    assert_eq!(nf4[1].to_string(), "-0.6961928");
+    assert_eq!(f64::from(nf4[1]), -0.6961928009986877);
+    assert_eq!(f64::from(nf4[14]), 0.7229568362236023);
+    // IQ4_NL's integers are f16 and bf16 values; NF4's are only f32 values.
+    assert!(Lut::IQ4_NL.exact_in(DType::F16) && Lut::IQ4_NL.exact_in(DType::BF16));
+    assert!(!Lut::NF4.exact_in(DType::F16) && !Lut::NF4.exact_in(DType::BF16) && Lut::NF4.exact_in(DType::F32));
+    assert_eq!(Lut::from_name("nf4"), Some(Lut::NF4));
+    assert_eq!(Lut::from_name("iq4nl"), Some(Lut::IQ4_NL));
+    assert_eq!(Lut::from_name("nf3"), None);
+
+    let two = Lut::new(&[-0.5, 0.75]).unwrap();
+    assert_eq!((two.bits(), two.storage(), two.value(1), two.value(2)), (1, "u1".parse().unwrap(), Some(0.75), None));
+    assert!(two.name().starts_with("lut1x") && two.name().len() == 13, "{}", two.name());
+    assert_eq!(Lut::new(&[1.0, 2.0, 3.0]), Err(LutError::Size(3)));
+    assert_eq!(Lut::new(&[]), Err(LutError::Size(0)));
+    let message = Lut::new(&[0.0, f32::NAN]).unwrap_err().to_string();
+    assert_eq!(message, "lookup table entry 1 is NaN: entries must be finite");
+}
+
+/// Lookup-table formats build (strictly verified, printed and parsed back), name their table,
+/// decode with `lookup` (no `cast` of the codes), and refuse codes of the wrong width and zero
+/// points.
+#[test]
+fn lookup_table_formats_build_and_mismatches_are_refused() {
+    use anybit_frontend::lowbit::build_module;
+    use anybit_ir::text::{parse_module, print_module};
+    use anybit_ir::verify::{VerifyOptions, verify_module};
+    for lut in [Lut::IQ4_NL, Lut::NF4] {
+        for activation in [DType::F16, DType::BF16] {
+            for (group, scale) in [(32, DType::F16), (64, DType::BF16), (128, DType::F32)] {
+                let f = WeightFormat::with_lut(lut, group, scale, activation);
+                let module = build_module(&f).unwrap_or_else(|e| panic!("{f:?}: {e}"));
+                verify_module(&module, &VerifyOptions::strict()).unwrap_or_else(|e| panic!("{f:?}: {e}"));
+                let text = print_module(&module);
+                assert_eq!(parse_module(&text), Ok(module), "{f:?}");
+                let name = f.kernel_name();
+                assert!(name.starts_with(&format!("lowbit_matmul_{lut}_g{group}_s{scale}_x{activation}")), "{name}");
+                // The weight is formed in f32 where the table's entries are not activation values.
+                let wide = scale == DType::F32 || lut == Lut::NF4;
+                assert_eq!(f.dequantizes_in_f32(), wide, "{name}");
+                let compute = if wide { "f32" } else { &activation.to_string() };
+                let lookup = text.lines().find(|l| l.contains("= lookup %q [")).unwrap_or_else(|| panic!("{text}"));
+                assert!(lookup.ends_with(&format!("] : {compute}")), "{lookup}");
+                assert!(!text.contains("cast %q"), "{name}: the codes are cast:\n{text}");
+            }
+        }
+    }
+    let iq4 = WeightFormat::with_lut(Lut::IQ4_NL, 32, DType::F16, DType::F16);
+    assert_eq!(iq4.kernel_name(), "lowbit_matmul_iq4nl_g32_sf16_xf16");
+    let wrong_codes = WeightFormat { weight: "u3".parse().unwrap(), ..iq4 };
+    assert_eq!(
+        build_kernel(&wrong_codes).unwrap_err().to_string(),
+        "the lookup table iq4nl has 16 entries, but u3 has 8 codes: use u4 codes"
+    );
+    let signed = WeightFormat { weight: "i4".parse().unwrap(), ..iq4 };
+    assert!(matches!(build_kernel(&signed), Err(FormatError::LutCodes { .. })));
+    let float = WeightFormat { weight: "f4e2m1".parse().unwrap(), ..iq4 };
+    assert!(matches!(build_kernel(&float), Err(FormatError::LutCodes { .. })));
+    let zero_point = WeightFormat { zero_point: true, ..iq4 };
+    assert_eq!(
+        build_kernel(&zero_point).unwrap_err().to_string(),
+        "zero points are not supported with a lookup table (iq4nl)"
+    );
+    let custom = Lut::new(&[-1.5, -0.25, 0.5, 2.0]).unwrap();
+    let f = WeightFormat::with_lut(custom, 32, DType::F16, DType::F16);
+    assert!(!f.dequantizes_in_f32());
+    assert!(build_kernel(&f).unwrap().name.starts_with("lowbit_matmul_lut2x"));
+}
+
+/// The decode, exhaustively: every code of IQ4_NL and NF4 at every weight position it can take
+/// in a column of a 32-row group, run through the kernel on the interpreter with x = I, gives
+/// `table[q]·s` rounded as documented — `(table[q]·ŝ)` rounded to the activation type, ŝ the
+/// scale rounded to it, when the entries are activation values; `table[q]·s` rounded to f32
+/// and then to the activation type otherwise — computed here from the table's values alone.
+#[test]
+fn the_lookup_decode_is_exact_for_every_code() {
+    let mut rng = SplitMix64::new(41);
+    for lut in [Lut::IQ4_NL, Lut::NF4] {
+        for activation in [DType::F16, DType::BF16] {
+            for scale in [DType::F16, DType::F32] {
+                let f = WeightFormat::with_lut(lut, 32, scale, activation);
+                let (k, n) = (32, 64);
+                // Column c holds code (7·row + c) mod 16: all 16 codes, each at two rows.
+                let codes: Vec<u32> = (0..k * n).map(|i| ((7 * (i / n) + i % n) % 16) as u32).collect();
+                let scales: Vec<u32> = (0..n)
+                    .map(|c| scale.encode(if c == 0 { 1.0 } else { rng.uniform(0.001, 3.0) / lut.max_abs() }))
+                    .collect();
+                let weights = QuantizedWeights::new(f, k, n, codes.clone(), scales.clone(), vec![]).unwrap();
+                let x: Vec<u32> =
+                    (0..k * k).map(|i| activation.encode(if i / k == i % k { 1.0 } else { 0.0 })).collect();
+                let y = run_on_interpreter(&weights, &x, k);
+                for row in 0..k {
+                    for col in 0..n {
+                        let q = f64::from(lut.values()[codes[row * n + col] as usize]);
+                        let s = scale.decode_f64(scales[col]).unwrap();
+                        let want = if f.dequantizes_in_f32() {
+                            rounded(activation, rounded(DType::F32, q * s))
+                        } else {
+                            rounded(activation, q * rounded(activation, s))
+                        };
+                        let got = activation.decode_f64(y[row * n + col]).unwrap();
+                        let what = format!("{} w[{row}][{col}] (code {})", f.kernel_name(), codes[row * n + col]);
+                        assert_eq!(got.to_bits(), want.to_bits(), "{what}: kernel {got}, table {want}");
+                        assert_eq!(weights.dequantized(row, col).to_bits(), want.to_bits(), "{what}: host form");
+                    }
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// The lookup-table kernel on the interpreter against the f64 reference computed from the
+    /// same quantized weights: every output within the documented bound (f32 accumulation,
+    /// one rounding to the activation type).
+    #[test]
+    fn lookup_table_kernels_match_the_f64_reference(
+        nf4 in any::<bool>(),
+        bf16 in any::<bool>(),
+        scale in 0usize..3,
+        group in 0usize..3,
+        m in 1usize..20,
+        n in 1usize..100,
+        groups in 1usize..3,
+        seed in any::<u64>(),
+    ) {
+        let lut = if nf4 { Lut::NF4 } else { Lut::IQ4_NL };
+        let activation = if bf16 { DType::BF16 } else { DType::F16 };
+        let scale = [DType::F16, DType::BF16, DType::F32][scale];
+        let group = [32, 64, 128][group];
+        let f = WeightFormat::with_lut(lut, group, scale, activation);
+        let k = group * groups;
+        let mut rng = SplitMix64::new(seed);
+        let weights = QuantizedWeights::random(f, k, n, &mut rng).unwrap();
+        let x: Vec<u32> = (0..m * k).map(|_| activation.encode(rng.uniform(-1.0, 1.0))).collect();
+        let y = run_on_interpreter(&weights, &x, m);
+        let expected = reference(&weights, &x, m).unwrap();
+        for (i, (&got, &(exact, bound))) in y.iter().zip(&expected).enumerate() {
+            let got = activation.decode_f64(got).unwrap();
+            prop_assert!((got - exact).abs() <= bound, "{} y[{i}]: {got}, exact {exact}, bound {bound}", f.kernel_name());
+        }
     }
 }

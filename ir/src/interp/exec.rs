@@ -581,6 +581,34 @@ impl<'k, 'a> Machine<'k, 'a> {
                 };
                 self.define(inst, 0, Self::assemble(x.shape().map(<[usize]>::to_vec), *to, codes))
             }
+            Op::Lookup { x, table, to } => {
+                let x = self.operand(Operand::Value(*x), None, "the codes")?;
+                let from = x.dtype();
+                if !matches!(from, DType::Uint(_)) || from.bits() > infer::MAX_LOOKUP_BITS {
+                    return malformed(format!("`lookup` codes must be u1…u8, found {from}"));
+                }
+                if table.len() as u64 != from.num_codes() {
+                    return malformed(format!(
+                        "`lookup` table has {} entries, {from} has {} codes",
+                        table.len(),
+                        from.num_codes()
+                    ));
+                }
+                let entries = table
+                    .iter()
+                    .map(|&l| {
+                        infer::check_literal(l, *to).map_err(|e| InterpError::new(ErrorKind::Malformed, e.0))?;
+                        Ok(infer::literal_code(l, *to))
+                    })
+                    .collect::<Result<Vec<u32>, InterpError>>()?;
+                // Codes are within the type (values are kept in range), so every index is in the table.
+                let entry = |code: u32| entries.get(code as usize).copied().unwrap_or(0);
+                let codes = match &x {
+                    Opnd::Scalar(_, c) => vec![entry(*c)],
+                    Opnd::Tile(t) => t.codes.iter().map(|&c| entry(c)).collect(),
+                };
+                self.define(inst, 0, Self::assemble(x.shape().map(<[usize]>::to_vec), *to, codes))
+            }
             Op::Fill { value, ty } => {
                 let rt = self.register_type(Self::result_id(inst, 0)?)?;
                 let v = self.operand(*value, Some(ty.dtype), "the fill value")?;

@@ -10,6 +10,9 @@
 use super::{Kernel, Literal, Op, Operand, RegisterTensorType, Type, ValueId};
 use crate::dtype::{DType, ExactValue};
 
+/// The widest code type `lookup` takes (tables of at most 2^8 entries).
+pub const MAX_LOOKUP_BITS: u32 = 8;
+
 /// Why an instruction's operands do not fit it. The message names the operand at fault.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -235,6 +238,28 @@ pub fn result_types(kernel: &Kernel, op: &Op) -> Result<Vec<Type>, TypeError> {
             }
         }
         Op::Cast { x, to } => vec![with_dtype(elementwise(kernel, &[(*x, "operand")], mnemonic)?, *to)],
+        Op::Lookup { x, table, to } => {
+            let ty = elementwise(kernel, &[(Operand::Value(*x), "operand")], mnemonic)?;
+            let codes = match ty.dtype() {
+                DType::Uint(u) if u.bits() <= MAX_LOOKUP_BITS => 1usize << u.bits(),
+                other => {
+                    return err(format!(
+                        "`lookup` codes must be an unsigned integer type of at most {MAX_LOOKUP_BITS} bits, found {other}"
+                    ));
+                }
+            };
+            if table.len() != codes {
+                return err(format!(
+                    "`lookup` table has {} entries, but {} codes have {codes}",
+                    table.len(),
+                    ty.dtype()
+                ));
+            }
+            for (code, &entry) in table.iter().enumerate() {
+                check_literal(entry, *to).map_err(|e| TypeError(format!("`lookup` table entry {code}: {}", e.0)))?;
+            }
+            vec![with_dtype(ty, *to)]
+        }
         Op::Fill { value, ty } => {
             check_register_type(ty, "`fill` result")?;
             let value_ty = operand_type(kernel, *value, Some(&Type::Scalar(ty.dtype)), "`fill` value")?;

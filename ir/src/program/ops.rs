@@ -314,6 +314,19 @@ pub enum Op {
         /// The target element type.
         to: DType,
     },
+    /// Decode codes through a table: `%w = lookup %q [-127, -104, …, 113] : f16`. The operand
+    /// (a scalar or register tensor) has an unsigned integer element type `uN`, N ≤ 8, and the
+    /// table exactly 2^N entries; each element of the result is the table entry its code
+    /// selects, the entry converted to `to` as `const` converts a literal. This is the decode
+    /// of lookup-table weight types (IQ4_NL, NF4): the storage is `uN`, the values the table's.
+    Lookup {
+        /// The codes.
+        x: ValueId,
+        /// Entry `c` is the value of code `c`.
+        table: Vec<Literal>,
+        /// The result's element type.
+        to: DType,
+    },
 
     // ----- register tensors -----
     /// A register tensor with every element set to a scalar (allocate registers):
@@ -509,6 +522,7 @@ impl Op {
             Op::Compare { op, .. } => op.name(),
             Op::Select { .. } => "select",
             Op::Cast { .. } => "cast",
+            Op::Lookup { .. } => "lookup",
             Op::Fill { .. } => "fill",
             Op::Iota { .. } => "iota",
             Op::View { .. } => "view",
@@ -541,7 +555,7 @@ impl Op {
             Op::Binary { lhs, rhs, .. } | Op::Compare { lhs, rhs, .. } => vec![*lhs, *rhs],
             Op::Select { cond, on_true, on_false } => vec![*cond, *on_true, *on_false],
             Op::Fill { value, .. } => vec![*value],
-            Op::View { x, .. } | Op::Broadcast { x, .. } | Op::Reduce { x, .. } => values(&[*x]),
+            Op::View { x, .. } | Op::Broadcast { x, .. } | Op::Reduce { x, .. } | Op::Lookup { x, .. } => values(&[*x]),
             Op::Dot { a, b, c } => values(&[*a, *b, *c]),
             Op::GlobalView { ptr, shape, strides } => {
                 values(&[*ptr]).into_iter().chain(shape.iter().copied()).chain(strides.iter().copied()).collect()

@@ -1062,6 +1062,17 @@ impl<'s> Parser<'s> {
                 let to = self.dtype("the target type of `cast`")?;
                 Op::Cast { x, to }
             }
+            "lookup" => {
+                let x = self.value(scope, "the codes of `lookup`")?;
+                self.expect_punct(
+                    b'[',
+                    "before the table of `lookup` (a lookup is written `lookup %q [-1.0, 1.0] : f16`)",
+                )?;
+                let table = self.list(b']', "a table entry", |p| p.literal("a table entry (a literal)"))?;
+                self.expect_punct(b':', "after the table of `lookup`")?;
+                let to = self.dtype("the element type of `lookup`")?;
+                Op::Lookup { x, table, to }
+            }
             "fill" => {
                 let value = self.operand(scope, "the value of `fill`")?;
                 self.expect_punct(b':', "after the value of `fill`")?;

@@ -187,6 +187,9 @@ impl Printer<'_> {
                 format!("select {}, {}, {}", self.operand(cond), self.operand(on_true), self.operand(on_false))
             }
             Op::Cast { x, to } => format!("cast {} : {to}", self.operand(x)),
+            Op::Lookup { x, table, to } => {
+                format!("lookup {} [{}] : {to}", self.value(*x), join(table.iter().map(|l| l.to_string())))
+            }
             Op::Fill { value, ty } => format!("fill {} : {}", self.operand(value), self.register_type(ty)),
             Op::Iota { dim, ty } => format!("iota {dim} : {}", self.register_type(ty)),
             Op::View { x, ty } | Op::Broadcast { x, ty } => {

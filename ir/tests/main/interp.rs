@@ -555,6 +555,46 @@ fn comparisons_and_select() {
     }
 }
 
+/// `lookup`: every code of u1 … u8 decodes to its table entry, converted to the result type
+/// as the codec rounds a value (exhaustive over the codes, random tables); a scalar code too.
+#[test]
+fn lookup_decodes_every_code_through_its_table() {
+    use anybit_ir::program::Literal;
+    let mut rng = Rng::new(19);
+    for bits in 1..=8 {
+        let codes_type = DType::uint(bits).unwrap();
+        for to in ["f16", "bf16", "f32", "f8e4m3", "i8", "u3"].map(dtype) {
+            let table: Vec<Literal> = (0..1u32 << bits)
+                .map(|_| match to.is_float() {
+                    true => Literal::Float(rng.uniform(-300.0, 300.0)),
+                    false => Literal::Int(to.min().to_f64().unwrap() as i64 + rng.below(to.num_codes()) as i64),
+                })
+                .collect();
+            let codes: Vec<u32> = (0..1u32 << bits).collect();
+            let got = run_map(&[(codes_type, codes.clone())], to, |k, t| k.lookup(t[0], table.clone(), to));
+            for (&code, &entry) in codes.iter().zip(&table) {
+                let want = match entry {
+                    Literal::Float(v) => to.encode(v),
+                    Literal::Int(v) => to.encode(v as f64),
+                };
+                assert_eq!(got[code as usize], want, "u{bits} code {code} → {to}: entry {entry}");
+            }
+        }
+    }
+    let src = "kernel k(out: ptr f16[32]) grid(1) warps(1) {
+    %c = const 2 : u2
+    %v = lookup %c [0.5, 1.5, -2.5, 3.5] : f16
+    %t = fill %v : f16[32] layout spatial(32)
+    %g = global_view %out [32] strides [1]
+    store_global %t, %g [0]
+}
+";
+    let kernel = anybit_ir::text::parse_module(src).expect("parse").kernels.remove(0);
+    let mut args = [zeros(dtype("f16"), 32)];
+    run(&kernel, &mut args);
+    assert_eq!(codes_of(&args[0]), vec![dtype("f16").encode(-2.5); 32]);
+}
+
 #[test]
 fn scalar_arithmetic_and_literals() {
     // Scalars: parameters, constants, block indices, literals typed by the other operand.

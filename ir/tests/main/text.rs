@@ -270,6 +270,14 @@ fn semantic_errors_have_precise_messages() {
         ("%x = alloc_shared : f16[4] layout @r", "`@r` is a register layout; a shared tensor needs a shared layout"),
         ("%x = fill 0.0 : f16[4] layout row_major(4)", "unknown register layout primitive `row_major`"),
         ("%x = block_index w", "expected an axis `x`, `y` or `z` after `block_index`, found `w`"),
+        ("%c = const 1 : u2\n    %x = lookup %c [1.0, 2.0] : f16", "`lookup` table has 2 entries, but u2 codes have 4"),
+        ("%x = lookup %n [1, 2] : f16", "`lookup` codes must be an unsigned integer type of at most 8 bits, found i32"),
+        (
+            "%c = const 1 : u1\n    %x = lookup %c [1.5, 2] : i8",
+            "`lookup` table entry 0: float literal 1.5 cannot be a i8",
+        ),
+        ("%c = const 1 : u1\n    %x = lookup %c [1, 2 : f16", "expected `,` or `]`"),
+        ("%c = const 1 : u1\n    %x = lookup %c [%n, 2] : f16", "expected a table entry (a literal), found `%n`"),
         ("%x = dot 1, %n, %n", "`dot` operands must be values, found the literal 1"),
         (
             "%x = global_view %p [%n]",
@@ -675,6 +683,17 @@ impl Gen {
                     return;
                 };
                 let to = if self.chance(50) { self.scalar_dtype() } else { self.tensor_dtype() };
+                // Codes of u1…u8 may instead decode through a table of literals.
+                let codes =
+                    k.type_of(x).ok().map(|t| t.dtype()).filter(|d| matches!(d, DType::Uint(_)) && d.bits() <= 8);
+                if let Some(codes) = codes
+                    && self.chance(50)
+                {
+                    let table = (0..codes.num_codes()).map(|_| self.literal(to)).collect();
+                    let v = k.lookup(x, table, to);
+                    self.add(pool, v);
+                    return;
+                }
                 let v = k.cast(x, to);
                 self.add(pool, v);
             }
@@ -992,6 +1011,7 @@ fn the_generator_covers_the_language() {
         "lt",
         "select",
         "cast",
+        "lookup",
         "fill",
         "iota",
         "view",

@@ -1431,7 +1431,7 @@ fn for_each_value_slot(k: &mut Kernel, f: &mut dyn FnMut(&mut ValueId)) {
                 operand(on_true, f);
                 operand(on_false, f);
             }
-            Op::View { x, .. } | Op::Broadcast { x, .. } | Op::Reduce { x, .. } => f(x),
+            Op::View { x, .. } | Op::Broadcast { x, .. } | Op::Reduce { x, .. } | Op::Lookup { x, .. } => f(x),
             Op::Dot { a, b, c } => {
                 f(a);
                 f(b);

@@ -212,6 +212,7 @@ impl Analysis {
             let result = inst.results.first().copied();
             match &inst.op {
                 Op::Unary { x, .. } | Op::Cast { x, .. } => link_group(&[x.value(), result], id),
+                Op::Lookup { x, .. } => link_group(&[Some(*x), result], id),
                 Op::Binary { lhs, rhs, .. } | Op::Compare { lhs, rhs, .. } => {
                     link_group(&[lhs.value(), rhs.value(), result], id)
                 }

@@ -165,6 +165,7 @@ fn map_operands(op: &mut Op, f: &mut dyn FnMut(Operand) -> Operand) {
         Op::Const { .. } | Op::BlockIndex { .. } | Op::Iota { .. } | Op::AllocShared { .. } => {}
         Op::CommitGroup | Op::WaitGroup { .. } | Op::Sync => {}
         Op::View { .. } | Op::Broadcast { .. } | Op::Reduce { .. } | Op::Dot { .. } | Op::FreeShared { .. } => {}
+        Op::Lookup { .. } => {}
         Op::Unary { x, .. } | Op::Cast { x, .. } => *x = f(*x),
         Op::Binary { lhs, rhs, .. } | Op::Compare { lhs, rhs, .. } => {
             *lhs = f(*lhs);

@@ -3,7 +3,7 @@
 //! `dot`s get MMA fragments; written layouts are kept, annotated kernels unchanged; conflicts
 //! are errors naming both instructions; the rules' layouts on their own; snapshots.
 
-use anybit_frontend::lowbit::{QuantizedWeights, WeightFormat, build_module};
+use anybit_frontend::lowbit::{Lut, QuantizedWeights, WeightFormat, build_module};
 use anybit_ir::DType;
 use anybit_ir::interp::{Arg, Buffer, RunOptions, run_kernel};
 use anybit_ir::program::{Kernel, Module, Op, ParamType, Type};
@@ -217,10 +217,12 @@ fn examples_without_layouts_compute_the_same() {
     }
 }
 
-/// The low-bit formats tested: weight type, group size, zero points, scale, activation.
+/// The low-bit formats tested: weight type, group size, zero points, scale, activation (and
+/// two lookup-table formats).
 fn lowbit_formats() -> Vec<WeightFormat> {
     let f = |w: &str, group_size: usize, zero_point: bool, scale: DType, activation: DType| WeightFormat {
         weight: w.parse().unwrap(),
+        lut: None,
         group_size,
         scale,
         zero_point,
@@ -246,6 +248,9 @@ fn lowbit_formats() -> Vec<WeightFormat> {
         f("u7", 128, false, h, h),
         f("f6e3m2", 32, false, h, b),
         f("u8", 128, true, h, h),
+        // Lookup-table formats: the codes decode with `lookup` instead of `cast`.
+        WeightFormat::with_lut(Lut::IQ4_NL, 32, h, h),
+        WeightFormat::with_lut(Lut::NF4, 64, b, b),
     ]
 }
 

@@ -656,6 +656,7 @@ fn the_lowbit_matmul_gets_shifts() {
     let formats = [
         WeightFormat {
             weight: u4,
+            lut: None,
             group_size: 128,
             scale: DType::F16,
             zero_point: true,
@@ -664,6 +665,7 @@ fn the_lowbit_matmul_gets_shifts() {
         },
         WeightFormat {
             weight: DType::uint(2).unwrap(),
+            lut: None,
             group_size: 64,
             scale: DType::F16,
             zero_point: false,
@@ -672,6 +674,7 @@ fn the_lowbit_matmul_gets_shifts() {
         },
         WeightFormat {
             weight: DType::uint(3).unwrap(),
+            lut: None,
             group_size: 128,
             scale: DType::F16,
             zero_point: true,

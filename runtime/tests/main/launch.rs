@@ -13,6 +13,7 @@ fn dtype(name: &str) -> DType {
 fn manifest() -> KernelManifest {
     let format = WeightFormat {
         weight: dtype("u4"),
+        lut: None,
         group_size: 64,
         scale: DType::F16,
         zero_point: true,
@@ -31,7 +32,8 @@ fn args(m: usize, n: usize, k: usize) -> Vec<ArgSpec> {
     let groups = k / 64;
     vec![
         buffer(DType::F16, m * k, 1 << 40, false),
-        buffer(dtype("u8"), k * (n * 4).div_ceil(8), 2 << 40, false),
+        // The weights in 64 × 64 tiles of 4-bit codes (2048 bytes each).
+        buffer(dtype("u8"), k.div_ceil(64) * n.div_ceil(64) * 2048, 2 << 40, false),
         buffer(DType::F16, groups * n, 3 << 40, false),
         buffer(dtype("u4"), groups * n, 4 << 40, false),
         buffer(DType::F16, m * n, 5 << 40, true),
@@ -139,9 +141,9 @@ fn buffers_are_checked_for_writability_alignment_size_and_overlap() {
         "parameter `x`: the buffer has 255 elements, its shape [m, k] = [2, 128] needs 256"
     );
     let mut a = args(1, 72, 128);
-    a[1] = buffer(dtype("u8"), 128 * 36 - 1, 2 << 40, false);
+    a[1] = buffer(dtype("u8"), 2 * 2 * 2048 - 1, 2 << 40, false);
     assert!(
-        error(&m, &a).to_string().contains("its shape [k, cdiv(mul(n, 4), 8)] = [128, 36] needs 4608"),
+        error(&m, &a).to_string().contains("its shape [cdiv(k, 64), mul(cdiv(n, 64), 2048)] = [2, 4096] needs 8192"),
         "{}",
         error(&m, &a)
     );

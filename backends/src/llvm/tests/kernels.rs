@@ -165,10 +165,11 @@ fn lowbit_u4_example_on_host() {
     let (m, n, k): (usize, usize, usize) = (20, 72, 256);
     let u8t = DType::uint(8).expect("u8");
     let u4 = DType::uint(4).expect("u4");
-    let row_bytes = (n * 4).div_ceil(8);
+    // The weights in 64 × 64 tiles of 4-bit codes (2048 bytes each).
+    let tiled_bytes = k.div_ceil(64) * n.div_ceil(64) * 2048;
     let args = vec![
         Arg::Buffer(random_buffer(DType::F16, m * k, 1.0, &mut rng)),
-        Arg::Buffer(random_buffer(u8t, k * row_bytes, 255.0, &mut rng)),
+        Arg::Buffer(random_buffer(u8t, tiled_bytes, 255.0, &mut rng)),
         Arg::Buffer(random_buffer(DType::F16, k / 128 * n, 0.1, &mut rng)),
         Arg::Buffer(random_buffer(u4, k / 128 * n, 15.0, &mut rng)),
         Arg::Buffer(Buffer::zeros(DType::F16, m * n).expect("zeros")),

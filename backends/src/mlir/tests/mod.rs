@@ -238,6 +238,7 @@ fn both_backends_emit_the_same_ptx() {
     for (i, weight) in crate::llvm::tests::lowbit::weight_types().into_iter().enumerate() {
         let format = WeightFormat {
             weight,
+            lut: None,
             group_size: if i % 2 == 0 { 32 } else { 128 },
             scale: [DType::F16, DType::BF16, DType::F32][i % 3],
             zero_point: weight.is_integer() && i % 2 == 1,
