@@ -91,13 +91,18 @@ impl Default for Schedule {
 
 impl Schedule {
     /// The schedule the generator uses for `format` unless told otherwise: the default, with
-    /// one step of prefetch instead of two where the dequantization itself needs many
-    /// registers (widths that do not divide 32 bits, and weights formed in f32) — two spill
-    /// there on sm_80.
+    /// less prefetch where the dequantization itself needs many registers — one step for
+    /// widths that do not divide 32 bits or weights formed in f32, none for both (deeper
+    /// queues spill on sm_80 there).
     pub fn for_format(format: &WeightFormat) -> Schedule {
         let bits = format.weight.bits();
-        let heavy = 32 % bits != 0 || format.dequantizes_in_f32();
-        Schedule { prefetch: if heavy { 1 } else { 2 }, ..Schedule::default() }
+        let (odd, wide) = (32 % bits != 0, format.dequantizes_in_f32());
+        let prefetch = match (odd, wide) {
+            (true, true) => 0,
+            (true, false) | (false, true) => 1,
+            (false, false) => 2,
+        };
+        Schedule { prefetch, ..Schedule::default() }
     }
 
     /// A short name for kernel and benchmark names: `m16p2u2`, with `k4` appended for a
