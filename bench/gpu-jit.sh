@@ -3,9 +3,10 @@
 # bench/prepare-jit.sh on the build machine, bench/out carried over): anybit's runtime on every
 # kernel case (gpu-run), the runtime's own GPU tests, QuantizedLinear for every weight type
 # against the interpreter, the example host programs (QuantizedLinear; kernels in Rust with
-# PTX embedded at build time), and every layer of an imported GGUF model run by `anybit linear`
-# on the GPU and on the interpreter, compared bit for bit. Reports go to $OUT (or
-# bench/out/report). Needs only a GPU and its driver: no Python, no Rust.
+# PTX embedded at build time; the same kernel launched by a binary without LLVM), and every
+# layer of an imported GGUF model run by `anybit linear` on the GPU and on the interpreter,
+# compared bit for bit. Reports go to $OUT (or bench/out/report). Needs only a GPU and its
+# driver: no Python, no Rust.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -19,7 +20,7 @@ for f in bench/out/rt/*.xz; do
         || python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$f" \
             > "$work/$(basename "$f" .xz)"
 done
-cp bench/out/rt/runtime-tests "$work/"
+cp bench/out/rt/runtime-tests bench/out/rt/aot-runtime "$work/"
 chmod +x "$work"/*
 export ANYBIT_CACHE_DIR="$work/cache"
 status=0
@@ -41,6 +42,11 @@ if [ -x "$work/quantized_linear" ]; then
     step quantized_linear_example_warm "$work/quantized_linear"
 fi
 step aot_example "$work/aot"
+# The embedded PTX launched by a binary with no LLVM in it (its size and libraries recorded;
+# --require-gpu: exit 2 rather than pass on the interpreter).
+step aot_runtime_binary sh -c "stat -c '%n: %s bytes' bench/out/rt/aot-runtime; ldd bench/out/rt/aot-runtime || echo 'no ldd here'"
+step aot_runtime_example "$work/aot-runtime" --require-gpu
+step aot_runtime_example_decode "$work/aot-runtime" --require-gpu 1 4096 4096
 # Every imported layer: GPU (the import's PTX) against the interpreter (its source).
 model=bench/out/rt/model
 while read -r layer k; do

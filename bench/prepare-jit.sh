@@ -7,6 +7,9 @@
 #                           tests: QuantizedLinear for every weight type vs the interpreter
 #   aot.xz                  the kernels-in-Rust example (examples/aot: PTX embedded at build
 #                           time, kernel!, JIT)
+#   aot-runtime             the same low-bit matmul from a binary without LLVM
+#                           (examples/aot-runtime: anybit-runtime + anybit-macros only, PTX
+#                           embedded at build time): ~1.7 MB stripped, carried uncompressed
 #   anybit.xz, model/       the CLI and a GGUF model imported for sm_90 (every quantized GGUF
 #                           type the fixture script writes) with activation batches, for
 #                           `anybit linear --device gpu` against `--device interp`
@@ -27,9 +30,11 @@ runtime=$(cargo test --release --locked -p anybit-runtime --test main --no-run 2
 tests=$(cargo test --release --locked --test main --no-run 2>&1 | tee /dev/stderr | executable)
 cargo build --release --locked --bin anybit
 cargo build --release --locked -p anybit-example-aot
+cargo build --release --locked -p anybit-example-aot-runtime
 cp "$runtime" "$out/runtime-tests"
 cp "$tests" "$out/anybit-tests"
 cp "$target/release/anybit-example-aot" "$out/aot"
+cp "$target/release/anybit-example-aot-runtime" "$out/aot-runtime"
 cp "$target/release/anybit" "$out/anybit"
 big=("$out/anybit-tests" "$out/aot" "$out/anybit")
 if [ "${ANYBIT_CARRY_EXAMPLE:-0}" = 1 ]; then
@@ -38,6 +43,7 @@ if [ "${ANYBIT_CARRY_EXAMPLE:-0}" = 1 ]; then
     big+=("$out/quantized_linear")
 fi
 strip "$out"/* 2>/dev/null || true
+echo "aot-runtime (no LLVM): $(stat -c %s "$out/aot-runtime") bytes stripped; aot (LLVM linked): $(stat -c %s "$out/aot") bytes stripped"
 xz -T2 -6 "${big[@]}"
 # An imported model: written by the gguf package, imported here for sm_90, run there.
 work=$(mktemp -d)

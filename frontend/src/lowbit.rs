@@ -639,7 +639,7 @@ pub fn build_kernel_scheduled(
         }
         k.name(wd, "w_tile")?;
         let next = k.dot(xa, wd, acc)?;
-        Ok(k.name(next, "acc_out")?)
+        k.name(next, "acc_out")
     };
     let mut inits = vec![Operand::Value(acc0)];
     for step in 0..schedule.prefetch {

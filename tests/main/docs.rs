@@ -108,5 +108,5 @@ fn the_rust_guide_quotes_the_example_crate() {
         );
         quoted += 1;
     }
-    assert_eq!(quoted, 3);
+    assert_eq!(quoted, 4);
 }

@@ -902,6 +902,16 @@ fn lcm(a: u32, b: u32) -> u32 {
     a / gcd(a, b) * b
 }
 
+/// A program's cost as the kernel pays it: its instructions, plus two byte permutes per
+/// output register whose lanes are not adjacent elements. Whatever consumes the halves —
+/// half-pair arithmetic, an mma operand — pairs consecutive slots (2k, 2k + 1), so a register
+/// holding elements e and e + 4 is split and re-paired (measured on the u4 matmul's SASS:
+/// about 1.75 `PRMT` per such register).
+fn effective_cost(program: &Program) -> u32 {
+    let repairs = program.outputs.iter().filter(|&&(_, lo, hi)| hi != lo + 1 || lo % 2 != 0).count();
+    program.cost().saturating_add(2 * repairs as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -916,14 +926,4 @@ mod tests {
         assert_eq!("!12".parse(), Ok(Imm(12)));
         assert!("12".parse::<Imm>().is_err() && "#12".parse::<Bits>().is_err());
     }
-}
-
-/// A program's cost as the kernel pays it: its instructions, plus two byte permutes per
-/// output register whose lanes are not adjacent elements. Whatever consumes the halves —
-/// half-pair arithmetic, an mma operand — pairs consecutive slots (2k, 2k + 1), so a register
-/// holding elements e and e + 4 is split and re-paired (measured on the u4 matmul's SASS:
-/// about 1.75 `PRMT` per such register).
-fn effective_cost(program: &Program) -> u32 {
-    let repairs = program.outputs.iter().filter(|&&(_, lo, hi)| hi != lo + 1 || lo % 2 != 0).count();
-    program.cost().saturating_add(2 * repairs as u32)
 }
