@@ -16,10 +16,10 @@
 //! count checked against the bytes left in the file before anything is allocated (and every
 //! tensor's size, from its type and shape, checked against the file and the next tensor), so a
 //! corrupt or hostile file gets an error (naming the file, the byte offset and what was
-//! wrong), never a panic or a huge allocation. Tensor data is read on demand, one tensor at
-//! a time, with positioned reads ([`GgufFile::tensor_bytes`]): a large model is never read
-//! into memory whole. (A memory map would save a copy, but mapping is `unsafe` — the file may
-//! change underneath — and the workspace keeps `unsafe` to the places that need it.)
+//! wrong), never a panic or a huge allocation. The file is memory-mapped ([`crate::mapped`]):
+//! tensor data is borrowed from the map on demand, one tensor at a time
+//! ([`GgufFile::tensor_bytes`]), so a large model is never read into memory whole (with
+//! `ANYBIT_NO_MMAP=1`, or where mapping fails, positioned reads of each tensor instead).
 //!
 //! # Decoding
 //!
@@ -35,10 +35,21 @@
 //! cannot disagree. The other quantization types are recognized (names, block sizes) and
 //! reported as not yet decodable.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use crate::mapped::{Access, MapError, MappedFile};
+
+/// A read error of the mapped file as a GGUF error (a range past the end is a malformed file).
+fn map_error(error: MapError) -> GgufError {
+    match error {
+        MapError::Io { path, source } => GgufError::Io { path, source },
+        MapError::OutOfRange { ref path, offset, .. } => {
+            GgufError::Malformed { path: path.clone(), offset, what: error.to_string() }
+        }
+    }
+}
 
 /// Why a GGUF file could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -197,7 +208,7 @@ impl TensorInfo {
 #[derive(Debug)]
 pub struct GgufFile {
     path: PathBuf,
-    file: File,
+    file: MappedFile,
     /// The format version (2 or 3).
     pub version: u32,
     /// Metadata, by key.
@@ -209,7 +220,7 @@ pub struct GgufFile {
 /// A cursor over the header bytes, checking every read against the file's length.
 struct Reader<'a> {
     path: &'a Path,
-    file: &'a File,
+    file: &'a MappedFile,
     len: u64,
     at: u64,
 }
@@ -223,10 +234,7 @@ impl Reader<'_> {
         if n > self.len.saturating_sub(self.at) {
             return Err(self.malformed(format!("{what}: {n} bytes needed, {} left", self.len.saturating_sub(self.at))));
         }
-        let mut buf = vec![0u8; n as usize];
-        self.file
-            .read_exact_at(&mut buf, self.at)
-            .map_err(|source| GgufError::Io { path: self.path.to_path_buf(), source })?;
+        let buf = self.file.bytes(self.at, n).map_err(map_error)?.into_owned();
         self.at += n;
         Ok(buf)
     }
@@ -310,10 +318,14 @@ impl Reader<'_> {
 impl GgufFile {
     /// Opens a GGUF file and reads its header, metadata and tensor infos (not the data).
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
+        GgufFile::open_with(path, Access::from_env())
+    }
+
+    /// [`GgufFile::open`], mapping the file or not as `access` says.
+    pub fn open_with(path: impl AsRef<Path>, access: Access) -> Result<GgufFile, GgufError> {
         let path = path.as_ref();
-        let io = |source| GgufError::Io { path: path.to_path_buf(), source };
-        let file = File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
+        let file = MappedFile::open_with(path, access).map_err(map_error)?;
+        let len = file.len();
         let mut r = Reader { path, file: &file, len, at: 0 };
         let magic = r.fixed::<4>("magic")?;
         if &magic != b"GGUF" {
@@ -434,13 +446,15 @@ impl GgufFile {
         self.tensors.iter().find(|t| t.name == name)
     }
 
-    /// A tensor's raw bytes (one positioned read).
-    pub fn tensor_bytes(&self, tensor: &TensorInfo) -> Result<Vec<u8>, GgufError> {
-        let mut buf = vec![0u8; tensor.bytes as usize];
-        self.file
-            .read_exact_at(&mut buf, tensor.offset)
-            .map_err(|source| GgufError::Io { path: self.path.clone(), source })?;
-        Ok(buf)
+    /// A tensor's raw bytes: borrowed from the memory map, or one positioned read where the
+    /// file is not mapped (see [`crate::mapped`]).
+    pub fn tensor_bytes(&self, tensor: &TensorInfo) -> Result<Cow<'_, [u8]>, GgufError> {
+        self.file.bytes(tensor.offset, tensor.bytes).map_err(map_error)
+    }
+
+    /// Whether tensor data comes from a memory map (else from positioned reads).
+    pub fn is_mapped(&self) -> bool {
+        self.file.is_mapped()
     }
 
     /// A tensor's values, decoded to `f32` (see [`dequantize`]).

@@ -7,10 +7,9 @@
 //! dtype, shape and `[start, end)` data offsets, plus an optional `__metadata__` map) and the
 //! data. The header is parsed and validated by the `safetensors` crate (`Metadata`: offsets
 //! contiguous from 0, each tensor's byte size equal to its dtype × shape), and the data length
-//! it describes is checked against the file's. The crate's `SafeTensors` wants the whole file
-//! as one slice (a memory map, which is `unsafe` — the file may change underneath — and the
-//! workspace keeps `unsafe` to the places that need it), so only the header is read whole;
-//! tensors are read on demand with positioned reads, one layer at a time.
+//! it describes is checked against the file's. The file is memory-mapped ([`crate::mapped`]):
+//! tensors are borrowed from the map on demand, one layer at a time, never the file whole
+//! (positioned reads with `ANYBIT_NO_MMAP=1` or where mapping fails).
 //!
 //! # The quantization formats (from `config.json`'s `quantization_config`)
 //!
@@ -44,9 +43,8 @@
 //! with each other or with the config, a v1 zero point of 0 (stored as −1), a `g_idx` whose
 //! groups are not all of the group size, and truncated files.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anybit_ir::DType;
@@ -54,7 +52,16 @@ use safetensors::Dtype;
 use serde_json::Value;
 
 use crate::lowbit::{QuantizedWeights, WeightFormat};
+use crate::mapped::{MapError, MappedFile};
 use crate::{packed_code, stream_code};
+
+/// A read error of a mapped checkpoint file (a range past its end is a malformed file).
+fn map_error(error: MapError) -> HfError {
+    match error {
+        MapError::Io { path, source } => HfError::Io { path, source },
+        MapError::OutOfRange { ref path, .. } => HfError::Malformed { path: path.clone(), what: error.to_string() },
+    }
+}
 
 /// Why a checkpoint could not be read or one of its layers not imported.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +121,7 @@ pub struct SafeTensor {
 #[derive(Debug)]
 pub struct SafetensorsFile {
     path: PathBuf,
-    file: File,
+    file: MappedFile,
     /// The tensors, in data order.
     pub tensors: Vec<SafeTensor>,
 }
@@ -126,21 +133,19 @@ impl SafetensorsFile {
     /// Opens a file and reads and validates its header.
     pub fn open(path: impl AsRef<Path>) -> Result<SafetensorsFile, HfError> {
         let path = path.as_ref();
-        let io = |source| HfError::Io { path: path.to_path_buf(), source };
         let malformed = |what: String| HfError::Malformed { path: path.to_path_buf(), what };
-        let file = File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
+        let file = MappedFile::open(path).map_err(map_error)?;
+        let len = file.len();
         if len < 8 {
             return Err(malformed(format!("{len} bytes: no header length")));
         }
         let mut size = [0u8; 8];
-        file.read_exact_at(&mut size, 0).map_err(io)?;
+        size.copy_from_slice(&file.bytes(0, 8).map_err(map_error)?);
         let n = u64::from_le_bytes(size);
         if n > MAX_HEADER || n > len - 8 {
             return Err(malformed(format!("a header of {n} bytes does not fit the file ({len} bytes)")));
         }
-        let mut header = vec![0u8; n as usize];
-        file.read_exact_at(&mut header, 8).map_err(io)?;
+        let header = file.bytes(8, n).map_err(map_error)?;
         let metadata: safetensors::tensor::Metadata =
             serde_json::from_slice(&header).map_err(|e| malformed(format!("header: {e}")))?;
         let data_start = 8 + n;
@@ -174,13 +179,10 @@ impl SafetensorsFile {
         &self.path
     }
 
-    /// A tensor's bytes (one positioned read).
-    pub fn read(&self, tensor: &SafeTensor) -> Result<Vec<u8>, HfError> {
-        let mut buf = vec![0u8; tensor.bytes as usize];
-        self.file
-            .read_exact_at(&mut buf, tensor.offset)
-            .map_err(|source| HfError::Io { path: self.path.clone(), source })?;
-        Ok(buf)
+    /// A tensor's bytes: borrowed from the memory map, or one positioned read where the file is
+    /// not mapped (see [`crate::mapped`]).
+    pub fn read(&self, tensor: &SafeTensor) -> Result<Cow<'_, [u8]>, HfError> {
+        self.file.bytes(tensor.offset, tensor.bytes).map_err(map_error)
     }
 }
 
@@ -510,7 +512,7 @@ impl HfModel {
         Ok(t)
     }
 
-    fn read(&self, name: &str) -> Result<Vec<u8>, HfError> {
+    fn read(&self, name: &str) -> Result<Cow<'_, [u8]>, HfError> {
         let (file, t) = self.get(name).ok_or_else(|| self.tensor_error(name, "missing"))?;
         file.read(t)
     }

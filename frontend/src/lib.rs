@@ -35,6 +35,7 @@ pub mod gguf;
 pub mod hf;
 pub mod lowbit;
 pub mod lut;
+pub mod mapped;
 pub mod onnx;
 
 /// Code `index` of a little-endian stream of `bits`-bit codes (least significant bit first)

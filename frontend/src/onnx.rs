@@ -13,8 +13,9 @@
 //! The file is read whole (protobuf has no index to seek by). Initializer data may lie in the
 //! message (`raw_data`, or the typed `float_data`/`int32_data` fields) or in an external file
 //! beside the model (`data_location = EXTERNAL` with `location`, `offset`, `length`): external
-//! data is read with one positioned read, its location checked to stay inside the model's
-//! directory and its extent against the file.
+//! data is read with one positioned read (the importer copies it once anyway, so a map would
+//! save nothing), its location checked to stay inside the model's directory and its extent
+//! against the file.
 //!
 //! # MatMulNBits
 //!

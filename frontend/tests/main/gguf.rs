@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anybit_frontend::gguf::{GgufError, GgufFile, MetaValue};
+use anybit_frontend::mapped::Access;
 use proptest::prelude::*;
 
 fn fixture(seed: u64) -> PathBuf {
@@ -14,7 +15,14 @@ fn fixture(seed: u64) -> PathBuf {
 fn tensors_decode_bit_for_bit_like_the_gguf_package() {
     for seed in [1u64, 2] {
         let dir = fixture(seed);
-        let file = GgufFile::open(dir.join("model.gguf")).unwrap_or_else(|e| panic!("{e}"));
+        let file = GgufFile::open_with(dir.join("model.gguf"), Access::Map).unwrap_or_else(|e| panic!("{e}"));
+        // The same tensors through positioned reads instead of the memory map.
+        let read = GgufFile::open_with(dir.join("model.gguf"), Access::Read).unwrap_or_else(|e| panic!("{e}"));
+        assert!(file.is_mapped() && !read.is_mapped());
+        assert_eq!(file.tensors, read.tensors);
+        for tensor in &file.tensors {
+            assert_eq!(file.tensor_bytes(tensor).unwrap(), read.tensor_bytes(tensor).unwrap(), "{}", tensor.name);
+        }
         assert_eq!(file.version, 3);
         assert_eq!(file.metadata.get("anybit.test.seed"), Some(&MetaValue::Uint(seed)));
         assert_eq!(file.metadata.get("anybit.test.note"), Some(&MetaValue::String("random weights".into())));
