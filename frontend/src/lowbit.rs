@@ -1070,7 +1070,7 @@ fn u8_type() -> Result<DType, FormatError> {
 }
 
 /// Quantized weights re-packed into the buffers the kernel reads (see the module doc): `w`
-/// (bytes, K rows of `⌈N·bits/8⌉`), `s` (scales, K/G × N), `z` (zero points, K/G × N, with
+/// (bytes, the 64 × 64 tiles of [`QuantizedWeights::pack_weights`]), `s` (scales, K/G × N), `z` (zero points, K/G × N, with
 /// zero points only) and `o` (offsets, K/G × N, with offsets only). This is what an import
 /// stores and a layer uploads.
 #[derive(Clone, Debug, PartialEq, Eq)]
