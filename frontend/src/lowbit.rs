@@ -1070,9 +1070,9 @@ fn u8_type() -> Result<DType, FormatError> {
 }
 
 /// Quantized weights re-packed into the buffers the kernel reads (see the module doc): `w`
-/// (bytes, the 64 × 64 tiles of [`QuantizedWeights::pack_weights`]), `s` (scales, K/G × N), `z` (zero points, K/G × N, with
-/// zero points only) and `o` (offsets, K/G × N, with offsets only). This is what an import
-/// stores and a layer uploads.
+/// (bytes, the 64 × 64 tiles of [`QuantizedWeights::pack_weights`]), `s` (scales, K/G × N),
+/// `z` (zero points, K/G × N, with zero points only) and `o` (offsets, K/G × N, with offsets
+/// only). This is what an import stores and a layer uploads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackedWeights {
     /// The format.
