@@ -544,12 +544,7 @@ pub fn build_kernel_scheduled(
     let (yv, out_row, k_begin, k_end) = if split > 1 {
         let slab = k.block_index(Axis::Z)?;
         k.name(slab, "slab")?;
-        let m_blocks = k.binary(BinaryOp::CeilDiv, m, block_m as i64)?;
-        let slab_rows = k.mul(m_blocks, block_m as i64)?;
-        k.name(slab_rows, "slab_rows")?;
-        let rows = k.mul(slab_rows, split as i64)?;
-        let pv = k.global_view(y, &[rows.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
-        k.name(pv, "pv")?;
+        let (pv, slab_rows) = partial_view(&mut k, y, m, n, block_m, split)?;
         let slab_start = k.mul(slab, slab_rows)?;
         let out_row = k.add(slab_start, m0)?;
         k.name(out_row, "out_row")?;
@@ -707,6 +702,25 @@ pub fn partial_rows(m: usize, block_m: usize, split: usize) -> usize {
     m.div_ceil(block_m) * block_m * split
 }
 
+/// The view of the partial-sum workspace `p` (both kernels of a split of K read it the same
+/// way), and the rows of one slab.
+fn partial_view(
+    k: &mut KernelBuilder,
+    p: ValueId,
+    m: ValueId,
+    n: ValueId,
+    block_m: usize,
+    split: usize,
+) -> Result<(ValueId, ValueId), FormatError> {
+    let m_blocks = k.binary(BinaryOp::CeilDiv, m, block_m as i64)?;
+    let slab_rows = k.mul(m_blocks, block_m as i64)?;
+    k.name(slab_rows, "slab_rows")?;
+    let rows = k.mul(slab_rows, split as i64)?;
+    let pv = k.global_view(p, &[rows.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
+    k.name(pv, "pv")?;
+    Ok((pv, slab_rows))
+}
+
 fn partial_rows_expr(m: GridExpr, block_m: usize, split: usize) -> GridExpr {
     GridExpr::binary(
         GridOp::Mul,
@@ -746,12 +760,7 @@ pub fn build_reduce_kernel(
     k.name(n0, "n0")?;
     let m0 = k.mul(bm, REDUCE_ROWS as i64)?;
     k.name(m0, "m0")?;
-    let m_blocks = k.binary(BinaryOp::CeilDiv, m, block_m as i64)?;
-    let slab_rows = k.mul(m_blocks, block_m as i64)?;
-    k.name(slab_rows, "slab_rows")?;
-    let rows = k.mul(slab_rows, split as i64)?;
-    let pv = k.global_view(p, &[rows.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
-    k.name(pv, "pv")?;
+    let (pv, slab_rows) = partial_view(&mut k, p, m, n, block_m, split)?;
     let yv = k.global_view(y, &[m.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
     k.name(yv, "yv")?;
     // Each thread adds 8 consecutive columns of one row: 32-byte runs.
