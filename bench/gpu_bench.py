@@ -5,9 +5,11 @@ Usage:
     python3 bench/gpu_bench.py PTX [--report FILE] [--shapes 4096x14336,...] [--ms 1,16,4096] [--runs R]
                                    [--only u4,u4_p2u2]
 
-PTX holds one folder per benchmark kernel (bench_<weight>, or bench_<weight>_<schedule> for
-schedule variants), each with manifest.json and the kernel's .ptx, as bench/prepare.sh writes
-them. Shapes are KxN. For each format and M it reports the median
+PTX holds one folder per benchmark module (bench_<weight>: the layer module QuantizedLinear
+runs, or bench_<weight>_<tag> for schedule variants), each with manifest.json, the kernels'
+.ptx and plans.json — the launch plan (`m16k4`: the matmul kernel with 16 rows per block, K
+split in 4 and a reduction kernel) per shape and M — as bench/prepare.sh writes them. Shapes
+are KxN. For each format and M it reports the median
 time (L2 flushed before every launch by writing a 256 MiB buffer), the effective weight
 bandwidth (packed weights + scales / time) as a fraction of the device-to-device copy
 bandwidth measured in the same run, TFLOP/s, and the ratios against cuBLAS bf16 (torch.matmul)
@@ -53,6 +55,37 @@ def eval_expr(expr, scalars):
     a, b = (eval_expr(e, scalars) for e in expr["args"])
     return {"add": a + b, "sub": a - b, "mul": a * b, "div": a // b, "cdiv": -((-a) // b),
             "min": min(a, b), "max": max(a, b)}[expr["op"]]
+
+
+def parse_plan(tag):
+    """(rows per block, splits of K) of a launch plan tag such as `m16k4`."""
+    rows, splits = tag[1:].split("k")
+    return int(rows), int(splits)
+
+
+def plan_launches(kernels, tag):
+    """The kernels a plan launches, in order: the matmul with its rows per block, then the
+    reduction when K is split; and the split."""
+    rows, splits = parse_plan(tag)
+    reduce = next(k for k in kernels if k["name"].endswith("_reduce"))
+    base = reduce["name"][: -len("_reduce")]
+    matmul_name = base if rows == 16 else f"{base}_m{rows}"
+    matmul = next((k for k in kernels if k["name"] == matmul_name), None)
+    if matmul is None:
+        raise ValueError(f"plan {tag}: no kernel {matmul_name} among {[k['name'] for k in kernels]}")
+    return ([matmul, reduce] if splits > 1 else [matmul]), splits
+
+
+def self_test():
+    kernels = [{"name": "lm_u4"}, {"name": "lm_u4_m64"}, {"name": "lm_u4_reduce"}]
+    assert parse_plan("m64k1") == (64, 1)
+    assert [k["name"] for k in plan_launches(kernels, "m16k4")[0]] == ["lm_u4", "lm_u4_reduce"]
+    assert [k["name"] for k in plan_launches(kernels, "m64k1")[0]] == ["lm_u4_m64"]
+    try:
+        plan_launches(kernels, "m32k1")
+        raise AssertionError("a missing kernel must be refused")
+    except ValueError:
+        pass
 
 
 def main(argv):
@@ -104,18 +137,25 @@ def main(argv):
         name = folder[len("bench_"):]
         weight = name.split("_")[0]
         manifest = json.load(open(os.path.join(ptx_root, folder, "manifest.json")))
-        # One kernel, or (a split of K) the matmul writing partial sums and the reduction:
+        plans = json.load(open(os.path.join(ptx_root, folder, "plans.json")))
+        if f"{K}x{N}" not in plans:
+            raise SystemExit(f"{folder}/plans.json has no plan for {K}x{N}: add the shape to BENCH_SHAPES")
+        # The matmul, or (a split of K) the matmul writing partial sums and the reduction:
         # launched in order, timed together; buffers are shared by name (the workspace `p`).
-        kernels = manifest["kernels"]
-        functions = [cp.RawModule(path=os.path.join(ptx_root, folder, kernel["ptx_file"])).get_function(kernel["name"])
-                     for kernel in kernels]
+        functions = {kernel["name"]: cp.RawModule(path=os.path.join(ptx_root, folder, kernel["ptx_file"]))
+                     .get_function(kernel["name"]) for kernel in manifest["kernels"]}
         for m in ms:
-            values = {"m": m, "n": N, "k": K}
+            plan = plans[f"{K}x{N}"].get(str(m))
+            if plan is None:
+                raise SystemExit(f"{folder}/plans.json has no plan for M = {m}: add it to BENCH_MS")
+            kernels, splits = plan_launches(manifest["kernels"], plan)
+            values = {"m": m, "n": N, "k": K, "splits": splits}
             # Inputs are shared by the schedules of one weight type (same packing), so a
             # variant's y can be compared with the default kernel's.
             shared_inputs = inputs.setdefault((weight, K, N, m), {})
             buffers, launches = {}, []
-            for kernel, function in zip(kernels, functions):
+            for kernel in kernels:
+                function = functions[kernel["name"]]
                 names = [p["name"] for p in kernel["params"]]
                 scalars = [values.get(name) for name in names]
                 args = []
@@ -168,13 +208,13 @@ def main(argv):
             tflops = 2 * m * N * K / seconds / 1e12
             cublas = peers[("cublas", K, N, m)]
             tiny = peers.get(("tinygemm", K, N, m)) if weight in ("u4", "i4") else None
-            rows.append((name, K, N, m, f"{seconds * 1e6:.1f}", f"{bandwidth / 1e12:.2f}",
+            rows.append((name, plan, K, N, m, f"{seconds * 1e6:.1f}", f"{bandwidth / 1e12:.2f}",
                          f"{bandwidth / copy_bw:.0%}", f"{tflops:.1f}", f"{cublas * 1e6:.1f}", f"{cublas / seconds:.2f}",
                          "-" if tiny is None else f"{tiny * 1e6:.1f}", "-" if tiny is None else f"{tiny / seconds:.2f}",
                          agreement))
 
-    header = ("weights", "K", "N", "M", "µs", "weight TB/s", "of copy BW", "TFLOP/s", "cuBLAS bf16 µs", "speedup vs cuBLAS",
-              "tinygemm µs", "speedup vs tinygemm", "max |Δy| / max |y| vs default schedule")
+    header = ("weights", "plan", "K", "N", "M", "µs", "weight TB/s", "of copy BW", "TFLOP/s", "cuBLAS bf16 µs", "speedup vs cuBLAS",
+              "tinygemm µs", "speedup vs tinygemm", "max abs Δy / max abs y vs the layer module")
     lines = [f"{time.strftime('%Y-%m-%d')} · {device} · group 128 · L2 flushed · median of {runs}",
              f"device-to-device copy bandwidth: {copy_bw / 1e12:.2f} TB/s", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -190,4 +230,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--self-test"]:
+        self_test()
+        print("gpu_bench.py self-test passed")
+        sys.exit(0)
     sys.exit(main(sys.argv))

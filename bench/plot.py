@@ -14,13 +14,18 @@ import sys
 
 
 def rows(path):
-    copy = None
+    """(copy bandwidth, {column: cell}) per table row (columns by the header's names)."""
+    copy, header = None, None
     for line in open(path):
         if line.startswith("device-to-device copy bandwidth:"):
             copy = float(line.split(":")[1].split()[0])
+        if not line.startswith("|"):
+            continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 7 and cells[1].isdigit():
-            yield copy, cells
+        if cells[0] == "weights":
+            header = cells
+        elif header is not None and len(cells) > header.index("weight TB/s") and cells[header.index("K")].isdigit():
+            yield copy, dict(zip(header, cells))
 
 
 def main(argv):
@@ -37,7 +42,8 @@ def main(argv):
 
     series = {}
     for copy, cells in rows(table):
-        name, kk, nn, m, tb = cells[0], int(cells[1]), int(cells[2]), int(cells[3]), float(cells[5])
+        name, kk, nn, m = cells["weights"], int(cells["K"]), int(cells["N"]), int(cells["M"])
+        tb = float(cells["weight TB/s"])
         if "_" in name or (kk, nn) != (k, n):
             continue
         series.setdefault(name, []).append((m, tb / copy))

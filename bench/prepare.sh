@@ -23,14 +23,17 @@ else
 fi
 cp target/release/gpu-cases target/release/gpu-run "$out/bin/"
 strip "$out/bin/gpu-cases" "$out/bin/gpu-run" 2>/dev/null || true
-# ANYBIT_BENCH_SCHEDULES=m16p1u2,m64p1u2 adds benchmark kernels with those schedules.
+# ANYBIT_BENCH_SCHEDULES=m16p1u2,m64p1u2k4 adds benchmark modules with those schedules (and
+# splits of K).
 "$out/bin/gpu-cases" kernels "$out/kernels" ${ANYBIT_BENCH_SCHEDULES:+--schedules "$ANYBIT_BENCH_SCHEDULES"}
 for dir in "$out"/kernels/*/; do
     case=$(basename "$dir")
     target/release/anybit compile "$dir/kernel.abk" --target "$target" -o "$out/ptx/$case" >/dev/null
+    if [ -f "$dir/plans.json" ]; then cp "$dir/plans.json" "$out/ptx/$case/"; fi
     if [ "$mlir" = 1 ]; then
         target/release/anybit compile "$dir/kernel.abk" --target "$target" --backend mlir \
             -o "$out/ptx-mlir/$case" >/dev/null
+        if [ -f "$dir/plans.json" ]; then cp "$dir/plans.json" "$out/ptx-mlir/$case/"; fi
     fi
 done
 echo "prepared $(ls "$out/ptx" | wc -l) compiled cases for $target in $out ($(du -sh "$out" | cut -f1))"

@@ -39,8 +39,9 @@ fn run(format: WeightFormat, m: usize, n: usize, k: usize, rng: &mut SplitMix64)
         args.push(buffer(Buffer::from_codes(format.weight, &weights.zeros))?);
     }
     let y_position = args.len();
-    args.push(buffer(Buffer::zeros(act, m * n))?);
-    args.extend([Arg::Int(m as i64), Arg::Int(n as i64), Arg::Int(k as i64)]);
+    // y, no workspace and no split of K.
+    args.extend([buffer(Buffer::zeros(act, m * n))?, buffer(Buffer::zeros(dtype("f32")?, 0))?]);
+    args.extend([m, n, k, 1].map(|v| Arg::Int(v as i64)));
     let start = Instant::now();
     run_kernel(&kernel, &mut args, &RunOptions::default()).map_err(|e| e.to_string())?;
     let seconds = start.elapsed().as_secs_f64();

@@ -77,9 +77,10 @@ use serde::{Deserialize, Serialize};
 use crate::jit::{JitError, JitOptions, compile_lowbit_for};
 use crate::linear::{Device, LinearError, QuantizedLinear};
 
-/// The version of the import directory's layout this build writes (it reads this one and 1,
-/// which had no biases).
-pub const FORMAT_VERSION: u32 = 2;
+/// The version of the import directory's layout this build writes and reads. Version 3: each
+/// kernel directory holds the layer module (two matmul kernels taking a split of K at launch,
+/// and the reduction); 1 and 2 had one kernel of another calling convention.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Buffers in `weights.bin` start at multiples of this (a GPU's widest loads, and pages of a
 /// memory map, stay aligned).
@@ -864,9 +865,9 @@ impl ImportedModel {
         let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
         let bad = |what: String| ImportError::Manifest { path: path.clone(), what };
         let manifest: ImportManifest = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        if !(1..=FORMAT_VERSION).contains(&manifest.format_version) {
+        if manifest.format_version != FORMAT_VERSION {
             return Err(bad(format!(
-                "written in import format {}, this build reads 1 to {FORMAT_VERSION}: import the model again",
+                "written in import format {}, this build reads {FORMAT_VERSION}: import the model again",
                 manifest.format_version
             )));
         }
@@ -1006,10 +1007,10 @@ impl ImportedModel {
                 let module = anybit_ir::text::parse_module(&text).map_err(|d| bad(d.to_string()))?;
                 anybit_ir::verify::verify_module(&module, &anybit_ir::verify::VerifyOptions::default())
                     .map_err(|d| bad(d.to_string()))?;
-                let Some(found) = module.kernels.into_iter().find(|k| k.name == kernel.name) else {
+                if !module.kernels.iter().any(|k| k.name == kernel.name) {
                     return Err(bad(format!("no kernel `{}`", kernel.name)));
-                };
-                QuantizedLinear::from_kernel(packed, found).map_err(layer_error)
+                }
+                QuantizedLinear::from_module(packed, module).map_err(layer_error)
             }
         }
     }

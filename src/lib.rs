@@ -47,6 +47,7 @@ pub use anybit_runtime::npy;
 pub mod import;
 pub mod jit;
 pub mod linear;
+pub mod tune;
 
 /// Embeds an anybit kernel module — inline source or a `.abk` file — checked (parsed and
 /// verified) at compile time, as typed launch handles: one struct per kernel whose `launch`

@@ -39,6 +39,18 @@
 //! rows M; [`QuantizedLinear::forward_on`] does the same on device buffers and the caller's
 //! stream, without synchronizing.
 //!
+//! # Choosing how each call runs
+//!
+//! The layer's module holds two matmul kernels — 16 rows per block for decode-sized M, 64 for
+//! larger M — and the reduction of a split of K. Each call picks a [`LaunchPlan`] for its M:
+//! [`LinearOptions::plan`] when given, else a plan measured by [`QuantizedLinear::tune`] for
+//! that M (or the nearest larger one tuned), else [`LaunchPlan::choose`] from the shape and
+//! the GPU's multiprocessor count. A split of K needs a workspace of f32 partial sums, taken
+//! per call from the stream's memory pool (no zeroing: every value read is written first).
+//! On the interpreter the plans are those of an H100 (132 SMs), so that it runs what the GPU
+//! would. [`QuantizedLinear::tune`] measures the plans on the layer's GPU; a
+//! [`TuningTable`] keeps the winners per GPU, kernel and shape across processes.
+//!
 //! ```
 //! use anybit::ir::DType;
 //! use anybit::ir::random::SplitMix64;
@@ -62,19 +74,23 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use anybit_backends::Target;
-use anybit_frontend::lowbit::{FormatError, PackedWeights, QuantizedWeights, WeightFormat, build_module_for};
+use anybit_frontend::lowbit::{
+    BLOCK_M, FormatError, LaunchPlan, PREFILL_BLOCK_M, PackedWeights, PlanError, QuantizedWeights, WeightFormat,
+    build_module_for, matmul_kernel_name, reduce_kernel_name, run_plan,
+};
 use anybit_ir::DType;
-use anybit_ir::interp::{Arg, Buffer, ErrorKind, InterpError, RunOptions, run_kernel};
+use anybit_ir::interp::{Buffer, InterpError, RunOptions};
 use anybit_ir::manifest::Manifest;
-use anybit_ir::program::Kernel;
+use anybit_ir::program::Module;
 use anybit_passes::{OptLevel, PassManager};
 use anybit_runtime::cache::{CacheKey, CompileCache, Source};
 use anybit_runtime::{DeviceBuffer, Gpu, GpuModule, LaunchArg, RuntimeError, Stream};
 
 use crate::jit::{JitError, JitOptions, compile_lowbit_for};
+use crate::tune::{TuneOptions, TuneReport, TuningTable};
 
 /// Where a layer runs.
 #[derive(Clone, Debug, Default)]
@@ -111,7 +127,16 @@ pub struct LinearOptions {
     pub opt_level: Option<OptLevel>,
     /// The compile cache; by default the process-wide one ([`CompileCache::global`]).
     pub cache: Option<Arc<CompileCache>>,
+    /// One launch plan for every call (rows per block 16 or 64), instead of choosing per M
+    /// (see the module doc).
+    pub plan: Option<LaunchPlan>,
+    /// Tuned plans to use where they match the layer's GPU, kernel and shape
+    /// ([`QuantizedLinear::use_tuning`]).
+    pub tuning: Option<Arc<TuningTable>>,
 }
+
+/// The multiprocessors plans are chosen for on the interpreter: an H100 SXM's.
+pub const INTERPRETER_MULTIPROCESSORS: usize = 132;
 
 /// Why a layer could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +185,14 @@ pub enum LinearError {
     /// The interpreter failed (a bug if it ever happens: the inputs are checked).
     #[error("the interpreter failed: {0}")]
     Interpreter(#[from] InterpError),
+    /// A launch plan this layer cannot run.
+    #[error("launch plan {plan:?}: {why}")]
+    Plan {
+        /// The plan.
+        plan: LaunchPlan,
+        /// Why not.
+        why: String,
+    },
     /// A GPU-only call on an interpreter layer.
     #[error("{0} needs a layer on a GPU; this one runs on the interpreter")]
     NotOnGpu(&'static str),
@@ -186,12 +219,15 @@ pub struct CompileInfo {
     pub warning: Option<String>,
 }
 
+/// Where the layer runs. (The GPU variant is the larger one, and layers are few and long-lived:
+/// not worth a box.)
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 enum Engine {
     Interpreter {
-        kernel: Box<Kernel>,
-        /// The weight buffers in launch order (w, s, then z and o where the format has them).
-        weights: Vec<Buffer>,
+        module: Box<Module>,
+        /// The weights in the kernels' layout.
+        packed: Box<PackedWeights>,
     },
     Gpu {
         gpu: Arc<Gpu>,
@@ -199,6 +235,8 @@ enum Engine {
         stream: Stream,
         /// The weight buffers in launch order.
         weights: Vec<DeviceBuffer>,
+        /// The workspace argument of calls without a split (no element is written).
+        no_workspace: Mutex<DeviceBuffer>,
         /// How the kernel was compiled (absent for PTX given by the caller).
         compiled: Option<CompileInfo>,
     },
@@ -211,6 +249,39 @@ pub struct QuantizedLinear {
     k: usize,
     n: usize,
     engine: Engine,
+    /// [`LinearOptions::plan`].
+    fixed_plan: Option<LaunchPlan>,
+    /// Plans measured by [`QuantizedLinear::tune`], by M, increasing.
+    tuned: Mutex<Vec<(usize, LaunchPlan)>>,
+}
+
+/// The names of the kernels a layer of `format` needs: the two matmul kernels and the
+/// reduction.
+fn layer_kernel_names(format: &WeightFormat) -> [String; 3] {
+    [matmul_kernel_name(format, BLOCK_M), matmul_kernel_name(format, PREFILL_BLOCK_M), reduce_kernel_name(format)]
+}
+
+/// The kernel names of `have` that a layer of `format` needs and that are missing, as an
+/// error.
+fn check_kernels<'a>(format: &WeightFormat, have: impl Iterator<Item = &'a str> + Clone) -> Result<(), LinearError> {
+    let missing: Vec<String> =
+        layer_kernel_names(format).into_iter().filter(|name| !have.clone().any(|h| h == name)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = have.collect();
+    Err(LinearError::KernelMismatch(format!(
+        "the module has {names:?}, the format needs {missing:?} too (a module from an older anybit? compile or import it again)"
+    )))
+}
+
+fn check_plan(plan: LaunchPlan) -> Result<LaunchPlan, LinearError> {
+    plan.validate()?;
+    if plan.block_m != BLOCK_M && plan.block_m != PREFILL_BLOCK_M {
+        let why = format!("a layer has kernels of {BLOCK_M} and {PREFILL_BLOCK_M} rows per block");
+        return Err(LinearError::Plan { plan, why });
+    }
+    Ok(plan)
 }
 
 impl QuantizedLinear {
@@ -254,33 +325,43 @@ impl QuantizedLinear {
                     ptx_bytes: compiled.module.ptx.iter().map(String::len).sum(),
                     warning: compiled.warning.clone(),
                 };
-                QuantizedLinear::gpu(packed, gpu, &compiled.module.manifest, &compiled.module.ptx, Some(info))
+                let layer =
+                    QuantizedLinear::gpu(packed, gpu, &compiled.module.manifest, &compiled.module.ptx, Some(info))?
+                        .with_plan(options.plan)?;
+                if let Some(table) = &options.tuning {
+                    layer.use_tuning(table)?;
+                }
+                Ok(layer)
             }
             _ => {
-                // The kernel the GPU would run: specialized for N, through the same passes (so
+                // The kernels the GPU would run: specialized for N, through the same passes (so
                 // the interpreter also checks the vectorizer's alignment proofs).
                 let mut module = build_module_for(&packed.format, Some(packed.n))?;
                 let level = options.opt_level.unwrap_or(OptLevel::O2);
                 PassManager::for_level(level).run(&mut module).map_err(JitError::from)?;
-                let Some(kernel) = module.kernels.pop() else {
-                    return Err(FormatError::Data("the low-bit matmul module has no kernel".into()).into());
-                };
-                QuantizedLinear::from_kernel(packed, kernel)
+                QuantizedLinear::from_module(packed, module)?.with_plan(options.plan)
             }
         }
     }
 
-    /// A layer on the interpreter running `kernel` — the format's kernel, e.g. read back from
+    /// A layer on the interpreter running `module` — the format's module, e.g. read back from
     /// the kernel-language source an import wrote — on weights in its layout.
-    pub fn from_kernel(packed: PackedWeights, kernel: Kernel) -> Result<QuantizedLinear, LinearError> {
+    pub fn from_module(packed: PackedWeights, module: Module) -> Result<QuantizedLinear, LinearError> {
         packed.validate()?;
-        let want = packed.format.kernel_name();
-        if kernel.name != want {
-            return Err(LinearError::KernelMismatch(format!("kernel `{}`, the format needs `{want}`", kernel.name)));
-        }
-        let weights = packed.buffers().into_iter().map(|(_, b)| b.clone()).collect();
+        check_kernels(&packed.format, module.kernels.iter().map(|k| k.name.as_str()))?;
         let (format, k, n) = (packed.format, packed.k, packed.n);
-        Ok(QuantizedLinear { format, k, n, engine: Engine::Interpreter { kernel: Box::new(kernel), weights } })
+        let engine = Engine::Interpreter { module: Box::new(module), packed: Box::new(packed) };
+        Ok(QuantizedLinear::with_engine(format, k, n, engine))
+    }
+
+    fn with_engine(format: WeightFormat, k: usize, n: usize, engine: Engine) -> QuantizedLinear {
+        QuantizedLinear { format, k, n, engine, fixed_plan: None, tuned: Mutex::new(Vec::new()) }
+    }
+
+    /// The layer with every call running `plan` (when `Some`; see [`LinearOptions::plan`]).
+    pub fn with_plan(mut self, plan: Option<LaunchPlan>) -> Result<QuantizedLinear, LinearError> {
+        self.fixed_plan = plan.map(check_plan).transpose()?;
+        Ok(self)
     }
 
     /// A layer on `gpu` running compiled PTX — `ptx[i]` is the text of `manifest.kernels[i]`,
@@ -302,17 +383,15 @@ impl QuantizedLinear {
         ptx: &[S],
         compiled: Option<CompileInfo>,
     ) -> Result<QuantizedLinear, LinearError> {
-        let want = packed.format.kernel_name();
-        if manifest.kernel(&want).is_none() {
-            let names: Vec<&str> = manifest.kernels.iter().map(|k| k.name.as_str()).collect();
-            return Err(LinearError::KernelMismatch(format!("the module has {names:?}, the format needs `{want}`")));
-        }
+        check_kernels(&packed.format, manifest.kernels.iter().map(|k| k.name.as_str()))?;
         let module = gpu.load_module(manifest, ptx)?;
         let stream = gpu.new_stream()?;
         let weights =
             packed.buffers().into_iter().map(|(_, b)| DeviceBuffer::upload(&stream, b)).collect::<Result<_, _>>()?;
+        let no_workspace = Mutex::new(DeviceBuffer::zeros(&stream, DType::F32, 0)?);
         let (format, k, n) = (packed.format, packed.k, packed.n);
-        Ok(QuantizedLinear { format, k, n, engine: Engine::Gpu { gpu, module, stream, weights, compiled } })
+        let engine = Engine::Gpu { gpu, module, stream, weights, no_workspace, compiled };
+        Ok(QuantizedLinear::with_engine(format, k, n, engine))
     }
 
     /// The weight format.
@@ -351,6 +430,93 @@ impl QuantizedLinear {
         }
     }
 
+    /// The plan a call with `m` rows runs (see the module doc).
+    pub fn plan_for(&self, m: usize) -> LaunchPlan {
+        if let Some(plan) = self.fixed_plan {
+            return plan;
+        }
+        let tuned = self.tuned.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&(_, plan)) = tuned.iter().find(|&&(tuned_m, _)| tuned_m >= m) {
+            return plan;
+        }
+        let multiprocessors = match &self.engine {
+            Engine::Gpu { gpu, .. } => gpu.multiprocessors(),
+            Engine::Interpreter { .. } => INTERPRETER_MULTIPROCESSORS,
+        };
+        LaunchPlan::choose(m, self.n, self.k, multiprocessors)
+    }
+
+    /// Uses `plan` for calls of up to `m` rows (down to the next smaller M given a plan), as
+    /// [`QuantizedLinear::tune`] does with the plans it measures.
+    pub fn set_plan(&self, m: usize, plan: LaunchPlan) -> Result<(), LinearError> {
+        let plan = check_plan(plan)?;
+        let mut tuned = self.tuned.lock().unwrap_or_else(PoisonError::into_inner);
+        tuned.retain(|&(tuned_m, _)| tuned_m != m);
+        let at = tuned.partition_point(|&(tuned_m, _)| tuned_m < m);
+        tuned.insert(at, (m, plan));
+        Ok(())
+    }
+
+    /// The plans set by [`QuantizedLinear::set_plan`] or [`QuantizedLinear::tune`], by M.
+    pub fn tuned_plans(&self) -> Vec<(usize, LaunchPlan)> {
+        self.tuned.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Measures every plan of [`crate::tune::candidates`] for each M of `options` on the
+    /// layer's GPU — random x, the L2 cache flushed before every launch, the median of
+    /// `options.runs` launches timed with events — and keeps the fastest per M for later calls
+    /// (see [`QuantizedLinear::plan_for`]). GPU layers only.
+    pub fn tune(&self, options: &TuneOptions) -> Result<TuneReport, LinearError> {
+        let Engine::Gpu { gpu, stream, .. } = &self.engine else {
+            return Err(LinearError::NotOnGpu("tune"));
+        };
+        let act = self.format.activation;
+        let mut flush = DeviceBuffer::zeros(
+            stream,
+            DType::uint(8).map_err(|e| FormatError::Data(e.to_string()))?,
+            options.flush_bytes,
+        )?;
+        let mut rng = anybit_ir::random::SplitMix64::new(0x7475_6e65);
+        let mut inputs: Vec<(usize, DeviceBuffer, DeviceBuffer)> = Vec::new();
+        for &m in &options.ms {
+            self.format.validate_shape(m, self.n, self.k)?;
+            let codes: Vec<u32> = (0..m * self.k).map(|_| act.encode(rng.uniform(-1.0, 1.0))).collect();
+            let x = Buffer::from_codes(act, &codes).map_err(|e| FormatError::Data(e.to_string()))?;
+            inputs.push((m, DeviceBuffer::upload(stream, &x)?, DeviceBuffer::zeros(stream, act, m * self.n)?));
+        }
+        let runs = options.runs.max(1);
+        let report = crate::tune::tune_with(&options.ms, self.n, self.k, gpu.multiprocessors(), |m, plan| {
+            let Some((_, x, y)) = inputs.iter_mut().find(|(input_m, _, _)| *input_m == m) else {
+                return Err(LinearError::Plan { plan, why: format!("no input of {m} rows") });
+            };
+            // One untimed launch first (module loading, the memory pool's first allocation).
+            self.launch(stream, x, y, m, plan)?;
+            let mut micros = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                flush.fill_zeros(stream)?;
+                let elapsed = stream.time(|| self.launch(stream, x, y, m, plan))?;
+                micros.push(elapsed.as_secs_f64() * 1e6);
+            }
+            micros.sort_by(f64::total_cmp);
+            Ok(micros[micros.len() / 2])
+        })?;
+        for winner in &report.winners {
+            self.set_plan(winner.m, winner.plan)?;
+        }
+        Ok(report)
+    }
+
+    /// Uses the plans `table` holds for this layer's device, kernel and shape; returns how
+    /// many. (On the interpreter, nothing: tuned plans belong to a GPU.)
+    pub fn use_tuning(&self, table: &TuningTable) -> Result<usize, LinearError> {
+        let Engine::Gpu { gpu, .. } = &self.engine else { return Ok(0) };
+        let plans = table.plans(gpu.name(), &self.format.kernel_name(), self.k, self.n);
+        for &(m, plan) in &plans {
+            self.set_plan(m, plan)?;
+        }
+        Ok(plans.len())
+    }
+
     /// The number of rows of an input of `len` values.
     fn rows(&self, len: usize) -> Result<usize, LinearError> {
         if !len.is_multiple_of(self.k) {
@@ -375,22 +541,13 @@ impl QuantizedLinear {
         let codes: Vec<u32> = x.iter().map(|&c| u32::from(c)).collect();
         let x = Buffer::from_codes(act, &codes).map_err(|e| FormatError::Data(e.to_string()))?;
         let y = match &self.engine {
-            Engine::Interpreter { kernel, weights } => {
-                let mut args = vec![Arg::Buffer(x)];
-                args.extend(weights.iter().map(|b| Arg::Buffer(b.clone())));
-                let y = args.len();
-                let zeros = Buffer::zeros(act, m * self.n).map_err(|e| FormatError::Data(e.to_string()))?;
-                args.push(Arg::Buffer(zeros));
-                args.extend([Arg::Int(m as i64), Arg::Int(self.n as i64), Arg::Int(self.k as i64)]);
+            Engine::Interpreter { module, packed } => {
                 let options = RunOptions { max_instructions: u64::MAX, ..RunOptions::default() };
-                run_kernel(kernel, &mut args, &options)?;
-                match args.swap_remove(y) {
-                    Arg::Buffer(y) => y,
-                    _ => {
-                        let what = format!("argument {y} is not the output buffer");
-                        return Err(InterpError::new(ErrorKind::BadArgument, what).into());
-                    }
-                }
+                run_plan(module, packed, &x, m, self.plan_for(m), &options).map_err(|e| match e {
+                    PlanError::Format(e) => LinearError::Format(e),
+                    PlanError::Interpreter(e) => LinearError::Interpreter(e),
+                    PlanError::MissingKernel(name) => LinearError::KernelMismatch(format!("no kernel `{name}`")),
+                })?
             }
             Engine::Gpu { stream, .. } => {
                 let x = DeviceBuffer::upload(stream, &x)?;
@@ -414,9 +571,9 @@ impl QuantizedLinear {
     /// `y = x · dequant(W)` on device buffers (x: M × K, y: M × N, of the activation type),
     /// enqueued on `stream` — the caller's — without synchronizing (GPU layers only).
     pub fn forward_on(&self, stream: &Stream, x: &DeviceBuffer, y: &mut DeviceBuffer) -> Result<(), LinearError> {
-        let Engine::Gpu { module, weights, .. } = &self.engine else {
+        if !self.is_gpu() {
             return Err(LinearError::NotOnGpu("forward_on"));
-        };
+        }
         let act = self.format.activation;
         if x.dtype() != act {
             return Err(LinearError::DeviceBuffer {
@@ -437,12 +594,44 @@ impl QuantizedLinear {
                 got: y.len(),
             });
         }
-        let kernel = module.kernel(&self.format.kernel_name())?;
+        if m == 0 {
+            return Ok(());
+        }
+        self.launch(stream, x, y, m, self.plan_for(m))
+    }
+
+    /// Enqueues `plan` for checked x and y of `m` rows (GPU layers).
+    fn launch(
+        &self,
+        stream: &Stream,
+        x: &DeviceBuffer,
+        y: &mut DeviceBuffer,
+        m: usize,
+        plan: LaunchPlan,
+    ) -> Result<(), LinearError> {
+        let Engine::Gpu { module, weights, no_workspace, .. } = &self.engine else {
+            return Err(LinearError::NotOnGpu("launch"));
+        };
+        let matmul = module.kernel(&matmul_kernel_name(&self.format, plan.block_m))?;
+        let sizes = [m, self.n, self.k, plan.splits].map(|v| LaunchArg::Int(v as i64));
+        let mut workspace = match plan.splits {
+            1 => None,
+            _ => Some(DeviceBuffer::scratch(stream, DType::F32, plan.workspace_len(m, self.n))?),
+        };
+        let mut unused = no_workspace.lock().unwrap_or_else(PoisonError::into_inner);
         let mut args = vec![LaunchArg::Buffer(x)];
         args.extend(weights.iter().map(LaunchArg::Buffer));
         args.push(LaunchArg::Output(y));
-        args.extend([LaunchArg::Int(m as i64), LaunchArg::Int(self.n as i64), LaunchArg::Int(self.k as i64)]);
-        kernel.launch(stream, &mut args)?;
+        args.push(LaunchArg::Output(workspace.as_mut().unwrap_or(&mut unused)));
+        args.extend(sizes);
+        matmul.launch(stream, &mut args)?;
+        drop(args);
+        if let Some(workspace) = &workspace {
+            let reduce = module.kernel(&reduce_kernel_name(&self.format))?;
+            let mut args = vec![LaunchArg::Buffer(workspace), LaunchArg::Output(y)];
+            args.extend([m, self.n, plan.splits].map(|v| LaunchArg::Int(v as i64)));
+            reduce.launch(stream, &mut args)?;
+        }
         Ok(())
     }
 }

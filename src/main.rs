@@ -132,6 +132,28 @@ enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         device: cli::linear::DeviceChoice,
     },
+    /// Measure an imported layer's launch plans on GPU 0 and record the fastest.
+    ///
+    /// For each M, every plan the layer's kernels run without compiling — 16 or 64 rows per
+    /// block, K split in 1, 2, 4, … — is timed (L2 flushed before each launch, the median of
+    /// --runs); the fastest per M goes into the tuning table, which `anybit linear` and
+    /// QuantizedLinear then use on the same GPU.
+    Tune {
+        /// The import directory (what `anybit import` wrote).
+        dir: PathBuf,
+        /// The layer's name, as in the model.
+        #[arg(long)]
+        layer: String,
+        /// The rows M to tune for, comma-separated.
+        #[arg(long, default_value = "1,4,16,64,256")]
+        ms: String,
+        /// Timed launches per plan.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// The tuning table to update (default: tuning.json in the compile cache's directory).
+        #[arg(long, value_name = "FILE")]
+        table: Option<PathBuf>,
+    },
     /// Print a kernel file in canonical form.
     Fmt {
         /// The kernel file.
@@ -192,6 +214,10 @@ fn main() -> ExitCode {
         Command::Linear { dir, layer, input, output, device } => {
             let request = cli::linear::LinearRequest { dir, layer, input, output, device: *device };
             cli::linear::run(&request, &mut out)
+        }
+        Command::Tune { dir, layer, ms, runs, table } => {
+            let request = cli::tune::TuneRequest { dir, layer, ms, runs: *runs, table: table.as_deref() };
+            cli::tune::run(&request, &mut out)
         }
         Command::Layout { expr, table } => cli::layout::run(expr, *table, &mut out),
         Command::Check { file, strict } => cli::source::check(file, *strict, &mut out),

@@ -17,4 +17,5 @@ mod main {
     mod onnx_cli;
     mod passes;
     pub mod run;
+    mod tune;
 }

@@ -4,7 +4,8 @@
 //! must meet — one definition for the interpreter tests and for the GPU runner.
 
 use anybit_frontend::lowbit::{
-    QuantizedWeights, Schedule, WeightFormat, build_module, build_module_scheduled, reference,
+    LaunchPlan, QuantizedWeights, Schedule, WeightFormat, build_module, build_module_for, build_module_scheduled,
+    reference,
 };
 use anybit_ir::DType;
 use anybit_ir::interp::{Arg, Buffer, RunOptions, run_kernel};
@@ -262,8 +263,10 @@ fn lowbit_runs(
         let mut args = vec![buffer(act, &x)?];
         args.extend(packed.buffers().into_iter().map(|(_, b)| Arg::Buffer(b.clone())));
         let y = args.len();
-        args.push(zeros(act, m * n)?);
-        args.extend([Arg::Int(m as i64), Arg::Int(n as i64), Arg::Int(k as i64)]);
+        // y, an empty workspace and no split (splits of K run two kernels: QuantizedLinear's
+        // GPU tests and the benchmark's agreement column check them).
+        args.extend([zeros(act, m * n)?, zeros(DType::F32, 0)?]);
+        args.extend([m, n, k, 1].map(|v| Arg::Int(v as i64)));
         let expected = reference(&weights, &x, m).map_err(|e| e.to_string())?;
         let (reference, bound) = expected.into_iter().unzip();
         runs.push(Run {
@@ -273,6 +276,21 @@ fn lowbit_runs(
         });
     }
     Ok(runs)
+}
+
+/// The cases of `format`'s layer module, N = 72, K = 256: its 16-row kernel for every M of
+/// `ms`, and its 64-row kernel for M = 64 and the largest of `ms` (each case a module of one
+/// kernel, named after it).
+fn lowbit_cases(format: WeightFormat, ms: &[usize], rng: &mut SplitMix64) -> Result<Vec<Case>, String> {
+    let module = build_module(&format).map_err(|e| e.to_string())?;
+    let largest = ms.iter().copied().max().unwrap_or(1);
+    let prefill_ms: &[usize] = if largest > 64 { &[64, largest] } else { &[64] };
+    let mut cases = Vec::new();
+    for (kernel, ms) in module.kernels.iter().take(2).zip([ms, prefill_ms]) {
+        let single = Module { layouts: module.layouts.clone(), kernels: vec![kernel.clone()] };
+        cases.push(Case { name: kernel.name.clone(), module: single, runs: lowbit_runs(format, ms, 256, 72, rng)? });
+    }
+    Ok(cases)
 }
 
 /// The weight types of the low-bit matmul cases.
@@ -325,8 +343,7 @@ fn lowbit_all(sizes: Sizes, rng: &mut SplitMix64) -> Result<Vec<Case>, String> {
                 offset: false,
                 activation: if (t + g) % 4 == 1 { DType::BF16 } else { DType::F16 },
             };
-            let module = build_module(&format).map_err(|e| e.to_string())?;
-            cases.push(Case { name: format.kernel_name(), module, runs: lowbit_runs(format, ms, 256, 72, rng)? });
+            cases.extend(lowbit_cases(format, ms, rng)?);
         }
     }
     Ok(cases)
@@ -363,8 +380,7 @@ fn lowbit_scaled_offsets(sizes: Sizes, rng: &mut SplitMix64) -> Result<Vec<Case>
     };
     let mut cases = Vec::new();
     for format in scaled_offset_formats()? {
-        let module = build_module(&format).map_err(|e| e.to_string())?;
-        cases.push(Case { name: format.kernel_name(), module, runs: lowbit_runs(format, ms, 256, 72, rng)? });
+        cases.extend(lowbit_cases(format, ms, rng)?);
     }
     Ok(cases)
 }
@@ -391,8 +407,7 @@ fn lowbit_luts(sizes: Sizes, rng: &mut SplitMix64) -> Result<Vec<Case>, String> 
     };
     let mut cases = Vec::new();
     for format in lut_formats() {
-        let module = build_module(&format).map_err(|e| e.to_string())?;
-        cases.push(Case { name: format.kernel_name(), module, runs: lowbit_runs(format, ms, 256, 72, rng)? });
+        cases.extend(lowbit_cases(format, ms, rng)?);
     }
     Ok(cases)
 }
@@ -419,12 +434,46 @@ pub const BENCH_TYPES: &[&str] = &[
     "f8e4m3",
 ];
 
+/// The benchmark shapes (K, N) and rows M that [`bench_plans`] covers: the table.
+pub const BENCH_SHAPES: &[(usize, usize)] = &[(4096, 14336), (14336, 4096), (4096, 4096), (8192, 57344)];
+/// See [`BENCH_SHAPES`].
+pub const BENCH_MS: &[usize] = &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
+/// The multiprocessors the benchmark's plans are chosen for: the H100 SXM's.
+pub const BENCH_MULTIPROCESSORS: usize = 132;
+
+/// A benchmark variant: a module and how to launch it.
+#[derive(Clone, Debug)]
+pub struct BenchModule {
+    /// The folder name: `bench_<weight>` or `bench_<weight>_<tag>`.
+    pub name: String,
+    /// The kernels.
+    pub module: Module,
+    /// `plans.json`: the launch plan per shape and M (`{"4096x14336": {"1": "m16k4", …}}`),
+    /// [`LaunchPlan::choose`]'s for [`BENCH_SHAPES`] × [`BENCH_MS`] on
+    /// [`BENCH_MULTIPROCESSORS`] SMs for the layer module, one fixed plan for a variant.
+    pub plans: String,
+}
+
+/// [`BenchModule::plans`] for `plan(K, N, M)`.
+pub fn bench_plans(plan: impl Fn(usize, usize, usize) -> LaunchPlan) -> String {
+    let mut shapes = serde_json::Map::new();
+    for &(k, n) in BENCH_SHAPES {
+        let by_m: serde_json::Map<String, serde_json::Value> =
+            BENCH_MS.iter().map(|&m| (m.to_string(), plan(k, n, m).tag().into())).collect();
+        shapes.insert(format!("{k}x{n}"), by_m.into());
+    }
+    serde_json::Value::Object(shapes).to_string()
+}
+
 /// The benchmark kernels: group 128, bf16 scales and activations (tinygemm's types), no zero
-/// points, named `bench_<weight>`.
+/// points. `bench_<weight>` is the layer module ([`build_module_for`]: what
+/// `QuantizedLinear` runs), launched with [`LaunchPlan::choose`]'s plan per shape and M.
 ///
-/// Each schedule of `extra` adds a kernel per type with that schedule, named
-/// `bench_<weight>_<tag>` (for comparing schedules in one run).
-pub fn bench_modules(extra: &[Schedule]) -> Result<Vec<(String, Module)>, String> {
+/// Each variant of `extra` — a schedule and a split of K — adds a module per type with that
+/// schedule's matmul kernel and the reduction, launched with that split for every shape,
+/// named `bench_<weight>_<schedule tag>` and `k<splits>` appended for a split (for comparing
+/// schedules in one run).
+pub fn bench_modules(extra: &[(Schedule, usize)]) -> Result<Vec<BenchModule>, String> {
     let mut modules = Vec::new();
     for &name in BENCH_TYPES {
         let format = WeightFormat {
@@ -437,10 +486,16 @@ pub fn bench_modules(extra: &[Schedule]) -> Result<Vec<(String, Module)>, String
             activation: DType::BF16,
         };
         // Every benchmarked N is a multiple of 64: let the vectorizer prove the rows aligned.
-        let build = |schedule| build_module_scheduled(&format, Some(64), schedule).map_err(|e| e.to_string());
-        modules.push((format!("bench_{name}"), build(Schedule::for_format(&format))?));
-        for &schedule in extra {
-            modules.push((format!("bench_{name}_{}", schedule.tag()), build(schedule)?));
+        let module = build_module_for(&format, Some(64)).map_err(|e| e.to_string())?;
+        let plans = bench_plans(|k, n, m| LaunchPlan::choose(m, n, k, BENCH_MULTIPROCESSORS));
+        modules.push(BenchModule { name: format!("bench_{name}"), module, plans });
+        for &(schedule, splits) in extra {
+            let module = build_module_scheduled(&format, Some(64), schedule).map_err(|e| e.to_string())?;
+            let plan = LaunchPlan { block_m: schedule.block_m, splits };
+            plan.validate().map_err(|e| e.to_string())?;
+            let split = if splits > 1 { format!("k{splits}") } else { String::new() };
+            let name = format!("bench_{name}_{}{split}", schedule.tag());
+            modules.push(BenchModule { name, module, plans: bench_plans(|_, _, _| plan) });
         }
     }
     Ok(modules)

@@ -38,8 +38,17 @@
 //! A fragments in the k order σ of [`k_order`]; the weights are packed in the same order, so
 //! the `dot` sums the same products. Each step's loads are issued [`Schedule::prefetch`] steps
 //! ahead and carried through the loop in registers. A [`Schedule`] also chooses the rows per
-//! block, the unroll hint and a split of K over several blocks (a second kernel then adds the
-//! f32 partial sums in a fixed order). Measured on the H100 in `BENCHMARKS.md`.
+//! block and the unroll hint. Measured on the H100 in `BENCHMARKS.md`.
+//!
+//! # One module per format, a plan per launch
+//!
+//! [`build_module`] gives what a layer runs: a 16-row matmul kernel for decode-sized M, a
+//! 64-row one for larger M, and a reduction kernel. Every matmul kernel takes the split of K
+//! as a launch parameter (`splits`, the grid's third axis): with one split it writes y, with
+//! more each block sums its part of K into an f32 workspace and the reduction adds the parts
+//! in a fixed order. So one compiled module serves every M and every split, and
+//! [`LaunchPlan::choose`] (or a tuner) picks the kernel and the split per call, when M is
+//! known, without compiling anything.
 //!
 //! # Canonical host form and packed buffers
 //!
@@ -76,7 +85,8 @@ pub const BLOCK_K: usize = 64;
 /// Warps per block.
 pub const WARPS: u32 = 4;
 
-/// Choices that change how fast the kernel runs, never what it computes.
+/// Choices that change how fast the kernel runs, never what it computes — fixed when the
+/// kernel is compiled. (How many blocks share K is chosen per launch: see [`LaunchPlan`].)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Schedule {
     /// K steps whose loads are issued ahead of the step being computed (0: load and use in
@@ -87,17 +97,11 @@ pub struct Schedule {
     /// Rows of y per block: 16, 32 or 64. Every block dequantizes its weight tiles once for
     /// all its rows, so larger M wants more rows per block; M ≤ 16 wants 16.
     pub block_m: usize,
-    /// Blocks sharing one output tile, each over its own part of K (1: no split). With
-    /// more than one, [`build_module_scheduled`] gives two kernels: the matmul writes f32
-    /// partial sums to a workspace, and a second kernel adds them up (in a fixed order, so
-    /// results are reproducible) and rounds them to the activation type. Few output tiles
-    /// (small M and N) leave most of the GPU idle without it.
-    pub split_k: usize,
 }
 
 impl Default for Schedule {
     fn default() -> Schedule {
-        Schedule { prefetch: 2, unroll: 2, block_m: BLOCK_M, split_k: 1 }
+        Schedule { prefetch: 2, unroll: 2, block_m: BLOCK_M }
     }
 }
 
@@ -120,39 +124,118 @@ impl Schedule {
         Schedule { prefetch, unroll, ..Schedule::default() }
     }
 
-    /// A short name for kernel and benchmark names: `m16p2u2`, with `k4` appended for a
-    /// split of K in 4.
+    /// The schedule of the kernel for many rows ([`PREFILL_BLOCK_M`] per block): as
+    /// [`Schedule::for_format`], with at most one step prefetched (the four-times-larger x
+    /// tiles and accumulators need the registers; measured best on the H100 for u4 at
+    /// M = 64 and 4096), and none for lookup tables and weights formed in f32, whose decode
+    /// needs more registers still (one step spills at 255 registers on sm_80 and sm_90).
+    pub fn prefill_for(format: &WeightFormat) -> Schedule {
+        let decode = Schedule::for_format(format);
+        let prefetch = if format.lut.is_some() || format.dequantizes_in_f32() { 0 } else { decode.prefetch.min(1) };
+        Schedule { block_m: PREFILL_BLOCK_M, prefetch, ..decode }
+    }
+
+    /// A short name for kernel and benchmark names: `m16p2u2`.
     pub fn tag(&self) -> String {
-        let split = if self.split_k > 1 { format!("k{}", self.split_k) } else { String::new() };
-        format!("m{}p{}u{}{split}", self.block_m, self.prefetch, self.unroll)
+        format!("m{}p{}u{}", self.block_m, self.prefetch, self.unroll)
     }
 
     /// Reads a [`Schedule::tag`] back.
     pub fn from_tag(tag: &str) -> Option<Schedule> {
         let (block_m, rest) = tag.strip_prefix('m')?.split_once('p')?;
-        let (prefetch, rest) = rest.split_once('u')?;
-        let (unroll, split_k) = match rest.split_once('k') {
-            Some((unroll, split)) => (unroll, split.parse().ok().filter(|&s: &usize| s > 1)?),
-            None => (rest, 1),
-        };
+        let (prefetch, unroll) = rest.split_once('u')?;
         Some(Schedule {
             prefetch: prefetch.parse().ok()?,
             unroll: unroll.parse().ok()?,
             block_m: block_m.parse().ok()?,
-            split_k,
         })
     }
 
     /// Checks the schedule's ranges.
     pub fn validate(&self) -> Result<(), FormatError> {
-        if self.prefetch > 8
-            || !(1..=16).contains(&self.unroll)
-            || ![16, 32, 64].contains(&self.block_m)
-            || !(1..=64).contains(&self.split_k)
-        {
+        if self.prefetch > 8 || !(1..=16).contains(&self.unroll) || ![16, 32, 64].contains(&self.block_m) {
             return Err(FormatError::Schedule(*self));
         }
         Ok(())
+    }
+}
+
+/// Rows of y per block of the kernel for many rows (the second matmul kernel of
+/// [`build_module_for`]).
+pub const PREFILL_BLOCK_M: usize = 64;
+/// The most rows [`LaunchPlan::choose`] gives the 16-row kernel; more go to the 64-row one.
+pub const DECODE_MAX_M: usize = 32;
+/// The most blocks that may share one output tile's K.
+pub const MAX_SPLITS: usize = 64;
+/// Rows of one slab of the partial-sum workspace are M rounded up to a multiple of this (the
+/// largest rows per block), so that no block's rows reach into the next slab and one
+/// reduction kernel serves every matmul kernel.
+pub const SLAB_ALIGN_ROWS: usize = 64;
+
+/// How one product runs, chosen per launch (M is known only then): which matmul kernel — by
+/// its rows per block — and how many blocks share each output tile's K.
+///
+/// With `splits` = 1 the matmul writes y itself. With more, block `z` of the grid's third
+/// axis sums its own part of K (whole 64-row steps) and writes f32 partial sums to slab `z`
+/// of a workspace `p` of [`LaunchPlan::workspace_len`] f32 values; the reduction kernel then
+/// adds the slabs in order (reproducible: no atomics) and rounds once to the activation type.
+/// Few output tiles (small M with small N) leave most of the GPU idle without a split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LaunchPlan {
+    /// Rows of y per block of the matmul kernel: [`BLOCK_M`] or [`PREFILL_BLOCK_M`].
+    pub block_m: usize,
+    /// Blocks sharing one output tile's K: 1 to [`MAX_SPLITS`].
+    pub splits: usize,
+}
+
+impl LaunchPlan {
+    /// The plan for an `m × n` output over `k` on a GPU of `multiprocessors` SMs, from what
+    /// was measured on the H100 (`BENCHMARKS.md`, "Split-K by shape"):
+    ///
+    /// - up to [`DECODE_MAX_M`] rows the 16-row kernel (its time is flat up to M = 16), more
+    ///   rows the 64-row one (it dequantizes each weight tile once per 64 rows: 1.3× faster at
+    ///   M = 64, 1.6× at 4096);
+    /// - then the largest split in 1, 2, 4, 8 that keeps the grid at most 8 blocks per SM and
+    ///   each block at least 8 steps of K: the winning split measured gave 500–900 blocks on
+    ///   132 SMs (u4 14336 × 4096 at M = 1: 100 → 34 µs with 8; 4096 × 14336: 40 → 33 µs with
+    ///   4), and grids of 896 tiles won without one.
+    ///
+    /// A tuned plan ([`LaunchPlan::from_tag`], the tuner) may replace it per GPU and shape.
+    pub fn choose(m: usize, n: usize, k: usize, multiprocessors: usize) -> LaunchPlan {
+        let block_m = if m <= DECODE_MAX_M { BLOCK_M } else { PREFILL_BLOCK_M };
+        let tiles = n.div_ceil(BLOCK_N).max(1) * m.div_ceil(block_m).max(1);
+        let steps = k.div_ceil(BLOCK_K);
+        let most_blocks = 8 * multiprocessors.max(1);
+        let mut splits = 1;
+        while splits < 8 && tiles * splits * 2 <= most_blocks && steps / (splits * 2) >= 8 {
+            splits *= 2;
+        }
+        LaunchPlan { block_m, splits }
+    }
+
+    /// f32 values of the workspace the plan needs for an `m × n` output (0 without a split):
+    /// `splits` slabs of M rounded up to [`SLAB_ALIGN_ROWS`] rows, by N.
+    pub fn workspace_len(&self, m: usize, n: usize) -> usize {
+        if self.splits > 1 { partial_rows(m, self.splits) * n } else { 0 }
+    }
+
+    /// Checks the ranges: rows per block 16, 32 or 64; 1 to [`MAX_SPLITS`] splits.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        if ![16, 32, 64].contains(&self.block_m) || !(1..=MAX_SPLITS).contains(&self.splits) {
+            return Err(FormatError::Plan(*self));
+        }
+        Ok(())
+    }
+
+    /// A short name: `m16k4` (`m64k1` without a split).
+    pub fn tag(&self) -> String {
+        format!("m{}k{}", self.block_m, self.splits)
+    }
+
+    /// Reads a [`LaunchPlan::tag`] back.
+    pub fn from_tag(tag: &str) -> Option<LaunchPlan> {
+        let (block_m, splits) = tag.strip_prefix('m')?.split_once('k')?;
+        Some(LaunchPlan { block_m: block_m.parse().ok()?, splits: splits.parse().ok()? })
     }
 }
 
@@ -213,8 +296,11 @@ pub enum FormatError {
         value: usize,
     },
     /// A schedule out of range.
-    #[error("schedule {0:?} is not supported: prefetch 0…8, unroll 1…16, block_m 16, 32 or 64, split_k 1…64")]
+    #[error("schedule {0:?} is not supported: prefetch 0…8, unroll 1…16, block_m 16, 32 or 64")]
     Schedule(Schedule),
+    /// A launch plan out of range.
+    #[error("launch plan {0:?} is not supported: block_m 16, 32 or 64, splits 1…{MAX_SPLITS}")]
+    Plan(LaunchPlan),
     /// Host data has the wrong length or a code out of range.
     #[error("{0}")]
     Data(String),
@@ -414,10 +500,11 @@ fn tile_bytes(format: &WeightFormat) -> usize {
     BLOCK_K * BLOCK_N * format.weight.bits() as usize / 8
 }
 
-/// Builds the kernel for `format`. Its parameters: `x: ptr act`, `w: ptr u8`, `s: ptr scale`,
-/// `z: ptr weight` (with zero points), `o: ptr scale` (with offsets), `y: ptr act`,
-/// `m, n, k: i32`; grid
-/// `(cdiv(n, 64), cdiv(m, 16))`, 4 warps.
+/// Builds the 16-row matmul kernel for `format`. Its parameters: `x: ptr act`, `w: ptr u8`,
+/// `s: ptr scale`, `z: ptr weight` (with zero points), `o: ptr scale` (with offsets),
+/// `y: ptr act`, `p: ptr f32` (the workspace of a split, see [`LaunchPlan`]; any buffer,
+/// even empty, when `splits` = 1), `m, n, k, splits: i32`; grid
+/// `(cdiv(n, 64), cdiv(m, 16), splits)`, 4 warps.
 pub fn build_kernel(format: &WeightFormat) -> Result<Kernel, FormatError> {
     build_kernel_for(format, None)
 }
@@ -448,12 +535,11 @@ pub fn build_kernel_scheduled(
     let rows = format.scale_rows();
     let layouts = Layouts::new(format, block_m)?;
 
-    let split = schedule.split_k;
-    let name = if split > 1 { format!("{}_split{split}", format.kernel_name()) } else { format.kernel_name() };
-    let mut k = KernelBuilder::new(name, WARPS);
-    // Pointers first, then m, n, k: their positions, for the buffer shapes.
-    let pointers = 4 + usize::from(format.zero_point) + usize::from(format.offset);
+    let mut k = KernelBuilder::new(matmul_kernel_name(format, block_m), WARPS);
+    // Pointers first, then m, n, k, splits: their positions, for the buffer shapes.
+    let pointers = 5 + usize::from(format.zero_point) + usize::from(format.offset);
     let (pm, pn, pk) = (GridExpr::Param(pointers), GridExpr::Param(pointers + 1), GridExpr::Param(pointers + 2));
+    let psplits = GridExpr::Param(pointers + 3);
     let groups_expr = GridExpr::binary(GridOp::Div, pk.clone(), GridExpr::Const(format.group_size as u64));
     let tile_bytes = tile_bytes(format);
     // The weights as a [K steps, N tiles · tile bytes] byte matrix (see the module doc).
@@ -476,31 +562,24 @@ pub fn build_kernel_scheduled(
     } else {
         None
     };
-    // The output: y, or with a split of K the f32 partial sums, `split` slabs of M rounded up
-    // to whole blocks (so that no block's rows reach into the next slab) by N.
-    let y = if split > 1 {
-        k.shaped_pointer_param("p", DType::F32, vec![partial_rows_expr(pm, block_m, split), pn])?
-    } else {
-        k.shaped_pointer_param("y", act, vec![pm, pn])?
-    };
+    // The outputs: y, and for a split of K the f32 partial sums (see `partial_view`).
+    let y = k.shaped_pointer_param("y", act, vec![pm.clone(), pn.clone()])?;
+    let p = k.shaped_pointer_param("p", DType::F32, vec![partial_rows_expr(pm, psplits.clone()), pn])?;
     let m = k.scalar_param("m", i32)?;
     let n = k.scalar_param("n", i32)?;
     let kk = k.scalar_param("k", i32)?;
+    let splits = k.scalar_param("splits", i32)?;
     // What the vectorizer may rely on: K is whole groups (validate_shape checks it too), and
     // every buffer starts 16-byte aligned (as allocators give), so tile rows load as 128-bit
     // vectors without a run-time test.
     k.assume_multiple(kk, format.group_size as u64)?;
     assume_known_n(&mut k, n, known_n)?;
-    for p in [Some(x), Some(w), Some(s), z, Some(y)].into_iter().flatten() {
-        k.align_param(p, BUFFER_ALIGN)?;
+    for param in [Some(x), Some(w), Some(s), z, o, Some(y), Some(p)].into_iter().flatten() {
+        k.align_param(param, BUFFER_ALIGN)?;
     }
     let grid_n = GridExpr::cdiv(k.grid_param(n)?, GridExpr::Const(BLOCK_N as u64));
     let grid_m = GridExpr::cdiv(k.grid_param(m)?, GridExpr::Const(block_m as u64));
-    if split > 1 {
-        k.set_grid(vec![grid_n, grid_m, GridExpr::Const(split as u64)]);
-    } else {
-        k.set_grid(vec![grid_n, grid_m]);
-    }
+    k.set_grid(vec![grid_n, grid_m, k.grid_param(splits)?]);
 
     // Tile origins.
     let bn = k.block_index(Axis::X)?;
@@ -540,28 +619,29 @@ pub fn build_kernel_scheduled(
         }
         None => None,
     };
-    // With a split of K: this block's slab of partial sums, and its part of K (whole steps).
-    let (yv, out_row, k_begin, k_end) = if split > 1 {
-        let slab = k.block_index(Axis::Z)?;
-        k.name(slab, "slab")?;
-        let (pv, slab_rows) = partial_view(&mut k, y, m, n, block_m, split)?;
-        let slab_start = k.mul(slab, slab_rows)?;
-        let out_row = k.add(slab_start, m0)?;
-        k.name(out_row, "out_row")?;
-        let steps = k.binary(BinaryOp::CeilDiv, k_tiles, split as i64)?;
-        let span = k.mul(steps, BLOCK_K as i64)?;
-        k.name(span, "k_span")?;
-        let k_begin = k.mul(slab, span)?;
-        k.name(k_begin, "k_begin")?;
-        let k_stop = k.add(k_begin, span)?;
-        let k_end = k.binary(BinaryOp::Min, k_stop, kk)?;
-        k.name(k_end, "k_end")?;
-        (pv, out_row, Operand::Value(k_begin), Operand::Value(k_end))
-    } else {
-        let yv = k.global_view(y, &[m.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
-        k.name(yv, "yv")?;
-        (yv, m0, Operand::from(0i64), Operand::Value(kk))
-    };
+    // This block's part of K (whole steps; empty past K when there are more splits than
+    // steps), and where its result goes: y without a split — whose view then has all M rows,
+    // and the workspace none — or its slab of the workspace with a split (and y no rows).
+    // The view with no rows masks every element of its store.
+    let slab = k.block_index(Axis::Z)?;
+    k.name(slab, "slab")?;
+    let (pv, slab_rows, is_split) = partial_view(&mut k, p, m, n, splits)?;
+    let not_split = k.binary(BinaryOp::Sub, 1i64, is_split)?;
+    let y_rows = k.mul(m, not_split)?;
+    k.name(y_rows, "y_rows")?;
+    let yv = k.global_view(y, &[y_rows.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
+    k.name(yv, "yv")?;
+    let slab_start = k.mul(slab, slab_rows)?;
+    let out_row = k.add(slab_start, m0)?;
+    k.name(out_row, "out_row")?;
+    let steps = k.binary(BinaryOp::CeilDiv, k_tiles, splits)?;
+    let span = k.mul(steps, BLOCK_K as i64)?;
+    k.name(span, "k_span")?;
+    let k_begin = k.mul(slab, span)?;
+    k.name(k_begin, "k_begin")?;
+    let k_stop = k.add(k_begin, span)?;
+    let k_end = k.binary(BinaryOp::Min, k_stop, kk)?;
+    k.name(k_end, "k_end")?;
     let byte_col = k.mul(bn, tile_bytes as i64)?;
     k.name(byte_col, "byte_col")?;
 
@@ -648,10 +728,7 @@ pub fn build_kernel_scheduled(
     };
     let mut inits = vec![Operand::Value(acc0)];
     for step in 0..schedule.prefetch {
-        let k0 = match k_begin {
-            Operand::Value(begin) => k.add(begin, (step * BLOCK_K) as i64)?,
-            _ => k.constant((step * BLOCK_K) as i64, i32)?,
-        };
+        let k0 = k.add(k_begin, (step * BLOCK_K) as i64)?;
         k.name(k0, &format!("k_prefetch{step}"))?;
         inits.extend(load_step(&mut k, k0, &format!("_{step}"))?.into_iter().map(Operand::Value));
     }
@@ -685,69 +762,92 @@ pub fn build_kernel_scheduled(
     let results = k.for_range(k_begin, k_end, BLOCK_K as i64, Some(schedule.unroll), &inits, body)?;
     let acc = results[0];
     k.name(acc, "acc")?;
-    if split > 1 {
-        // The partial sums stay f32; the reduction kernel rounds their total once.
-        k.store_global(acc, yv, &[out_row.into(), n0.into()])?;
-    } else {
-        let out = k.cast(acc, act)?;
-        k.name(out, "y_tile")?;
-        k.store_global(out, yv, &[out_row.into(), n0.into()])?;
-    }
+    // Partial sums stay f32 (the reduction kernel rounds their total once); y gets the
+    // rounded tile. One of the two views has no rows, so one of the stores writes nothing.
+    k.store_global(acc, pv, &[out_row.into(), n0.into()])?;
+    let out = k.cast(acc, act)?;
+    k.name(out, "y_tile")?;
+    k.store_global(out, yv, &[m0.into(), n0.into()])?;
     Ok(k.finish())
 }
 
-/// Rows of the partial-sum workspace `p` of a split of K in `split`: `split` slabs of M
-/// rounded up to whole blocks of `block_m` rows (by N columns, f32).
-pub fn partial_rows(m: usize, block_m: usize, split: usize) -> usize {
-    m.div_ceil(block_m) * block_m * split
+/// The name of `format`'s matmul kernel with `block_m` rows per block: the format's
+/// [`WeightFormat::kernel_name`] for 16 rows, with `_m32` or `_m64` appended for more.
+pub fn matmul_kernel_name(format: &WeightFormat, block_m: usize) -> String {
+    match block_m {
+        BLOCK_M => format.kernel_name(),
+        _ => format!("{}_m{block_m}", format.kernel_name()),
+    }
 }
 
-/// The view of the partial-sum workspace `p` (both kernels of a split of K read it the same
-/// way), and the rows of one slab.
+/// The name of `format`'s reduction kernel: `<kernel name>_reduce`.
+pub fn reduce_kernel_name(format: &WeightFormat) -> String {
+    format!("{}_reduce", format.kernel_name())
+}
+
+/// Rows of the partial-sum workspace `p` of a split of K in `splits`: `splits` slabs of M
+/// rounded up to [`SLAB_ALIGN_ROWS`] (by N columns, f32). The kernels' view of it has no rows
+/// when `splits` is 1.
+pub fn partial_rows(m: usize, splits: usize) -> usize {
+    m.div_ceil(SLAB_ALIGN_ROWS) * SLAB_ALIGN_ROWS * splits
+}
+
+/// The view of the partial-sum workspace `p` (the matmul and the reduction read it the same
+/// way) — [`partial_rows`] rows, none without a split — the rows of one slab, and 1 for a
+/// split, 0 without.
 fn partial_view(
     k: &mut KernelBuilder,
     p: ValueId,
     m: ValueId,
     n: ValueId,
-    block_m: usize,
-    split: usize,
-) -> Result<(ValueId, ValueId), FormatError> {
-    let m_blocks = k.binary(BinaryOp::CeilDiv, m, block_m as i64)?;
-    let slab_rows = k.mul(m_blocks, block_m as i64)?;
+    splits: ValueId,
+) -> Result<(ValueId, ValueId, ValueId), FormatError> {
+    let m_blocks = k.binary(BinaryOp::CeilDiv, m, SLAB_ALIGN_ROWS as i64)?;
+    let slab_rows = k.mul(m_blocks, SLAB_ALIGN_ROWS as i64)?;
     k.name(slab_rows, "slab_rows")?;
-    let rows = k.mul(slab_rows, split as i64)?;
+    let beyond_one = k.binary(BinaryOp::Sub, splits, 1i64)?;
+    let is_split = k.binary(BinaryOp::Min, beyond_one, 1i64)?;
+    k.name(is_split, "is_split")?;
+    let slabs = k.mul(splits, is_split)?;
+    let rows = k.mul(slab_rows, slabs)?;
+    k.name(rows, "p_rows")?;
     let pv = k.global_view(p, &[rows.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
     k.name(pv, "pv")?;
-    Ok((pv, slab_rows))
+    Ok((pv, slab_rows, is_split))
 }
 
-fn partial_rows_expr(m: GridExpr, block_m: usize, split: usize) -> GridExpr {
-    GridExpr::binary(
+/// [`partial_rows`] as a grid expression of the parameters `m` and `splits` (none without a
+/// split), for the manifest's shape of `p`.
+fn partial_rows_expr(m: GridExpr, splits: GridExpr) -> GridExpr {
+    let slab = GridExpr::binary(
         GridOp::Mul,
-        GridExpr::cdiv(m, GridExpr::Const(block_m as u64)),
-        GridExpr::Const((block_m * split) as u64),
-    )
+        GridExpr::cdiv(m, GridExpr::Const(SLAB_ALIGN_ROWS as u64)),
+        GridExpr::Const(SLAB_ALIGN_ROWS as u64),
+    );
+    let is_split = GridExpr::binary(
+        GridOp::Min,
+        GridExpr::binary(GridOp::Sub, splits.clone(), GridExpr::Const(1)),
+        GridExpr::Const(1),
+    );
+    GridExpr::binary(GridOp::Mul, slab, GridExpr::binary(GridOp::Mul, splits, is_split))
 }
 
-/// The second kernel of a split of K ([`Schedule::split_k`] > 1): `y = act(p₀ + p₁ + …)`,
-/// adding the slabs of partial sums in order in f32 and rounding once. Parameters
-/// `p: ptr f32`, `y: ptr act`, `m, n: i32`; grid `(cdiv(n, 64), cdiv(m, 16))`, 4 warps.
-pub fn build_reduce_kernel(
-    format: &WeightFormat,
-    known_n: Option<usize>,
-    schedule: Schedule,
-) -> Result<Kernel, FormatError> {
+/// The reduction kernel of a split of K ([`LaunchPlan::splits`] > 1): `y = act(p₀ + p₁ + …)`,
+/// adding the `splits` slabs of partial sums in order in f32 and rounding once. Parameters
+/// `p: ptr f32`, `y: ptr act`, `m, n, splits: i32`; grid `(cdiv(n, 64), cdiv(m, 16))`,
+/// 4 warps. One serves every matmul kernel of the format (slabs do not depend on the rows
+/// per block).
+pub fn build_reduce_kernel(format: &WeightFormat, known_n: Option<usize>) -> Result<Kernel, FormatError> {
     format.validate()?;
-    schedule.validate()?;
-    let (split, block_m) = (schedule.split_k, schedule.block_m);
     let i32 = DType::int(32).map_err(|e| FormatError::Data(e.to_string()))?;
     let act = format.activation;
-    let mut k = KernelBuilder::new(format!("{}_split{split}_reduce", format.kernel_name()), WARPS);
-    let (pm, pn) = (GridExpr::Param(2), GridExpr::Param(3));
-    let p = k.shaped_pointer_param("p", DType::F32, vec![partial_rows_expr(pm.clone(), block_m, split), pn.clone()])?;
+    let mut k = KernelBuilder::new(reduce_kernel_name(format), WARPS);
+    let (pm, pn, psplits) = (GridExpr::Param(2), GridExpr::Param(3), GridExpr::Param(4));
+    let p = k.shaped_pointer_param("p", DType::F32, vec![partial_rows_expr(pm.clone(), psplits), pn.clone()])?;
     let y = k.shaped_pointer_param("y", act, vec![pm, pn])?;
     let m = k.scalar_param("m", i32)?;
     let n = k.scalar_param("n", i32)?;
+    let splits = k.scalar_param("splits", i32)?;
     assume_known_n(&mut k, n, known_n)?;
     k.align_param(p, BUFFER_ALIGN)?;
     k.align_param(y, BUFFER_ALIGN)?;
@@ -760,23 +860,26 @@ pub fn build_reduce_kernel(
     k.name(n0, "n0")?;
     let m0 = k.mul(bm, REDUCE_ROWS as i64)?;
     k.name(m0, "m0")?;
-    let (pv, slab_rows) = partial_view(&mut k, p, m, n, block_m, split)?;
+    let (pv, slab_rows, _) = partial_view(&mut k, p, m, n, splits)?;
     let yv = k.global_view(y, &[m.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
     k.name(yv, "yv")?;
     // Each thread adds 8 consecutive columns of one row: 32-byte runs.
     let l = layout("spatial(16,8).local(1,8)")?;
-    let tile = |dtype: DType| RegisterTensorType::new(dtype, vec![REDUCE_ROWS, BLOCK_N], Some(l.clone()));
-    // Blocks of `REDUCE_ROWS` rows never cross a slab: slabs are whole blocks of `block_m`.
-    let mut total = k.load_global(pv, &[m0.into(), n0.into()], tile(DType::F32))?;
-    k.name(total, "sum0")?;
-    for slab in 1..split {
-        let start = k.mul(slab_rows, slab as i64)?;
+    let tile = RegisterTensorType::new(DType::F32, vec![REDUCE_ROWS, BLOCK_N], Some(l));
+    // Blocks of `REDUCE_ROWS` rows never cross a slab: slabs are whole multiples of 64 rows.
+    let first = k.load_global(pv, &[m0.into(), n0.into()], tile.clone())?;
+    k.name(first, "sum0")?;
+    let body = |k: &mut KernelBuilder, slab: ValueId, carried: &[ValueId]| {
+        k.name(slab, "slab")?;
+        let start = k.mul(slab, slab_rows)?;
         let row = k.add(start, m0)?;
-        let part = k.load_global(pv, &[row.into(), n0.into()], tile(DType::F32))?;
-        k.name(part, &format!("part{slab}"))?;
-        total = k.add(total, part)?;
-        k.name(total, &format!("sum{slab}"))?;
-    }
+        let part = k.load_global(pv, &[row.into(), n0.into()], tile.clone())?;
+        k.name(part, "part")?;
+        let total = k.add(carried[0], part)?;
+        Ok(vec![Operand::Value(k.name(total, "sum")?)])
+    };
+    let total = k.for_range(1i64, splits, 1, None, &[Operand::Value(first)], body)?[0];
+    k.name(total, "total")?;
     let out = k.cast(total, act)?;
     k.name(out, "y_tile")?;
     k.store_global(out, yv, &[m0.into(), n0.into()])?;
@@ -797,28 +900,41 @@ fn assume_known_n(k: &mut KernelBuilder, n: ValueId, known_n: Option<usize>) -> 
 /// Rows per block of the reduction kernel.
 const REDUCE_ROWS: usize = 16;
 
-/// A module holding the kernel for `format`, with its layouts named for readable printing.
+/// The module a layer of `format` runs: the 16-row matmul kernel ([`Schedule::for_format`]),
+/// the 64-row one ([`Schedule::prefill_for`]) and the reduction kernel of a split of K, with
+/// the layouts named for readable printing. [`LaunchPlan::choose`] picks among them per
+/// launch; [`run_plan`] runs a plan on the interpreter.
 pub fn build_module(format: &WeightFormat) -> Result<Module, FormatError> {
     build_module_for(format, None)
 }
 
-/// [`build_module`] around [`build_kernel_for`].
+/// [`build_module`] specialized for a known N (see [`build_kernel_for`]).
 pub fn build_module_for(format: &WeightFormat, n: Option<usize>) -> Result<Module, FormatError> {
-    build_module_scheduled(format, n, Schedule::for_format(format))
+    let decode = Schedule::for_format(format);
+    let prefill = Schedule::prefill_for(format);
+    let kernels = vec![
+        build_kernel_scheduled(format, n, decode)?,
+        build_kernel_scheduled(format, n, prefill)?,
+        build_reduce_kernel(format, n)?,
+    ];
+    module_with_layouts(format, decode.block_m, kernels)
 }
 
-/// [`build_module_for`] with a [`Schedule`] other than the default.
+/// A module of one matmul kernel with `schedule` and the reduction kernel (for comparing
+/// schedules: run it with [`run_plan`] and a plan of the schedule's rows per block).
 pub fn build_module_scheduled(
     format: &WeightFormat,
     n: Option<usize>,
     schedule: Schedule,
 ) -> Result<Module, FormatError> {
+    let kernels = vec![build_kernel_scheduled(format, n, schedule)?, build_reduce_kernel(format, n)?];
+    module_with_layouts(format, schedule.block_m, kernels)
+}
+
+/// `kernels` in a module with the layouts of the `block_m`-row kernel named.
+fn module_with_layouts(format: &WeightFormat, block_m: usize, kernels: Vec<Kernel>) -> Result<Module, FormatError> {
     use anybit_ir::program::{LayoutDef, NamedLayout};
-    let mut kernels = vec![build_kernel_scheduled(format, n, schedule)?];
-    if schedule.split_k > 1 {
-        kernels.push(build_reduce_kernel(format, n, schedule)?);
-    }
-    let layouts = Layouts::new(format, schedule.block_m)?;
+    let layouts = Layouts::new(format, block_m)?;
     let named = [
         ("acc", layouts.acc),
         ("x_loaded", layouts.x_loaded),
@@ -836,13 +952,89 @@ pub fn build_module_scheduled(
     })
 }
 
-/// The grid of a launch for an `m × n` output (with the default schedule's [`BLOCK_M`]).
-pub fn grid(m: usize, n: usize) -> [usize; 2] {
-    [n.div_ceil(BLOCK_N), m.div_ceil(BLOCK_M)]
+/// Runs `plan` for `y = x · dequant(W)` on the interpreter with the kernels of `module` (a
+/// [`build_module`] or [`build_module_scheduled`] module, possibly after passes, or read back
+/// from its printed source): the matmul kernel of the plan's rows per block, then with a
+/// split the reduction. `x` is M × K activation codes; returns y (M × N).
+pub fn run_plan(
+    module: &Module,
+    packed: &PackedWeights,
+    x: &Buffer,
+    m: usize,
+    plan: LaunchPlan,
+    options: &anybit_ir::interp::RunOptions,
+) -> Result<Buffer, PlanError> {
+    use anybit_ir::interp::{Arg, run_kernel};
+    let format = &packed.format;
+    plan.validate()?;
+    format.validate_shape(m, packed.n, packed.k)?;
+    let (n, k) = (packed.n, packed.k);
+    if x.dtype() != format.activation || x.len() != m * k {
+        return Err(FormatError::Data(format!(
+            "x: {} elements of {}, expected {} of {}",
+            x.len(),
+            x.dtype(),
+            m * k,
+            format.activation
+        ))
+        .into());
+    }
+    let find = |name: String| match module.kernels.iter().find(|kernel| kernel.name == name) {
+        Some(kernel) => Ok(kernel),
+        None => Err(PlanError::MissingKernel(name)),
+    };
+    let matmul = find(matmul_kernel_name(format, plan.block_m))?;
+    let data = |e: anybit_ir::packing::PackError| FormatError::Data(e.to_string());
+    let y = Buffer::zeros(format.activation, m * n).map_err(data)?;
+    let p = Buffer::zeros(DType::F32, plan.workspace_len(m, n)).map_err(data)?;
+    let mut args = vec![Arg::Buffer(x.clone())];
+    args.extend(packed.buffers().into_iter().map(|(_, b)| Arg::Buffer(b.clone())));
+    args.extend([Arg::Buffer(y), Arg::Buffer(p)]);
+    let sizes = [m, n, k, plan.splits].map(|v| Arg::Int(v as i64));
+    args.extend(sizes);
+    run_kernel(matmul, &mut args, options)?;
+    let mut outputs = args.into_iter().filter_map(|a| match a {
+        Arg::Buffer(b) => Some(b),
+        _ => None,
+    });
+    let mut outputs = outputs.by_ref().skip(1 + packed.buffers().len());
+    let (Some(y), Some(p)) = (outputs.next(), outputs.next()) else {
+        return Err(FormatError::Data("the matmul's outputs are missing".into()).into());
+    };
+    if plan.splits == 1 {
+        return Ok(y);
+    }
+    let reduce = find(reduce_kernel_name(format))?;
+    let mut args = vec![Arg::Buffer(p), Arg::Buffer(y), Arg::Int(m as i64), Arg::Int(n as i64)];
+    args.push(Arg::Int(plan.splits as i64));
+    run_kernel(reduce, &mut args, options)?;
+    match args.swap_remove(1) {
+        Arg::Buffer(y) => Ok(y),
+        _ => Err(FormatError::Data("the reduction's output is missing".into()).into()),
+    }
 }
 
-/// The parameter values `m, n, k` as grid-expression inputs, by parameter position.
-pub fn grid_inputs(kernel: &Kernel, m: usize, n: usize, k: usize) -> Vec<Option<i64>> {
+/// Why [`run_plan`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The format, the shape, the plan or x is not valid.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The module lacks a kernel the plan needs.
+    #[error("the module has no kernel `{0}`")]
+    MissingKernel(String),
+    /// The interpreter failed.
+    #[error(transparent)]
+    Interpreter(#[from] anybit_ir::interp::InterpError),
+}
+
+/// The grid of the matmul kernel's launch for an `m × n` output with `plan`.
+pub fn grid(m: usize, n: usize, plan: LaunchPlan) -> [usize; 3] {
+    [n.div_ceil(BLOCK_N), m.div_ceil(plan.block_m), plan.splits]
+}
+
+/// The parameter values `m, n, k, splits` as grid-expression inputs, by parameter position.
+pub fn grid_inputs(kernel: &Kernel, m: usize, n: usize, k: usize, splits: usize) -> Vec<Option<i64>> {
     kernel
         .params
         .iter()
@@ -850,15 +1042,16 @@ pub fn grid_inputs(kernel: &Kernel, m: usize, n: usize, k: usize) -> Vec<Option<
             "m" => Some(m as i64),
             "n" => Some(n as i64),
             "k" => Some(k as i64),
+            "splits" => Some(splits as i64),
             _ => None,
         })
         .collect()
 }
 
-/// Evaluates the kernel's grid for a problem shape (a check that the generated grid
+/// Evaluates the kernel's grid for a problem shape and split (a check that the generated grid
 /// expressions mean what [`grid`] says).
-pub fn eval_grid(kernel: &Kernel, m: usize, n: usize, k: usize) -> Option<Vec<u64>> {
-    let inputs = grid_inputs(kernel, m, n, k);
+pub fn eval_grid(kernel: &Kernel, m: usize, n: usize, k: usize, splits: usize) -> Option<Vec<u64>> {
+    let inputs = grid_inputs(kernel, m, n, k, splits);
     kernel.grid.iter().map(|g| g.eval(&inputs).ok()).collect()
 }
 

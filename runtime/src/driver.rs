@@ -52,6 +52,18 @@ pub(crate) fn driver_version() -> Result<(u32, u32), DriverError> {
     Ok((version / 1000, version % 1000 / 10))
 }
 
+/// `bytes` of device memory on `stream` with unspecified contents (stream-ordered where the
+/// device supports it, freed on the stream when dropped): for scratch space a kernel writes
+/// before anything reads it.
+pub(crate) fn alloc_scratch(
+    stream: &Arc<CudaStream>,
+    bytes: usize,
+) -> Result<cudarc::driver::CudaSlice<u8>, DriverError> {
+    // SAFETY: the memory is bytes, for which every bit pattern is a value; reading it before
+    // a kernel writes it gives unspecified but valid bytes.
+    unsafe { stream.alloc::<u8>(bytes) }
+}
+
 /// A loaded module, unloaded on drop.
 #[derive(Debug)]
 pub(crate) struct RawModule {

@@ -78,6 +78,7 @@ pub struct Gpu {
     capability: (u32, u32),
     driver_version: (u32, u32),
     max_shared_memory: u64,
+    multiprocessors: usize,
     default_stream: Arc<Stream>,
     modules: Mutex<HashMap<[u8; 32], Weak<GpuModule>>>,
 }
@@ -109,6 +110,9 @@ impl Gpu {
             let max_shared_memory = context
                 .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
                 .map_err(driver_error("reading the shared memory limit"))?;
+            let multiprocessors = context
+                .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+                .map_err(driver_error("reading the multiprocessor count"))?;
             let driver_version = driver::driver_version().map_err(driver_error("cuDriverGetVersion"))?;
             let default_stream = Arc::new(Stream::wrap(context.default_stream()));
             Ok(Gpu {
@@ -118,6 +122,7 @@ impl Gpu {
                 capability: (major.max(0) as u32, minor.max(0) as u32),
                 driver_version,
                 max_shared_memory: max_shared_memory.max(0) as u64,
+                multiprocessors: multiprocessors.max(1) as usize,
                 default_stream,
                 modules: Mutex::new(HashMap::new()),
             })
@@ -147,6 +152,11 @@ impl Gpu {
     /// The most shared memory a block may use (with the opt-in), in bytes.
     pub fn max_shared_memory(&self) -> u64 {
         self.max_shared_memory
+    }
+
+    /// The number of streaming multiprocessors (132 on an H100 SXM).
+    pub fn multiprocessors(&self) -> usize {
+        self.multiprocessors
     }
 
     /// The cudarc context, to share with other cudarc code.
@@ -269,6 +279,23 @@ impl Stream {
         self.settle("synchronizing the stream", result, true)
     }
 
+    /// The GPU time of the work `enqueue` puts on the stream, between two events recorded
+    /// around it (waits for the work).
+    pub fn time<E: From<RuntimeError>>(
+        &self,
+        enqueue: impl FnOnce() -> Result<(), E>,
+    ) -> Result<std::time::Duration, E> {
+        let timed = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let start = self.inner.record_event(timed);
+        let start = self.settle("recording an event", start, false)?;
+        enqueue()?;
+        let end = self.inner.record_event(timed);
+        let end = self.settle("recording an event", end, false)?;
+        let elapsed = start.elapsed_ms(&end);
+        let ms = self.settle("timing with events", elapsed, true)?;
+        Ok(std::time::Duration::from_secs_f64(f64::from(ms.max(0.0)) / 1e3))
+    }
+
     fn pending(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -314,6 +341,23 @@ impl DeviceBuffer {
         let bytes = allocation_bytes(packed_bytes(dtype, len))?;
         let data = stream.inner.alloc_zeros::<u8>(bytes).map_err(driver_error(format!("allocating {bytes} bytes")))?;
         Ok(DeviceBuffer { dtype, len, data })
+    }
+
+    /// `len` elements of unspecified value on the stream's device, allocated in stream order
+    /// where the device supports it (no zeroing): scratch space for kernels that write it
+    /// before they read it, such as the workspace of a split of K.
+    pub fn scratch(stream: &Stream, dtype: DType, len: usize) -> Result<DeviceBuffer, RuntimeError> {
+        let bytes = allocation_bytes(packed_bytes(dtype, len))?;
+        let data =
+            driver::alloc_scratch(&stream.inner, bytes).map_err(driver_error(format!("allocating {bytes} bytes")))?;
+        Ok(DeviceBuffer { dtype, len, data })
+    }
+
+    /// Sets every byte to zero, enqueued on `stream` (also what a benchmark writes to flush
+    /// the L2 cache between timed launches).
+    pub fn fill_zeros(&mut self, stream: &Stream) -> Result<(), RuntimeError> {
+        let result = stream.inner.memset_zeros(&mut self.data);
+        stream.settle("setting a buffer to zero", result, false)
     }
 
     /// A copy of `buffer` on the stream's device (waits for the copy).

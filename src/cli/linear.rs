@@ -77,6 +77,13 @@ pub fn run(request: &LinearRequest<'_>, out: &mut dyn Write) -> Result<()> {
     };
     let start = Instant::now();
     let layer = model.load_layer(request.layer, &device)?;
+    // Plans `anybit tune` measured for this GPU, kernel and shape (none on the interpreter).
+    let mut tuned = 0;
+    if layer.is_gpu()
+        && let Some(path) = anybit::tune::TuningTable::default_path()
+    {
+        tuned = layer.use_tuning(&anybit::tune::TuningTable::load(&path)?)?;
+    }
     let loaded = start.elapsed();
     let act = layer.format().activation;
     let x_codes: Vec<u16> = values.iter().map(|&v| act.encode(v) as u16).collect();
@@ -103,13 +110,14 @@ pub fn run(request: &LinearRequest<'_>, out: &mut dyn Write) -> Result<()> {
     std::fs::rename(&tmp, output).with_context(|| format!("cannot write {}", output.display()))?;
     writeln!(
         out,
-        "{}: `{}` ({} {k}×{n}, {}{}) on {}, M = {m}: loaded in {:.1} ms, ran in {:.1} ms; wrote {}",
+        "{}: `{}` ({} {k}×{n}, {}{}) on {}{}, M = {m}: loaded in {:.1} ms, ran in {:.1} ms; wrote {}",
         request.dir.display(),
         record.name,
         record.source_type,
         record.kernel,
         if bias.is_some() { " + bias" } else { "" },
         layer.device_name(),
+        if tuned > 0 { format!(" ({tuned} tuned plans, {})", layer.plan_for(m).tag()) } else { String::new() },
         loaded.as_secs_f64() * 1e3,
         ran.as_secs_f64() * 1e3,
         output.display()

@@ -9,3 +9,4 @@ pub mod layout;
 pub mod linear;
 pub mod run;
 pub mod source;
+pub mod tune;

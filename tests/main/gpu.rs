@@ -134,3 +134,46 @@ fn forward_on_launches_on_the_callers_stream() {
     let mut small = DeviceBuffer::zeros(&stream, DType::F16, 10).unwrap();
     assert!(layer.forward_on(&stream, &x, &mut small).unwrap_err().to_string().starts_with("y: expected 65536"));
 }
+
+/// Splits of K on the GPU — the matmul writing partial sums to a workspace from the stream's
+/// pool and the reduction adding them — for both matmul kernels, against the reference and
+/// the interpreter running the same plan (the same additions in the same order).
+#[test]
+fn plans_with_splits_of_k_run_on_the_gpu_like_on_the_interpreter() {
+    use anybit::frontend::lowbit::LaunchPlan;
+    let Some(gpu) = gpu() else { return };
+    let mut rng = SplitMix64::new(2028);
+    let (k, n) = (1024, 136);
+    for fmt in [
+        format("u4", 128, true, DType::BF16),
+        format("i3", 32, false, DType::F16),
+        format("f4e2m1", 64, false, DType::F16),
+    ] {
+        let weights = QuantizedWeights::random(fmt, k, n, &mut rng).unwrap();
+        for plan in [
+            LaunchPlan { block_m: 16, splits: 2 },
+            LaunchPlan { block_m: 16, splits: 8 },
+            LaunchPlan { block_m: 64, splits: 3 },
+        ] {
+            let on_gpu =
+                LinearOptions { device: Device::Gpu(gpu.clone()), plan: Some(plan), ..LinearOptions::default() };
+            let on_interpreter =
+                LinearOptions { device: Device::Interpreter, plan: Some(plan), ..LinearOptions::default() };
+            let layer = QuantizedLinear::new(&weights, &on_gpu).unwrap();
+            let twin = QuantizedLinear::new(&weights, &on_interpreter).unwrap();
+            for m in [1, 5, 70] {
+                let x = activations(&fmt, m, k, &mut rng);
+                let y = layer.forward(&x).unwrap();
+                let ratio = worst_ratio(&weights, &x, &y);
+                assert!(ratio <= 1.0, "{} {} m={m}: error / bound = {ratio}", fmt.kernel_name(), plan.tag());
+                let (got, interp) = (decode(fmt.activation, &y), decode(fmt.activation, &twin.forward(&x).unwrap()));
+                let diff = got.iter().zip(&interp).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                println!(
+                    "{:<40} {} m={m:>3}: error / bound {ratio:.3}, max |gpu-int| {diff:.3e}",
+                    fmt.kernel_name(),
+                    plan.tag()
+                );
+            }
+        }
+    }
+}

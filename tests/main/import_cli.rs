@@ -105,6 +105,25 @@ fn imported_layers_run_like_the_gguf_reference() {
         });
         assert!(same, "{name}: float32 input gives other values");
     }
+    // Tuning measures on a GPU: without one, a clear error and no table; with one, every
+    // plan's time and the winners in the table, which `anybit linear` then uses.
+    let table = dir.join("tuning.json");
+    let tune =
+        ["tune", arg(&out), "--layer", "blk.0.attn_q.weight", "--ms", "1,9", "--runs", "3", "--table", arg(&table)];
+    if anybit::runtime::gpu_available() {
+        let stdout = success(&tune);
+        assert!(stdout.contains("← fastest") && stdout.contains("2 winners recorded"), "{stdout}");
+        let recorded = anybit::tune::TuningTable::load(&table).expect("table");
+        assert_eq!(recorded.shapes.len(), 1);
+        assert_eq!(recorded.shapes[0].plans.iter().map(|p| p.m).collect::<Vec<_>>(), [1, 9]);
+    } else {
+        let message = failure(&tune);
+        assert!(message.contains("tuning measures on a GPU"), "{message}");
+        assert!(!table.exists());
+    }
+    let message =
+        failure(&["tune", arg(&out), "--layer", "blk.0.attn_q.weight", "--ms", "1,0", "--table", arg(&table)]);
+    assert!(message.contains("--ms: `0` is not a row count"), "{message}");
     let listing = success(&["inspect", arg(&out)]);
     assert!(
         listing.contains("16 layers, 11 kernels")

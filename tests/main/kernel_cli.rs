@@ -15,9 +15,14 @@ fn temp(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn check_accepts_the_examples_and_reports_every_error() {
-    for name in ["vector_add.abk", "rms_norm.abk", "matmul_f16.abk", "lowbit_matmul_u4_g128.abk"] {
+    for (name, kernels) in [
+        ("vector_add.abk", "1 kernel"),
+        ("rms_norm.abk", "1 kernel"),
+        ("matmul_f16.abk", "1 kernel"),
+        ("lowbit_matmul_u4_g128.abk", "3 kernels"),
+    ] {
         let out = success(&["check", "--strict", &example(name)]);
-        assert!(out.ends_with("1 kernel ok (strict: every layout present)\n"), "{out}");
+        assert!(out.ends_with(&format!("{kernels} ok (strict: every layout present)\n")), "{out}");
     }
     let bad = temp("bad.abk");
     std::fs::write(
@@ -119,6 +124,8 @@ fn run_reads_and_writes_npy_and_checks_arguments() {
     let out = success(&[
         "run",
         &example("lowbit_matmul_u4_g128.abk"),
+        "--kernel",
+        "lowbit_matmul_u4_g128_sf16_xf16_zp",
         "--interp",
         "--random",
         "7",
@@ -128,6 +135,8 @@ fn run_reads_and_writes_npy_and_checks_arguments() {
         "n=70",
         "--arg",
         "k=128",
+        "--arg",
+        "splits=2",
     ]);
     assert!(out.contains("ptr u4"), "{out}");
 }

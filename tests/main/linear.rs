@@ -45,6 +45,48 @@ fn interpreter() -> LinearOptions {
     LinearOptions { device: Device::Interpreter, ..LinearOptions::default() }
 }
 
+/// Each call runs the plan for its M: the 64-row kernel past 32 rows, a split of K where the
+/// grid is small and K long; fixed and tuned plans override the choice; every plan agrees with
+/// the reference.
+#[test]
+fn each_call_runs_its_plan_and_every_plan_matches_the_reference() {
+    use anybit::frontend::lowbit::LaunchPlan;
+    let mut rng = SplitMix64::new(9);
+    let format = format("u4", 64, true, DType::BF16);
+    // One column tile and 16 steps of K: the chosen plan splits K in 2 at small M.
+    let (k, n) = (1024, 64);
+    let weights = QuantizedWeights::random(format, k, n, &mut rng).unwrap();
+    let layer = QuantizedLinear::new(&weights, &interpreter()).unwrap();
+    assert_eq!(layer.plan_for(3), LaunchPlan { block_m: 16, splits: 2 });
+    assert_eq!(layer.plan_for(40).block_m, 64);
+    for m in [3, 40] {
+        let x = activations(&format, m, k, &mut rng);
+        let ratio = worst_ratio(&weights, &x, &layer.forward(&x).unwrap());
+        assert!(ratio <= 1.0, "chosen plan, m={m}: error / bound = {ratio}");
+    }
+    // Tuned plans: for M up to the tuned M, the nearest one.
+    layer.set_plan(8, LaunchPlan { block_m: 64, splits: 3 }).unwrap();
+    layer.set_plan(2, LaunchPlan { block_m: 16, splits: 5 }).unwrap();
+    assert_eq!(layer.plan_for(1), LaunchPlan { block_m: 16, splits: 5 });
+    assert_eq!(layer.plan_for(5), LaunchPlan { block_m: 64, splits: 3 });
+    assert_eq!(layer.plan_for(9), LaunchPlan::choose(9, n, k, anybit::linear::INTERPRETER_MULTIPROCESSORS));
+    for m in [2, 5] {
+        let x = activations(&format, m, k, &mut rng);
+        let ratio = worst_ratio(&weights, &x, &layer.forward(&x).unwrap());
+        assert!(ratio <= 1.0, "tuned plan, m={m}: error / bound = {ratio}");
+    }
+    let bad = layer.set_plan(4, LaunchPlan { block_m: 32, splits: 1 }).unwrap_err();
+    assert!(matches!(bad, LinearError::Plan { .. }), "{bad}");
+    // A fixed plan for every call.
+    let plan = LaunchPlan { block_m: 64, splits: 4 };
+    let fixed = QuantizedLinear::new(&weights, &LinearOptions { plan: Some(plan), ..interpreter() }).unwrap();
+    assert_eq!((fixed.plan_for(1), fixed.plan_for(100)), (plan, plan));
+    let x = activations(&format, 1, k, &mut rng);
+    assert!(worst_ratio(&weights, &x, &fixed.forward(&x).unwrap()) <= 1.0);
+    let options = LinearOptions { plan: Some(LaunchPlan { block_m: 16, splits: 0 }), ..interpreter() };
+    assert!(matches!(QuantizedLinear::new(&weights, &options), Err(LinearError::Format(FormatError::Plan(_)))));
+}
+
 #[test]
 fn layers_of_several_types_match_the_reference_on_the_interpreter() {
     let mut rng = SplitMix64::new(6);

@@ -28,8 +28,8 @@ fn examples_compile_with(backend: &dyn anybit_backends::Backend) {
                 assert_eq!((report.spill_stores, report.spill_loads), (0, 0), "{name} spills on {target}: {report:?}");
                 writeln!(
                     table,
-                    "{name:<28} {target:<8} {:>3} registers, {:>6} bytes shared",
-                    report.registers, kernel.shared_memory_bytes
+                    "{:<44} {target:<8} {:>3} registers, {:>6} bytes shared",
+                    kernel.name, report.registers, kernel.shared_memory_bytes
                 )
                 .unwrap();
             }
@@ -64,21 +64,25 @@ fn every_weight_type_with(backend: &dyn anybit_backends::Backend) {
         };
         let module = build_module(&format).unwrap();
         for target in [Target::Sm80, Target::Sm90] {
-            let compiled = compile_with(backend, &module, target);
-            let report = ptxas(&compiled.kernels[0].ptx, target, None);
-            assert_eq!((report.spill_stores, report.spill_loads), (0, 0), "{weight} spills on {target}: {report:?}");
-            writeln!(table, "{:<44} {target:<6} {:>3} registers", format.kernel_name(), report.registers).unwrap();
+            // Every kernel of the layer module: the 16-row and 64-row matmuls, the reduction.
+            for kernel in &compile_with(backend, &module, target).kernels {
+                let report = ptxas(&kernel.ptx, target, None);
+                let name = &kernel.name;
+                assert_eq!((report.spill_stores, report.spill_loads), (0, 0), "{name} spills on {target}: {report:?}");
+                writeln!(table, "{name:<48} {target:<6} {:>3} registers", report.registers).unwrap();
+            }
         }
     }
     // The lookup-table formats (`lookup` of u4 codes): IQ4_NL in the activation type, NF4 in f32.
     for format in lut_formats() {
         let module = build_module(&format).unwrap();
         for target in [Target::Sm80, Target::Sm90] {
-            let compiled = compile_with(backend, &module, target);
-            let report = ptxas(&compiled.kernels[0].ptx, target, None);
-            let name = format.kernel_name();
-            assert_eq!((report.spill_stores, report.spill_loads), (0, 0), "{name} spills on {target}: {report:?}");
-            writeln!(table, "{name:<44} {target:<6} {:>3} registers", report.registers).unwrap();
+            for kernel in &compile_with(backend, &module, target).kernels {
+                let report = ptxas(&kernel.ptx, target, None);
+                let name = &kernel.name;
+                assert_eq!((report.spill_stores, report.spill_loads), (0, 0), "{name} spills on {target}: {report:?}");
+                writeln!(table, "{name:<48} {target:<6} {:>3} registers", report.registers).unwrap();
+            }
         }
     }
     insta::assert_snapshot!(snapshot_name("lowbit_resources", backend), table);

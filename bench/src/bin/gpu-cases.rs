@@ -1,6 +1,7 @@
 //! `gpu-cases kernels DIR` writes every case's kernel as DIR/<case>/kernel.abk, and the
-//! benchmark kernels as DIR/bench_<weight>/kernel.abk (with `--schedules m16p1u2,m64p1u2`, also
-//! DIR/bench_<weight>_<schedule>/kernel.abk for each of those schedules);
+//! benchmark modules as DIR/bench_<weight>/kernel.abk with their launch plans in plans.json
+//! (with `--schedules m16p1u2,m64p1u2k4`, also DIR/bench_<weight>_<tag>/ for each of those
+//! schedules, `k<splits>` for a split of K);
 //! `gpu-cases data DIR [--seed N] [--small]` runs every case on the interpreter (in parallel)
 //! and writes the runs' inputs, outputs, references and bounds under DIR/<case>/run<i>/.
 
@@ -11,6 +12,14 @@ use std::sync::Mutex;
 use anybit_bench::cases::{Sizes, all_cases};
 use anybit_bench::files::{write_kernels, write_runs};
 use anybit_frontend::lowbit::Schedule;
+
+/// A benchmark variant's tag: a schedule (`m16p2u2`) and optionally a split (`k4`).
+fn variant(tag: &str) -> Option<(Schedule, usize)> {
+    match tag.rsplit_once('k') {
+        Some((schedule, splits)) => Some((Schedule::from_tag(schedule)?, splits.parse().ok().filter(|&s| s > 1)?)),
+        None => Some((Schedule::from_tag(tag)?, 1)),
+    }
+}
 
 fn usage() -> ExitCode {
     eprintln!("usage: gpu-cases kernels DIR [--schedules m16p2u2,...] | gpu-cases data DIR [--seed N] [--small]");
@@ -37,11 +46,12 @@ fn main() -> ExitCode {
             ("--small", _) => sizes = Sizes::Small,
             ("--schedules", Some(value)) => {
                 for tag in value.split(',') {
-                    match Schedule::from_tag(tag) {
-                        Some(schedule) => schedules.push(schedule),
+                    match variant(tag) {
+                        Some(schedule_and_split) => schedules.push(schedule_and_split),
                         None => {
                             eprintln!(
-                                "error: `{tag}` is not a schedule (write m<rows>p<prefetch>u<unroll>, e.g. m16p2u2)"
+                                "error: `{tag}` is not a schedule (write m<rows>p<prefetch>u<unroll>, e.g. m16p2u2, \
+                                 and k<splits> for a split of K, e.g. m16p2u2k4)"
                             );
                             return ExitCode::from(2);
                         }
@@ -62,10 +72,11 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "kernels" => anybit_bench::cases::bench_modules(&schedules).and_then(|bench| {
             write_kernels(&cases, &dir)?;
-            for (name, module) in &bench {
-                let folder = dir.join(name);
+            for variant in &bench {
+                let folder = dir.join(&variant.name);
                 std::fs::create_dir_all(&folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
-                std::fs::write(folder.join("kernel.abk"), anybit_ir::text::print_module(module))
+                std::fs::write(folder.join("kernel.abk"), anybit_ir::text::print_module(&variant.module))
+                    .and_then(|()| std::fs::write(folder.join("plans.json"), &variant.plans))
                     .map_err(|e| format!("cannot write {}: {e}", folder.display()))?;
             }
             Ok(format!("wrote {} case kernels and {} benchmark kernels to {}", cases.len(), bench.len(), dir.display()))

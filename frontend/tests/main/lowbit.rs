@@ -1,7 +1,9 @@
 //! The low-bit matmul generator: every supported format builds, bad formats and shapes are
 //! rejected with a clear error, packing and the reference are consistent.
 
-use anybit_frontend::lowbit::{FormatError, QuantizedWeights, WeightFormat, build_kernel, eval_grid, grid};
+use anybit_frontend::lowbit::{
+    FormatError, LaunchPlan, QuantizedWeights, WeightFormat, build_kernel, build_module, eval_grid, grid,
+};
 use anybit_ir::DType;
 
 pub const WEIGHT_TYPES: &[&str] = &[
@@ -28,8 +30,14 @@ fn every_weight_type_builds() {
         for activation in [DType::F16, DType::BF16] {
             for group in [32, 64, 128] {
                 let f = format(weight, group, t.is_integer(), activation);
-                let kernel = build_kernel(&f).unwrap_or_else(|e| panic!("{weight} g{group}: {e}"));
-                assert_eq!(eval_grid(&kernel, 33, 130, 256), Some(grid(33, 130).iter().map(|&g| g as u64).collect()));
+                let module = build_module(&f).unwrap_or_else(|e| panic!("{weight} g{group}: {e}"));
+                for (kernel, block_m) in module.kernels.iter().zip([16, 64]) {
+                    for splits in [1, 3] {
+                        let plan = LaunchPlan { block_m, splits };
+                        let want = grid(33, 130, plan).iter().map(|&g| g as u64).collect();
+                        assert_eq!(eval_grid(kernel, 33, 130, 256, splits), Some(want), "{}", kernel.name);
+                    }
+                }
             }
         }
     }
@@ -75,7 +83,6 @@ fn packing_pads_rows_to_whole_bytes() {
 /// rewrites it.
 #[test]
 fn the_example_file_is_the_generated_kernel() {
-    use anybit_frontend::lowbit::build_module;
     use anybit_ir::text::{parse_module, print_module};
     use anybit_ir::verify::{VerifyOptions, verify_module};
     let f = format("u4", 128, true, DType::F16);
@@ -157,14 +164,14 @@ fn the_tiled_packing_puts_each_code_in_its_threads_registers() {
     }
 }
 
-/// The generated kernel, run by the interpreter on packed random weights, agrees with the f64
+/// The generated kernels, run by the interpreter on packed random weights, agree with the f64
 /// reference from the same quantized weights — for shapes whose tiles stick out of M, N and K,
-/// and for every kind of schedule (rows per block, prefetch depth 0 and deeper than K).
+/// for every kind of schedule (rows per block, prefetch depth 0 and deeper than K), and for
+/// splits of K: more splits than steps (empty slabs), slabs of unequal length, M past a
+/// slab's blocks.
 #[test]
 fn the_generated_kernel_matches_the_reference_on_the_interpreter() {
-    use anybit_frontend::lowbit::{Schedule, build_module_scheduled, partial_rows, reference};
-    use anybit_ir::interp::{Arg, Buffer, RunOptions, run_kernel};
-    use anybit_ir::random::SplitMix64;
+    use anybit_frontend::lowbit::{Schedule, build_module_scheduled, reference, run_plan};
     let mut rng = SplitMix64::new(41);
     let cases = [
         ("u4", 128, false, DType::F16, 3, 72, 256),
@@ -174,62 +181,131 @@ fn the_generated_kernel_matches_the_reference_on_the_interpreter() {
         ("u1", 128, false, DType::F16, 2, 64, 128),
         ("u8", 32, true, DType::BF16, 4, 96, 64),
     ];
-    // Splits of K: more slabs than steps (empty slabs), slabs of unequal length, M past a slab's
-    // blocks.
     let schedules = [
-        "m16p2u2",
-        "m32p1u2",
-        "m64p0u1",
-        "m16p4u1",
-        "m64p2u2",
-        "m16p0u2",
-        "m16p2u2k3",
-        "m32p1u2k2",
-        "m16p0u1k8",
-        "m64p2u2k4",
-        "m16p4u1k2",
-        "m16p2u2k5",
+        ("m16p2u2", 1),
+        ("m32p1u2", 1),
+        ("m64p0u1", 1),
+        ("m16p4u1", 1),
+        ("m64p2u2", 1),
+        ("m16p0u2", 1),
+        ("m16p2u2", 3),
+        ("m32p1u2", 2),
+        ("m16p0u1", 8),
+        ("m64p2u2", 4),
+        ("m16p4u1", 2),
+        ("m16p2u2", 5),
     ];
     for (i, (weight, group, zp, act, m, n, k)) in cases.into_iter().chain(cases).enumerate() {
         let f = format(weight, group, zp, act);
-        let schedule = Schedule::from_tag(schedules[i % schedules.len()]).unwrap();
+        let (tag, splits) = schedules[i % schedules.len()];
+        let schedule = Schedule::from_tag(tag).unwrap();
         let module = build_module_scheduled(&f, None, schedule).unwrap();
         let weights = QuantizedWeights::random(f, k, n, &mut rng).unwrap();
         let x: Vec<u32> = (0..m * k).map(|_| act.encode(rng.uniform(-1.0, 1.0))).collect();
         let packed = weights.pack().unwrap();
-        let mut args = vec![Arg::Buffer(Buffer::from_codes(act, &x).unwrap())];
-        args.extend(packed.buffers().into_iter().map(|(_, b)| Arg::Buffer(b.clone())));
-        let split = schedule.split_k;
-        let out = match split {
-            1 => Buffer::zeros(act, m * n).unwrap(),
-            _ => Buffer::zeros(DType::F32, partial_rows(m, schedule.block_m, split) * n).unwrap(),
-        };
-        args.push(Arg::Buffer(out));
-        args.extend([Arg::Int(m as i64), Arg::Int(n as i64), Arg::Int(k as i64)]);
-        let out_index = args.len() - 4;
-        let what = format!("{weight} {}", schedule.tag());
-        run_kernel(&module.kernels[0], &mut args, &RunOptions::default()).unwrap_or_else(|e| panic!("{what}: {e}"));
-        let y = if split == 1 {
-            assert_eq!(module.kernels.len(), 1);
-            args[out_index].buffer().unwrap().to_f64().unwrap()
-        } else {
-            assert_eq!(module.kernels.len(), 2, "{what}: the matmul and the reduction");
-            let mut reduce = vec![
-                args[out_index].clone(),
-                Arg::Buffer(Buffer::zeros(act, m * n).unwrap()),
-                Arg::Int(m as i64),
-                Arg::Int(n as i64),
-            ];
-            run_kernel(&module.kernels[1], &mut reduce, &RunOptions::default())
-                .unwrap_or_else(|e| panic!("{what} (reduce): {e}"));
-            reduce[1].buffer().unwrap().to_f64().unwrap()
-        };
+        let what = format!("{weight} {tag} splits {splits}");
+        let plan = LaunchPlan { block_m: schedule.block_m, splits };
+        let x = Buffer::from_codes(act, &x).unwrap();
+        let y =
+            run_plan(&module, &packed, &x, m, plan, &RunOptions::default()).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let y = y.to_f64().unwrap();
         assert_eq!(y.len(), m * n);
         assert!(y.iter().any(|&v| v != 0.0), "{what}: y is all zeros");
-        for (i, (&got, &(exact, bound))) in y.iter().zip(&reference(&weights, &x, m).unwrap()).enumerate() {
+        for (i, (&got, &(exact, bound))) in y.iter().zip(&reference(&weights, &x.codes(), m).unwrap()).enumerate() {
             assert!((got - exact).abs() <= bound, "{what} m={m} n={n} k={k}: y[{i}] = {got}, exact {exact} ± {bound}");
         }
     }
+}
+
+/// Without a split the matmul writes y (and needs no workspace); with one it leaves y alone,
+/// writes every row of its slabs that the reduction reads, and the reduction writes y.
+#[test]
+fn a_split_writes_only_the_workspace_and_no_split_only_y() {
+    use anybit_frontend::lowbit::{build_reduce_kernel, partial_rows};
+    let f = format("u4", 32, false, DType::F16);
+    let (m, n, k) = (5, 64, 128);
+    let weights = QuantizedWeights::random(f, k, n, &mut SplitMix64::new(3)).unwrap();
+    let packed = weights.pack().unwrap();
+    let x: Vec<u32> = (0..m * k).map(|i| DType::F16.encode(((i % 7) as f64 - 3.0) / 4.0)).collect();
+    let kernel = build_kernel(&f).unwrap();
+    let sentinel = 0x7e00; // a NaN no product gives
+    for splits in [1usize, 2] {
+        let mut args = vec![Arg::Buffer(Buffer::from_codes(DType::F16, &x).unwrap())];
+        args.extend(packed.buffers().into_iter().map(|(_, b)| Arg::Buffer(b.clone())));
+        let y_at = args.len();
+        args.push(Arg::Buffer(Buffer::from_codes(DType::F16, &vec![sentinel; m * n]).unwrap()));
+        // The workspace the plan needs: none without a split.
+        let p_len = if splits == 1 { 0 } else { partial_rows(m, splits) * n };
+        args.push(Arg::Buffer(Buffer::from_codes(DType::F32, &vec![f32::NAN.to_bits(); p_len]).unwrap()));
+        args.extend([m, n, k, splits].map(|v| Arg::Int(v as i64)));
+        run_kernel(&kernel, &mut args, &RunOptions::default()).unwrap();
+        let y = args[y_at].buffer().unwrap().codes();
+        let p = args[y_at + 1].buffer().unwrap().to_f64().unwrap();
+        if splits == 1 {
+            assert!(y.iter().all(|&c| c != sentinel), "y is written");
+            assert!(p.is_empty());
+        } else {
+            assert!(y.iter().all(|&c| c == sentinel), "y is untouched");
+            // Both slabs' rows of the first block are written (rows past M with zeros).
+            for slab in 0..2 {
+                let rows = &p[slab * partial_rows(m, 1) * n..][..16 * n];
+                assert!(rows.iter().all(|v| !v.is_nan()), "slab {slab} is written");
+            }
+            let mut reduce = vec![args[y_at + 1].clone(), args[y_at].clone()];
+            reduce.extend([m, n, splits].map(|v| Arg::Int(v as i64)));
+            run_kernel(&build_reduce_kernel(&f, None).unwrap(), &mut reduce, &RunOptions::default()).unwrap();
+            assert!(reduce[1].buffer().unwrap().codes().iter().all(|&c| c != sentinel), "the reduction writes y");
+        }
+    }
+}
+
+/// The plan the layer picks per launch, at the points measured on the H100 (132 SMs).
+#[test]
+fn launch_plans_follow_the_measurements() {
+    let plan = |m, n, k| LaunchPlan::choose(m, n, k, 132);
+    // Few column tiles: split until ~500–900 blocks.
+    assert_eq!(plan(1, 4096, 14336), LaunchPlan { block_m: 16, splits: 8 });
+    assert_eq!(plan(16, 4096, 4096), LaunchPlan { block_m: 16, splits: 8 });
+    assert_eq!(plan(1, 14336, 4096), LaunchPlan { block_m: 16, splits: 4 });
+    // Enough tiles: no split.
+    assert_eq!(plan(1, 57344, 8192), LaunchPlan { block_m: 16, splits: 1 });
+    assert_eq!(plan(4096, 14336, 4096), LaunchPlan { block_m: 64, splits: 1 });
+    // Many rows: the 64-row kernel; short K: no split below 8 steps per block.
+    assert_eq!(plan(33, 4096, 4096).block_m, 64);
+    assert_eq!(plan(32, 4096, 4096).block_m, 16);
+    assert_eq!(plan(1, 64, 512), LaunchPlan { block_m: 16, splits: 1 });
+    assert_eq!(plan(1, 64, 1024), LaunchPlan { block_m: 16, splits: 2 });
+    // Fewer SMs, fewer splits.
+    assert_eq!(LaunchPlan::choose(1, 14336, 4096, 46).splits, 1);
+    for m in [1, 16, 17, 64, 4096] {
+        let p = plan(m, 4096, 4096);
+        p.validate().unwrap();
+        assert_eq!(LaunchPlan::from_tag(&p.tag()), Some(p));
+        assert_eq!(p.workspace_len(m, 4096) > 0, p.splits > 1);
+    }
+    assert!(LaunchPlan { block_m: 16, splits: 0 }.validate().is_err());
+    assert!(LaunchPlan { block_m: 48, splits: 1 }.validate().is_err());
+    assert!(LaunchPlan { block_m: 16, splits: 65 }.validate().is_err());
+    for bad in ["", "m16", "k4", "m16k", "mxk1"] {
+        assert_eq!(LaunchPlan::from_tag(bad), None, "{bad}");
+    }
+}
+
+/// `run_plan` refuses a plan without its kernel, a bad plan and a bad x with typed errors.
+#[test]
+fn running_a_plan_checks_its_inputs() {
+    use anybit_frontend::lowbit::{PlanError, run_plan};
+    let f = format("u4", 32, false, DType::F16);
+    let packed = QuantizedWeights::random(f, 64, 64, &mut SplitMix64::new(5)).unwrap().pack().unwrap();
+    let module = build_module(&f).unwrap();
+    let x = Buffer::zeros(DType::F16, 2 * 64).unwrap();
+    let options = RunOptions::default();
+    let no_m32 = run_plan(&module, &packed, &x, 2, LaunchPlan { block_m: 32, splits: 1 }, &options).unwrap_err();
+    assert!(matches!(&no_m32, PlanError::MissingKernel(name) if name.ends_with("_m32")), "{no_m32}");
+    let bad = run_plan(&module, &packed, &x, 2, LaunchPlan { block_m: 16, splits: 0 }, &options).unwrap_err();
+    assert!(matches!(bad, PlanError::Format(FormatError::Plan(_))), "{bad}");
+    let short = run_plan(&module, &packed, &x, 3, LaunchPlan { block_m: 16, splits: 1 }, &options).unwrap_err();
+    assert!(short.to_string().contains("x: 128 elements"), "{short}");
 }
 
 #[test]
@@ -237,13 +313,12 @@ fn schedules_read_back_and_bad_ones_are_rejected() {
     use anybit_frontend::lowbit::{Schedule, build_kernel_scheduled};
     let default = Schedule::default();
     assert_eq!(Schedule::from_tag(&default.tag()), Some(default));
-    assert_eq!(Schedule::from_tag("m64p1u4"), Some(Schedule { block_m: 64, prefetch: 1, unroll: 4, split_k: 1 }));
-    assert_eq!(Schedule::from_tag("m16p2u2k4").map(|s| s.split_k), Some(4));
-    for bad in ["", "p2u2", "m16p2", "mxp1u1", "m16p-1u2", "m16p2u2k1", "m16p2u2k"] {
+    assert_eq!(Schedule::from_tag("m64p1u4"), Some(Schedule { block_m: 64, prefetch: 1, unroll: 4 }));
+    for bad in ["", "p2u2", "m16p2", "mxp1u1", "m16p-1u2", "m16p2u2k4", "m16p2u"] {
         assert_eq!(Schedule::from_tag(bad), None, "{bad}");
     }
     let f = format("u4", 128, false, DType::F16);
-    for bad in ["m48p2u2", "m16p9u2", "m16p2u0", "m128p1u1", "m16p2u2k65"] {
+    for bad in ["m48p2u2", "m16p9u2", "m16p2u0", "m128p1u1"] {
         let schedule = Schedule::from_tag(bad).unwrap();
         let error = build_kernel_scheduled(&f, None, schedule).unwrap_err();
         assert!(matches!(error, FormatError::Schedule(_)), "{bad}: {error}");
@@ -263,20 +338,15 @@ fn rounded(dtype: DType, value: f64) -> f64 {
     dtype.decode_f64(dtype.encode(value)).unwrap()
 }
 
-/// The kernel of `weights.format` run on the interpreter for `x` (M × K activation codes): y.
+/// The 16-row kernel of `weights.format` run on the interpreter for `x` (M × K activation
+/// codes): y.
 fn run_on_interpreter(weights: &QuantizedWeights, x: &[u32], m: usize) -> Vec<u32> {
-    let kernel = build_kernel(&weights.format).unwrap();
-    let act = weights.format.activation;
+    let module = build_module(&weights.format).unwrap();
+    let x = Buffer::from_codes(weights.format.activation, x).unwrap();
+    let plan = LaunchPlan { block_m: 16, splits: 1 };
     let packed = weights.pack().unwrap();
-    let mut args = vec![Arg::Buffer(Buffer::from_codes(act, x).unwrap())];
-    args.extend(packed.buffers().into_iter().map(|(_, b)| Arg::Buffer(b.clone())));
-    args.push(Arg::Buffer(Buffer::zeros(act, m * weights.n).unwrap()));
-    args.extend([Arg::Int(m as i64), Arg::Int(weights.n as i64), Arg::Int(weights.k as i64)]);
-    run_kernel(&kernel, &mut args, &RunOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", kernel.name));
-    match &args[args.len() - 4] {
-        Arg::Buffer(y) => y.codes(),
-        _ => panic!("y is not a buffer"),
-    }
+    let y = anybit_frontend::lowbit::run_plan(&module, &packed, &x, m, plan, &RunOptions::default());
+    y.unwrap_or_else(|e| panic!("{}: {e}", weights.format.kernel_name())).codes()
 }
 
 /// The built-in tables are the published ones: IQ4_NL's 16 integer levels (ggml's
@@ -316,7 +386,6 @@ fn the_built_in_tables_and_bad_tables() {
 /// points.
 #[test]
 fn lookup_table_formats_build_and_mismatches_are_refused() {
-    use anybit_frontend::lowbit::build_module;
     use anybit_ir::text::{parse_module, print_module};
     use anybit_ir::verify::{VerifyOptions, verify_module};
     for lut in [Lut::IQ4_NL, Lut::NF4] {

@@ -27,8 +27,13 @@ fn buffer(dtype: DType, len: usize, address: u64, writable: bool) -> ArgSpec {
     ArgSpec::Buffer { dtype, len, address, writable }
 }
 
-/// Valid arguments for m × n × k, buffers 1 TiB apart.
+/// Valid arguments for m × n × k without a split of K, buffers 1 TiB apart.
 fn args(m: usize, n: usize, k: usize) -> Vec<ArgSpec> {
+    split_args(m, n, k, 1, 0)
+}
+
+/// Valid arguments for m × n × k with K split in `splits`, a workspace of `workspace` f32.
+fn split_args(m: usize, n: usize, k: usize, splits: usize, workspace: usize) -> Vec<ArgSpec> {
     let groups = k / 64;
     vec![
         buffer(DType::F16, m * k, 1 << 40, false),
@@ -37,9 +42,11 @@ fn args(m: usize, n: usize, k: usize) -> Vec<ArgSpec> {
         buffer(DType::F16, groups * n, 3 << 40, false),
         buffer(dtype("u4"), groups * n, 4 << 40, false),
         buffer(DType::F16, m * n, 5 << 40, true),
+        buffer(DType::F32, workspace, 6 << 40, true),
         ArgSpec::Int(m as i64),
         ArgSpec::Int(n as i64),
         ArgSpec::Int(k as i64),
+        ArgSpec::Int(splits as i64),
     ]
 }
 
@@ -51,7 +58,7 @@ fn error(manifest: &KernelManifest, args: &[ArgSpec]) -> ArgError {
 fn the_manifest_knows_which_pointers_are_written() {
     let m = manifest();
     let written: Vec<&str> = m.params.iter().filter(|p| p.written).map(|p| p.name.as_str()).collect();
-    assert_eq!(written, ["y"]);
+    assert_eq!(written, ["y", "p"]);
     let json = serde_json::to_string(&m).unwrap();
     assert_eq!(serde_json::from_str::<KernelManifest>(&json).unwrap(), m);
 }
@@ -60,10 +67,16 @@ fn the_manifest_knows_which_pointers_are_written() {
 fn valid_arguments_give_the_abi_words_and_the_grid() {
     let checked = check_launch(&manifest(), &args(33, 72, 128)).unwrap();
     assert_eq!(checked.grid, [2, 3, 1]);
+    // A split of K: the grid's third axis, and a workspace of 64-row slabs.
+    let split = check_launch(&manifest(), &split_args(33, 72, 128, 2, 2 * 64 * 72)).unwrap();
+    assert_eq!(split.grid, [2, 3, 2]);
+    let small = error(&manifest(), &split_args(33, 72, 128, 2, 2 * 64 * 72 - 1));
+    assert!(small.to_string().contains("parameter `p`: the buffer has 9215 elements"), "{small}");
     assert_eq!(checked.block, 128);
     assert_eq!(checked.dynamic_shared_memory, 0);
     assert_eq!(checked.params[0], ParamWord::Pointer(1 << 40));
-    assert_eq!(&checked.params[5..], &[ParamWord::Scalar(33), ParamWord::Scalar(72), ParamWord::Scalar(128)]);
+    let scalars = [33, 72, 128, 1].map(ParamWord::Scalar);
+    assert_eq!(&checked.params[6..], &scalars);
     assert!(!checked.is_empty());
     // A bigger buffer than the shape needs is fine; an empty problem launches nothing.
     let mut bigger = args(1, 72, 128);
@@ -76,10 +89,10 @@ fn valid_arguments_give_the_abi_words_and_the_grid() {
 fn counts_kinds_and_types_are_checked() {
     let m = manifest();
     let e = error(&m, &args(1, 72, 128)[..7]);
-    assert_eq!(e.to_string(), "7 arguments given, the kernel has 8 parameters (x, w, s, z, y, m, n, k)");
+    assert_eq!(e.to_string(), "7 arguments given, the kernel has 10 parameters (x, w, s, z, y, p, m, n, k, splits)");
 
     let mut a = args(1, 72, 128);
-    a[5] = buffer(dtype("i32"), 1, 6 << 20, false);
+    a[6] = buffer(dtype("i32"), 1, 6 << 20, false);
     assert_eq!(error(&m, &a).to_string(), "parameter `m`: expected a scalar i32, got a buffer of 1 i32");
 
     let mut a = args(1, 72, 128);
@@ -91,11 +104,11 @@ fn counts_kinds_and_types_are_checked() {
     assert_eq!(error(&m, &a).to_string(), "parameter `x`: expected a buffer of f16, got a buffer of bf16");
 
     let mut a = args(1, 72, 128);
-    a[6] = ArgSpec::Int(1 << 31);
+    a[7] = ArgSpec::Int(1 << 31);
     assert!(matches!(error(&m, &a), ArgError::Range { ref param, max: 2147483647, .. } if param == "n"));
 
     let mut a = args(1, 72, 128);
-    a[7] = ArgSpec::Float(128.0);
+    a[8] = ArgSpec::Float(128.0);
     assert!(matches!(error(&m, &a), ArgError::Kind { ref param, .. } if param == "k"));
 
     let mut broken = m.clone();
@@ -164,7 +177,7 @@ fn buffers_are_checked_for_writability_alignment_size_and_overlap() {
 fn shapes_constraints_and_the_grid_are_checked() {
     let mut m = manifest();
     let mut a = args(1, 72, 128);
-    a[5] = ArgSpec::Int(-1);
+    a[6] = ArgSpec::Int(-1);
     let e = error(&m, &a);
     assert!(matches!(e, ArgError::Expr { error: ExprError::OutOfRange(-1), .. }), "{e}");
     assert_eq!(e.to_string(), "parameter `x`, shape dimension 0: `m` evaluates to -1, which is out of range");
@@ -173,7 +186,7 @@ fn shapes_constraints_and_the_grid_are_checked() {
     assert!(check_launch(&m, &args(1, 72, 256)).is_ok());
     assert_eq!(
         error(&m, &args(1, 72, 192)).to_string(),
-        "the arguments break the kernel's constraint `k % 128 == 0` (m = 1, n = 72, k = 192)"
+        "the arguments break the kernel's constraint `k % 128 == 0` (m = 1, n = 72, k = 192, splits = 1)"
     );
     assert!(m.require_multiple("nothing", 2).is_none());
 

@@ -173,9 +173,12 @@ fn lowbit_u4_example_on_host() {
         Arg::Buffer(random_buffer(DType::F16, k / 128 * n, 0.1, &mut rng)),
         Arg::Buffer(random_buffer(u4, k / 128 * n, 15.0, &mut rng)),
         Arg::Buffer(Buffer::zeros(DType::F16, m * n).expect("zeros")),
+        // A split of K in 2: the workspace of f32 partial sums, 2 slabs of 64 rows.
+        Arg::Buffer(Buffer::zeros(DType::F32, 2 * 64 * n).expect("zeros")),
         Arg::Int(m as i64),
         Arg::Int(n as i64),
         Arg::Int(k as i64),
+        Arg::Int(2),
     ];
     compare(kernel, args, None);
 }

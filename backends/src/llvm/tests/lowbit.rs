@@ -1,7 +1,7 @@
 //! The low-bit matmul of `anybit_frontend::lowbit` for every weight type: PTX for every
 //! target and every backend accepted by `ptxas`, and host runs equal to the interpreter.
 
-use anybit_frontend::lowbit::{QuantizedWeights, WeightFormat, build_kernel, build_module};
+use anybit_frontend::lowbit::{LaunchPlan, QuantizedWeights, WeightFormat, build_module, matmul_kernel_name};
 use anybit_ir::dtype::DType;
 use anybit_ir::interp::{Arg, Buffer};
 use anybit_ir::random::SplitMix64;
@@ -66,15 +66,34 @@ fn every_weight_type_compiles_for_every_target() {
 }
 
 fn run(f: WeightFormat, m: usize, n: usize, k: usize, seed: u64) {
-    let kernel = build_kernel(&f).unwrap_or_else(|e| panic!("{f:?}: {e}"));
+    run_plan(f, m, n, k, seed, LaunchPlan { block_m: 16, splits: 1 });
+}
+
+/// The matmul kernel of `plan` (from the layer module), compiled and run on the host against
+/// the interpreter — with a split, its partial sums in the workspace.
+fn run_plan(f: WeightFormat, m: usize, n: usize, k: usize, seed: u64, plan: LaunchPlan) {
+    let module = build_module(&f).unwrap_or_else(|e| panic!("{f:?}: {e}"));
+    let name = matmul_kernel_name(&f, plan.block_m);
+    let kernel = module.kernels.iter().find(|k| k.name == name).expect("the plan's kernel");
     let mut rng = SplitMix64::new(seed);
     let weights = QuantizedWeights::random(f, k, n, &mut rng).expect("weights");
     let packed = weights.pack().expect("pack");
     let mut args = vec![Arg::Buffer(random_buffer(f.activation, m * k, 1.0, &mut rng))];
     args.extend(packed.buffers().into_iter().map(|(_, b)| Arg::Buffer(b.clone())));
     args.push(Arg::Buffer(Buffer::zeros(f.activation, m * n).expect("y")));
-    args.extend([Arg::Int(m as i64), Arg::Int(n as i64), Arg::Int(k as i64)]);
-    compare(&kernel, args, None);
+    args.push(Arg::Buffer(Buffer::zeros(DType::F32, plan.workspace_len(m, n)).expect("p")));
+    args.extend([m, n, k, plan.splits].map(|v| Arg::Int(v as i64)));
+    compare(kernel, args, None);
+}
+
+/// Both matmul kernels with splits of K (uneven and empty slabs), on the host.
+#[test]
+fn plans_with_splits_on_host() {
+    let u4 = DType::uint(4).expect("u4");
+    run_plan(format(u4, 32, DType::F16, DType::BF16, true), 5, 72, 192, 7, LaunchPlan { block_m: 16, splits: 2 });
+    let i3 = DType::int(3).expect("i3");
+    run_plan(format(i3, 64, DType::F16, DType::F16, false), 40, 64, 128, 8, LaunchPlan { block_m: 64, splits: 3 });
+    run_plan(format(u4, 128, DType::BF16, DType::F16, false), 33, 64, 128, 9, LaunchPlan { block_m: 64, splits: 1 });
 }
 
 #[test]
@@ -116,7 +135,9 @@ fn f32_scales_and_offsets_compile_and_run_on_host() {
         with("f4e2m1", 64, DType::F32, false, true, DType::BF16),
     ];
     for (i, f) in formats.into_iter().enumerate() {
-        let module = build_module(&f).unwrap_or_else(|e| panic!("{f:?}: {e}"));
+        // After the passes, as the JIT compiles it (instruction selection keeps the 64-row
+        // kernel's dot in registers).
+        let module = super::selected_module(&build_module(&f).unwrap_or_else(|e| panic!("{f:?}: {e}")));
         let cases = super::backends().into_iter().flat_map(|b| [Target::Sm80, Target::Sm90].map(move |t| (b, t)));
         for (backend, target) in cases {
             let compiled = backend

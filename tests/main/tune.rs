@@ -1,0 +1,90 @@
+//! The tuner's search and its table, with measurements supplied by the test (the GPU's are
+//! exercised by `anybit tune` in the import test and by `bench/gpu-jit.sh`).
+
+use anybit::frontend::lowbit::LaunchPlan;
+use anybit::tune::{TABLE_VERSION, TuneError, TuningTable, candidates, tune_with};
+
+#[test]
+fn candidates_cover_both_kernels_and_bounded_splits() {
+    // Decode: the 16-row kernel only; K = 4096 (64 steps), 64 column tiles on 132 SMs: splits
+    // up to 32 (at least two steps each, at most 16 blocks per SM).
+    let plans = candidates(1, 4096, 4096, 132);
+    assert!(plans.iter().all(|p| p.block_m == 16));
+    assert_eq!(plans.iter().map(|p| p.splits).collect::<Vec<_>>(), [1, 2, 4, 8, 16, 32]);
+    // Many rows: both kernels; a big grid allows no split.
+    let plans = candidates(4096, 14336, 4096, 132);
+    assert_eq!(plans, [LaunchPlan { block_m: 16, splits: 1 }, LaunchPlan { block_m: 64, splits: 1 }]);
+    // Short K: one split only; every candidate is a valid plan.
+    assert_eq!(
+        candidates(16, 64, 64, 132),
+        [LaunchPlan { block_m: 16, splits: 1 }, LaunchPlan { block_m: 64, splits: 1 }]
+    );
+    for (m, n, k) in [(1, 64, 128), (9, 200, 8192), (300, 57344, 8192), (5, 1, 1)] {
+        let plans = candidates(m, n, k, 108);
+        assert!(!plans.is_empty());
+        assert!(plans.iter().all(|p| p.validate().is_ok()), "{plans:?}");
+    }
+}
+
+#[test]
+fn the_fastest_plan_wins_per_m() {
+    // A model of the GPU: splitting helps up to 4 at one row; the 64-row kernel wins at 100.
+    let time = |m: usize, plan: LaunchPlan| -> Result<f64, String> {
+        let split = (plan.splits as f64 - 4.0).abs() + 10.0;
+        let rows = if m > 64 { if plan.block_m == 64 { 1.0 } else { 3.0 } } else { 1.0 };
+        Ok(split * rows + plan.block_m as f64 / 100.0)
+    };
+    let report = tune_with(&[100, 1, 1, 0], 4096, 4096, 132, time).unwrap();
+    let winners: Vec<(usize, String)> = report.winners.iter().map(|w| (w.m, w.plan.tag())).collect();
+    assert_eq!(winners, [(1, "m16k4".to_string()), (100, "m64k4".to_string())]);
+    assert_eq!(
+        report.measurements.len(),
+        candidates(1, 4096, 4096, 132).len() + candidates(100, 4096, 4096, 132).len()
+    );
+    assert!(report.seconds >= 0.0);
+    // The first error stops the tuning.
+    let failing = tune_with(&[1], 4096, 4096, 132, |_, plan| if plan.splits == 2 { Err("boom") } else { Ok(1.0) });
+    assert_eq!(failing.unwrap_err(), "boom");
+}
+
+#[test]
+fn tables_record_save_load_and_refuse_bad_files() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("anybit-tune-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("nested/tuning.json");
+    // A missing file is an empty table.
+    let mut table = TuningTable::load(&path).unwrap();
+    assert!(table.shapes.is_empty() && table.version == TABLE_VERSION);
+    let report =
+        tune_with(&[1, 16], 4096, 4096, 132, |m, p| Ok::<_, ()>((p.splits as f64) * if m == 1 { -1.0 } else { 1.0 }))
+            .unwrap();
+    table.record("GPU A", "kernel_u4", 4096, 4096, &report);
+    table.record("GPU B", "kernel_u4", 4096, 4096, &report);
+    // Re-recording replaces the same M.
+    let again = tune_with(&[1], 4096, 4096, 132, |_, p| Ok::<_, ()>(p.splits as f64)).unwrap();
+    table.record("GPU A", "kernel_u4", 4096, 4096, &again);
+    table.save(&path).unwrap();
+    let loaded = TuningTable::load(&path).unwrap();
+    assert_eq!(loaded, table);
+    let plans = loaded.plans("GPU A", "kernel_u4", 4096, 4096);
+    assert_eq!(plans, [(1, LaunchPlan { block_m: 16, splits: 1 }), (16, LaunchPlan { block_m: 16, splits: 1 })]);
+    assert_eq!(loaded.plans("GPU B", "kernel_u4", 4096, 4096)[0], (1, LaunchPlan { block_m: 16, splits: 32 }));
+    assert!(loaded.plans("GPU C", "kernel_u4", 4096, 4096).is_empty());
+    assert!(loaded.plans("GPU A", "kernel_u4", 4096, 8192).is_empty());
+    // Bad files: errors naming the file.
+    for (text, what) in [
+        ("{", "EOF"),
+        ("{\"version\": 9, \"shapes\": []}", "version 9"),
+        (
+            "{\"version\": 1, \"shapes\": [{\"device\": \"d\", \"kernel\": \"k\", \"k\": 64, \"n\": 64, \"plans\": [{\"m\": 1, \"plan\": \"m48k1\", \"micros\": 1.0}]}]}",
+            "`m48k1` is not a launch plan",
+        ),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let error = TuningTable::load(&path).unwrap_err();
+        assert!(matches!(error, TuneError::Malformed { .. }), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("tuning.json") && message.contains(what), "{message}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
