@@ -210,7 +210,7 @@ impl std::fmt::Display for Program {
 mod tests {
     use super::*;
 
-    fn weight_types() -> Vec<DType> {
+    pub(super) fn weight_types() -> Vec<DType> {
         let mut types: Vec<DType> = (1..=8).map(|n| DType::uint(n).unwrap()).collect();
         types.extend((2..=8).map(|n| DType::int(n).unwrap()));
         for name in ["f3e1m1", "f4e2m1", "f5e2m2", "f6e2m3", "f6e3m2", "f7e3m3", "f8e4m3", "f8e5m2"] {
@@ -242,6 +242,21 @@ mod tests {
         let p = select("u4".parse().unwrap(), DType::F16, Features::default()).unwrap();
         assert!(p.cost() <= 12, "{p}");
         assert!(p.outputs.iter().all(|&(_, lo, hi)| hi == lo + 1), "{p}");
+    }
+
+    #[test]
+    fn four_bit_integers_to_bf16_pair_adjacent_elements() {
+        // bf16's 7-bit mantissa cannot take nibble 2k + 1 where it lies (bits 4–7 of its byte):
+        // `prmt(w, w >> 4)` brings it to the bottom of lane 1, for one shift per word and three
+        // instructions a pair (13), where the stride program (e, e + 4) costs 11 plus two
+        // re-pairing permutes per register (19).
+        for w in ["u4", "i4"] {
+            let p = select(w.parse().unwrap(), DType::BF16, Features::default()).unwrap();
+            assert!(p.outputs.iter().all(|&(_, lo, hi)| lo % 2 == 0 && hi == lo + 1), "{w}: {p}");
+            assert!(search::effective_cost(&p) <= 13, "{w}: {p}");
+            let permutes = p.ops.iter().zip(p.live()).filter(|(op, live)| *live && matches!(op, MOp::Prmt(..))).count();
+            assert_eq!(permutes, 4, "{w}: {p}");
+        }
     }
 
     #[test]
@@ -281,6 +296,30 @@ mod table {
                 per(DType::BF16, Features::default()),
                 per(DType::F16, Features { fp8_convert: true })
             ));
+        }
+        insta::assert_snapshot!(lines.join("\n"));
+    }
+
+    /// Every selected program's pairing, cost and effective cost (its cost plus the consumers'
+    /// re-pairing, see `search::effective_cost`), per weight type × half type × target.
+    #[test]
+    fn pairing_table() {
+        let mut lines = vec!["weight   f16          bf16         f16(sm_89+)   (pairing cost/effective)".to_string()];
+        for w in super::tests::weight_types() {
+            let cell = |to: DType, features: Features| {
+                let p = select(w, to, features).unwrap();
+                let pairing =
+                    if p.outputs.iter().all(|&(_, lo, hi)| hi == lo + 1 && lo % 2 == 0) { "adj" } else { "str" };
+                format!("{pairing} {:>3}/{:<3}", p.cost(), search::effective_cost(&p)).trim_end().to_string()
+            };
+            let line = format!(
+                "{:<8} {:<12} {:<12} {}",
+                w.to_string(),
+                cell(DType::F16, Features::default()),
+                cell(DType::BF16, Features::default()),
+                cell(DType::F16, Features { fp8_convert: true })
+            );
+            lines.push(line);
         }
         insta::assert_snapshot!(lines.join("\n"));
     }

@@ -11,7 +11,10 @@
 //! hash-consed (a shifted word or a permuted pair of bytes several pairs need is one node),
 //! and a few machine-level rewrites (bounded runner) merge spellings of the same value. The
 //! extraction then picks one e-node per class with a sharing-aware greedy choice (a node that
-//! an earlier pair already pays for is free), in two root orders, keeping the cheaper. Every
+//! an earlier pair already pays for is free), in two root orders, and both again with each
+//! node's cost divided by the number of pairs that can reach it (so that a shifted word many
+//! pairs can use wins over a choice that is as cheap for the first pair alone), keeping the
+//! cheapest. Every
 //! pairing is tried and the cheapest program that passes [`super::prove`] wins, counting two
 //! permutes for every register whose lanes are not adjacent elements (its consumers re-pair
 //! them; see `effective_cost`).
@@ -27,7 +30,15 @@
 //!   shifts), merged by one `lop3` that takes lane 0 from the first and lane 1 from the second;
 //! - `gather-prmt`: a byte permute of the (at most two) words holding the elements' bytes,
 //!   each element's bytes placed at the bottom (or, for one-byte elements, the top) of its
-//!   lane; a constant-zero register fills unused bytes.
+//!   lane; a constant-zero register fills unused bytes;
+//! - `gather-prmt-shifted` (types under 8 bits): the same permute over shifted copies of the
+//!   words, so that an element can sit in its lane at another bit offset than in the stream:
+//!   each element comes from its word shifted right or left by 1–7 bits (or funnel-shifted
+//!   with the next word when it crosses into it) by the least amount that brings it to the
+//!   bottom of a byte, to its partner's offset, or to the top of a byte (a float's sign then
+//!   lands on bit 15). One shift per word and amount serves every pair. For u4 → bf16,
+//!   `prmt(w, w >> 4)` puts element 2k at the bottom of lane 0 and 2k + 1 at the bottom of
+//!   lane 1: adjacent pairs for one shift plus three instructions a pair.
 //!
 //! *Convert* — from a gathered register:
 //! - `int-magic` (integers, when `a + N` and `b + N` fit the half's mantissa): one `lop3`
@@ -225,6 +236,54 @@ struct Gathered {
     b: u32,
 }
 
+/// A register the shifted `gather-prmt` takes bytes from (word index, shift).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Source {
+    /// The word.
+    Word(u32),
+    /// The word shifted right.
+    Shr(u32, u32),
+    /// The word shifted left.
+    Shl(u32, u32),
+    /// The word and the next one, funnel-shifted right (1–8 bits).
+    Funnel(u32, u32),
+}
+
+impl Source {
+    /// Where the element of `n` bits starting at stream bit `start` lies in the register,
+    /// when it lies there whole.
+    fn at(self, start: u32, n: u32) -> Option<u32> {
+        // The stream bits the register holds, [from, to), and the one its bit 0 holds
+        // (for a left shift, 32·w − s: bit s holds stream bit 32·w).
+        let (from, to, origin) = match self {
+            Source::Word(w) => (32 * w, 32 * w + 32, 32 * w),
+            Source::Shr(w, s) => (32 * w + s, 32 * w + 32, 32 * w + s),
+            Source::Shl(w, s) => (32 * w, 32 * w + 32 - s, 32 * w),
+            Source::Funnel(w, s) => (32 * w + s, 32 * w + s + 32, 32 * w + s),
+        };
+        let shift_up = if let Source::Shl(_, s) = self { s } else { 0 };
+        (from <= start && start + n <= to).then(|| start - origin + shift_up)
+    }
+
+    fn build(self, t: &mut Terms) -> Id {
+        match self {
+            Source::Word(w) => t.word(w as usize),
+            Source::Shr(w, s) => {
+                let x = t.word(w as usize);
+                t.shr(x, s)
+            }
+            Source::Shl(w, s) => {
+                let x = t.word(w as usize);
+                t.shl(x, s)
+            }
+            Source::Funnel(w, s) => {
+                let (lo, hi) = (t.word(w as usize), t.word(w as usize + 1));
+                t.shf(lo, hi, s)
+            }
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Problem {
     weight: DType,
@@ -239,8 +298,17 @@ impl Problem {
         e as u32 * self.bits
     }
 
-    /// `gather-shift` and `gather-funnel` and `gather-prmt` candidates for the pair.
-    fn gathers(&self, t: &mut Terms, i: usize, j: usize, top_byte: bool) -> Vec<Gathered> {
+    /// `gather-shift`, `gather-funnel`, `gather-merge` and `gather-prmt` candidates for the
+    /// pair; the permutes of shifted words only where `want(a, b)` (the converter can use the
+    /// offsets).
+    fn gathers(
+        &self,
+        t: &mut Terms,
+        i: usize,
+        j: usize,
+        top_byte: bool,
+        want: &dyn Fn(u32, u32) -> bool,
+    ) -> Vec<Gathered> {
         let n = self.bits;
         let (pi, pj) = (self.start(i), self.start(j));
         let mut out = Vec::new();
@@ -326,6 +394,108 @@ impl Problem {
                 out.push(Gathered { reg, a: pi % 8 + offset, b: pj % 8 + offset });
             }
         }
+        if n < 8 {
+            out.extend(self.shifted_prmt_gathers(t, i, j, top_byte, want));
+        }
+        out
+    }
+
+    /// `gather-prmt-shifted`: each element taken, whole, at the phase (bit offset in its byte)
+    /// 0, its own, its partner's or `8 − N`, from the word, the word shifted by 1–7 bits, or a
+    /// funnel shift of it and the next word (a shifted word is shared by every pair that
+    /// reads it), at the bottom of its lane or, when it is one byte, at the top. Only offsets
+    /// the converter can use (`want`) are kept.
+    fn shifted_prmt_gathers(
+        &self,
+        t: &mut Terms,
+        i: usize,
+        j: usize,
+        top_byte: bool,
+        want: &dyn Fn(u32, u32) -> bool,
+    ) -> Vec<Gathered> {
+        let n = self.bits;
+        // One register per phase: the word shifted by the least amount that keeps the
+        // element's first byte (right for a lower phase, left for a higher one), a funnel
+        // shift when the element crosses into the next word; where a left shift would push
+        // the element out of the word, the byte below.
+        let sources = |e: usize| -> Vec<(Source, u32)> {
+            let start = self.start(e);
+            let (w, o) = (start / 32, start % 32);
+            let phase = start % 8;
+            let crossing = o + n > 32;
+            let mut phases = vec![0, self.start(i) % 8, self.start(j) % 8, 8 - n];
+            phases.sort_unstable();
+            phases.dedup();
+            phases
+                .into_iter()
+                .filter_map(|to| {
+                    let src = if crossing {
+                        let d = (phase + 8 - to) % 8;
+                        Source::Funnel(w, if d == 0 { 8 } else { d })
+                    } else if to == phase {
+                        Source::Word(w)
+                    } else if to < phase {
+                        Source::Shr(w, phase - to)
+                    } else if o + n + (to - phase) <= 32 {
+                        Source::Shl(w, to - phase)
+                    } else {
+                        Source::Shr(w, 8 + phase - to)
+                    };
+                    src.at(start, n).map(|q| (src, q))
+                })
+                .collect()
+        };
+        // Lane placements of an element at bit q of its register: (first byte, second byte
+        // or None for a filler, lane offset).
+        let placements = |q: u32| {
+            let (first, last) = (q / 8, (q + n - 1) / 8);
+            let mut list = vec![(first, (first != last).then_some(last), q % 8, false)];
+            if top_byte && first == last {
+                list.push((first, None, 8 + q % 8, true));
+            }
+            list
+        };
+        let mut out = Vec::new();
+        for (si, qi) in sources(i) {
+            for (sj, qj) in sources(j) {
+                if matches!((si, sj), (Source::Word(_), Source::Word(_))) {
+                    continue; // the plain `gather-prmt` above
+                }
+                // Operands: the two registers in a canonical order, or one and a zero.
+                let (ra, rb) = if si == sj { (si, None) } else { (si.min(sj), Some(si.max(sj))) };
+                let index = |src: Source, byte: u32| if src == ra { byte as u16 } else { 4 + byte as u16 };
+                for (fi, li, a, high_i) in placements(qi) {
+                    for (fj, lj, b, high_j) in placements(qj) {
+                        if !want(a, b) {
+                            continue;
+                        }
+                        let mut selector = 0u16;
+                        for (lane, src, first, second, high) in [(0, si, fi, li, high_i), (1, sj, fj, lj, high_j)] {
+                            // The filler byte: zero when the second operand is zero, else
+                            // the neighbouring byte of the same register.
+                            let filler = match (rb, high) {
+                                (None, _) => 4,
+                                (Some(_), false) => index(src, (first + 1).min(3)),
+                                (Some(_), true) => index(src, first.saturating_sub(1)),
+                            };
+                            let (lo, hi) = match (second, high) {
+                                (Some(second), _) => (index(src, first), index(src, second)),
+                                (None, false) => (index(src, first), filler),
+                                (None, true) => (filler, index(src, first)),
+                            };
+                            selector |= (lo | (hi << 4)) << (8 * lane);
+                        }
+                        let a_reg = ra.build(t);
+                        let b_reg = match rb {
+                            Some(src) => src.build(t),
+                            None => t.konst(0),
+                        };
+                        let reg = t.prmt(a_reg, b_reg, selector);
+                        out.push(Gathered { reg, a, b });
+                    }
+                }
+            }
+        }
         out
     }
 
@@ -365,7 +535,7 @@ impl Problem {
         let magic = exact_half(h, f64::from(1u32 << p)).unwrap_or(0);
         let bias = if signed { 1u32 << (n - 1) } else { 0 };
         let mut out = Vec::new();
-        for g in self.gathers(t, i, j, false) {
+        for g in self.gathers(t, i, j, false, &|a, b| a + n <= p && b + n <= p) {
             if g.a + n > p || g.b + n > p {
                 continue;
             }
@@ -496,7 +666,7 @@ impl Problem {
         let Some(factor_code) = exact_half(h, factor) else { return out };
         let mag_at = mh - m; // lane offset of the magnitude
         let mag_mask_lane = ((1u32 << (n - 1)) - 1) << mag_at;
-        for g in self.gathers(t, i, j, true) {
+        for g in self.gathers(t, i, j, true, &|a, b| a == b) {
             if g.a != g.b {
                 continue;
             }
@@ -645,53 +815,70 @@ fn node_cost(node: &Dq) -> u32 {
 }
 
 /// Sharing-aware greedy extraction: roots in the given order, each taking the e-node with
-/// the least cost not already paid for.
-fn extract(eg: &EGraph<Dq, ()>, roots: &[Id]) -> (u32, HashMap<Id, Dq>) {
+/// the least cost not already paid for. A node's cost is divided by its class's `share`
+/// (1 for the plain greedy choice; the number of roots that can reach the class for the
+/// amortized one, which lets a node many pairs can use — a shifted word — win a tie that
+/// the first pair alone would not see).
+fn extract(eg: &EGraph<Dq, ()>, roots: &[Id], share: &HashMap<Id, u32>) -> (bool, HashMap<Id, Dq>) {
     let mut chosen: HashMap<Id, Dq> = HashMap::new();
-    let mut total = 0;
     for &root in roots {
         let mut path = Vec::new();
-        if let Some((cost, picks)) = best(eg, root, &chosen, &mut path) {
-            total += cost;
-            chosen.extend(picks);
-        } else {
-            return (u32::MAX, chosen);
+        match best(eg, root, &mut chosen, share, &mut path) {
+            Some((_, picks)) => chosen.extend(picks),
+            None => return (false, chosen),
         }
     }
-    (total, chosen)
+    (true, chosen)
+}
+
+/// For every class, how many of `roots` reach it through any e-node.
+fn shares(eg: &EGraph<Dq, ()>, roots: &[Id]) -> HashMap<Id, u32> {
+    let mut count: HashMap<Id, u32> = HashMap::new();
+    for &root in roots {
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![eg.find(root)];
+        while let Some(class) = stack.pop() {
+            if seen.insert(class) {
+                *count.entry(class).or_insert(0) += 1;
+                stack.extend(eg[class].nodes.iter().flat_map(|n| n.children().iter().map(|&c| eg.find(c))));
+            }
+        }
+    }
+    count
 }
 
 /// The cheapest way to have `class` given what is already chosen: (marginal cost, picks).
+/// `chosen` is used as scratch (a node's picks are in it while its later children are
+/// costed) and comes back as it was.
 fn best(
     eg: &EGraph<Dq, ()>,
     class: Id,
-    chosen: &HashMap<Id, Dq>,
+    chosen: &mut HashMap<Id, Dq>,
+    share: &HashMap<Id, u32>,
     path: &mut Vec<Id>,
-) -> Option<(u32, HashMap<Id, Dq>)> {
+) -> Option<(f64, Vec<(Id, Dq)>)> {
     let class = eg.find(class);
     if chosen.contains_key(&class) {
-        return Some((0, HashMap::new()));
+        return Some((0.0, Vec::new()));
     }
     if path.contains(&class) || path.len() > 16 {
         return None;
     }
     path.push(class);
-    let mut winner: Option<(u32, HashMap<Id, Dq>)> = None;
+    let divisor = f64::from(share.get(&class).copied().unwrap_or(1).max(1));
+    let mut winner: Option<(f64, Vec<(Id, Dq)>)> = None;
     for node in &eg[class].nodes {
-        let mut picks: HashMap<Id, Dq> = HashMap::new();
-        let mut cost = node_cost(node);
+        let mut picks: Vec<(Id, Dq)> = Vec::new();
+        let mut cost = f64::from(node_cost(node)) / divisor;
         let mut ok = true;
         for &child in node.children() {
-            let child = eg.find(child);
-            if picks.contains_key(&child) {
-                continue;
-            }
-            let mut merged = chosen.clone();
-            merged.extend(picks.clone());
-            match best(eg, child, &merged, path) {
+            match best(eg, child, chosen, share, path) {
                 Some((c, p)) => {
                     cost += c;
-                    picks.extend(p);
+                    for (id, n) in p {
+                        chosen.insert(id, n.clone());
+                        picks.push((id, n));
+                    }
                 }
                 None => {
                     ok = false;
@@ -699,8 +886,11 @@ fn best(
                 }
             }
         }
+        for (id, _) in &picks {
+            chosen.remove(id);
+        }
         if ok && winner.as_ref().is_none_or(|(w, _)| cost < *w) {
-            picks.insert(class, node.clone());
+            picks.push((class, node.clone()));
             winner = Some((cost, picks));
         }
     }
@@ -870,21 +1060,24 @@ pub(crate) fn search(weight: DType, half: Half, features: Features) -> Result<Pr
             .run(&rewrites());
         let egraph = runner.egraph;
         let root_ids: Vec<Id> = pair_roots.iter().map(|r| egraph.find(r.0)).collect();
-        let mut orders = vec![root_ids.clone()];
-        orders.push(root_ids.iter().rev().copied().collect());
-        for order in orders {
-            let (cost, chosen) = extract(&egraph, &order);
-            if cost == u32::MAX {
+        let plain = HashMap::new();
+        let amortized = shares(&egraph, &root_ids);
+        let reversed: Vec<Id> = root_ids.iter().rev().copied().collect();
+        for (order, share) in
+            [(&root_ids, &plain), (&reversed, &plain), (&root_ids, &amortized), (&reversed, &amortized)]
+        {
+            let (complete, chosen) = extract(&egraph, order, share);
+            if !complete {
                 continue;
             }
             let outputs: Vec<(Id, usize, usize)> = pair_roots.iter().map(|&(r, i, j)| (egraph.find(r), i, j)).collect();
             let Some(program) = to_program(&egraph, &chosen, &problem, &outputs) else { continue };
+            // Only a program that would win is proven (the proof is the search's costliest step).
+            if best_program.as_ref().is_some_and(|b| effective_cost(&program) >= effective_cost(b)) {
+                continue;
+            }
             match super::prove(&program) {
-                Ok(()) => {
-                    if best_program.as_ref().is_none_or(|b| effective_cost(&program) < effective_cost(b)) {
-                        best_program = Some(program);
-                    }
-                }
+                Ok(()) => best_program = Some(program),
                 Err(e) => failures.push(format!("{pairing:?}: extracted program failed its proof: {e}")),
             }
         }
@@ -907,7 +1100,7 @@ fn lcm(a: u32, b: u32) -> u32 {
 /// half-pair arithmetic, an mma operand — pairs consecutive slots (2k, 2k + 1), so a register
 /// holding elements e and e + 4 is split and re-paired (measured on the u4 matmul's SASS:
 /// about 1.75 `PRMT` per such register).
-fn effective_cost(program: &Program) -> u32 {
+pub(crate) fn effective_cost(program: &Program) -> u32 {
     let repairs = program.outputs.iter().filter(|&&(_, lo, hi)| hi != lo + 1 || lo % 2 != 0).count();
     program.cost().saturating_add(2 * repairs as u32)
 }
@@ -925,5 +1118,41 @@ mod tests {
         assert_eq!(Imm(12).to_string(), "!12");
         assert_eq!("!12".parse(), Ok(Imm(12)));
         assert!("12".parse::<Imm>().is_err() && "#12".parse::<Bits>().is_err());
+    }
+
+    #[test]
+    fn shifted_sources_locate_elements() {
+        // u4 element 1 (stream bits 4–7): at bit 4 of the word, 0 of `w >> 4`, 6 of `w << 2`.
+        assert_eq!(Source::Word(0).at(4, 4), Some(4));
+        assert_eq!(Source::Shr(0, 4).at(4, 4), Some(0));
+        assert_eq!(Source::Shl(0, 2).at(4, 4), Some(6));
+        // Shifted out of the register: not there.
+        assert_eq!(Source::Shr(0, 5).at(4, 4), None);
+        assert_eq!(Source::Shl(0, 3).at(28, 4), None);
+        // u3 element 10 (stream bits 30–32) crosses into word 1: only a funnel shift holds it.
+        assert_eq!(Source::Word(0).at(30, 3), None);
+        assert_eq!(Source::Funnel(0, 6).at(30, 3), Some(24));
+        assert_eq!(Source::Word(1).at(32, 3), Some(0));
+    }
+
+    #[test]
+    fn shifted_permute_gathers_adjacent_nibbles_at_lane_bottoms() {
+        // u4 → bf16, elements 2 and 3: a candidate permutes w and w >> 4 so that both nibbles
+        // sit at the bottom of their lanes (offsets 0 and 0), whatever the other nibbles hold.
+        let problem = Problem {
+            weight: "u4".parse().unwrap(),
+            bits: 4,
+            half: Half::Bf16,
+            words: 1,
+            features: Features::default(),
+        };
+        let mut t = Terms { expr: RecExpr::default() };
+        let found = problem.gathers(&mut t, 2, 3, false, &|a, b| a + 4 <= 7 && b + 4 <= 7);
+        let g = found.iter().find(|g| g.a == 0 && g.b == 0 && matches!(t.expr[g.reg], Dq::Prmt(_))).expect("candidate");
+        let program = term_program(&t.expr, g.reg, &problem, 2, 3).unwrap();
+        for w in [0x1234_5678u32, 0xFEDC_BA98, 0x0F0F_0F0F] {
+            let value = *program.eval(&[w]).last().unwrap();
+            assert_eq!(value & 0x000F_000F, ((w >> 8) & 0xF) | (((w >> 12) & 0xF) << 16), "{w:#x}");
+        }
     }
 }
