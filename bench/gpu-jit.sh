@@ -5,8 +5,8 @@
 # against the interpreter, the example host programs (QuantizedLinear; kernels in Rust with
 # PTX embedded at build time; the same kernel launched by a binary without LLVM), and every
 # layer of an imported GGUF model run by `anybit linear` on the GPU and on the interpreter,
-# compared bit for bit. Reports go to $OUT (or bench/out/report). Needs only a GPU and its
-# driver: no Python, no Rust.
+# compared bit for bit, and the tuner on one of them (`anybit tune`). Reports go to $OUT (or
+# bench/out/report). Needs only a GPU and its driver: no Python, no Rust.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -69,4 +69,10 @@ d = np.abs(g - i).max()
 print(f"{layer}: max |gpu - interp| = {d:.3g} (max |y| {np.abs(i).max():.3g}); bit-identical: {bool((np.load(gpu) == np.load(interp)).all())}")
 PY
 done < "$model/layers.txt"
+# The tuner on the first imported layer: every plan timed per M, the winners recorded in
+# $ANYBIT_CACHE_DIR/tuning.json, then `anybit linear` on the GPU with the tuned plans.
+read -r layer k < "$model/layers.txt"
+step tune "$work/anybit" tune "$model" --layer "$layer" --ms 1,5,16,64 --runs 10
+step linear_gpu_tuned "$work/anybit" linear "$model" --layer "$layer" --input "$model/x_$k.npy" \
+    --output "$work/$layer.tuned.npy" --device gpu
 exit $status

@@ -172,19 +172,81 @@ pub struct CompiledModule {
 /// for `target`'s shared memory, then per kernel run `lower` (which fills the PTX, the IR
 /// texts and the shared memory of a [`CompiledKernel`]), check the shared memory against the
 /// target, and describe the kernel in the manifest.
-#[cfg(any(feature = "llvm", feature = "mlir"))]
+#[cfg(feature = "mlir")]
 pub(crate) fn compile_each_kernel(
     module: &Module,
     target: Target,
     mut lower: impl FnMut(&anybit_ir::program::Kernel) -> Result<CompiledKernel, BackendError>,
 ) -> Result<CompiledModule, BackendError> {
+    verify_for(module, target)?;
+    let lowered = module.kernels.iter().map(&mut lower).collect::<Vec<_>>();
+    describe_kernels(module, target, lowered)
+}
+
+/// [`compile_each_kernel`] with the kernels lowered on parallel threads (up to the machine's
+/// parallelism): for backends whose lowering shares nothing between kernels (the LLVM
+/// backend: a context per kernel). A layer's module has two large matmul kernels, so this
+/// halves a JIT's wait on two cores. Errors are reported for the first kernel, in module
+/// order, that fails.
+#[cfg(feature = "llvm")]
+pub(crate) fn compile_each_kernel_in_parallel(
+    module: &Module,
+    target: Target,
+    lower: impl Fn(&anybit_ir::program::Kernel) -> Result<CompiledKernel, BackendError> + Sync,
+) -> Result<CompiledModule, BackendError> {
+    verify_for(module, target)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(module.kernels.len());
+    if threads <= 1 {
+        let lowered = module.kernels.iter().map(&lower).collect::<Vec<_>>();
+        return describe_kernels(module, target, lowered);
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<CompiledKernel, BackendError>>>> =
+        module.kernels.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(kernel) = module.kernels.get(i) else { break };
+                    let result = lower(kernel);
+                    *results[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
+                }
+            });
+        }
+    });
+    let lowered = results
+        .into_iter()
+        .zip(&module.kernels)
+        .map(|(slot, kernel)| {
+            slot.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).unwrap_or_else(|| {
+                Err(BackendError::Llvm { kernel: kernel.name.clone(), message: "the lowering thread panicked".into() })
+            })
+        })
+        .collect();
+    describe_kernels(module, target, lowered)
+}
+
+/// Verifies `module` in strict mode for `target`'s shared memory.
+#[cfg(any(feature = "llvm", feature = "mlir"))]
+fn verify_for(module: &Module, target: Target) -> Result<(), BackendError> {
     use anybit_ir::verify::{VerifyOptions, verify_module};
     let verify = VerifyOptions::strict().with_shared_memory_limit(target.max_shared_memory());
-    verify_module(module, &verify).map_err(BackendError::Unverified)?;
+    verify_module(module, &verify).map_err(BackendError::Unverified)
+}
+
+/// The compiled module from its kernels' lowerings (in module order): checks each kernel's
+/// shared memory against the target and describes it in the manifest.
+#[cfg(any(feature = "llvm", feature = "mlir"))]
+fn describe_kernels(
+    module: &Module,
+    target: Target,
+    lowered: Vec<Result<CompiledKernel, BackendError>>,
+) -> Result<CompiledModule, BackendError> {
     let mut manifest = manifest::Manifest::new(target);
     let mut kernels = Vec::with_capacity(module.kernels.len());
-    for kernel in &module.kernels {
-        let compiled = lower(kernel)?;
+    for (kernel, compiled) in module.kernels.iter().zip(lowered) {
+        let compiled = compiled?;
         if compiled.shared_memory_bytes > target.max_shared_memory() {
             return Err(BackendError::SharedMemory {
                 kernel: kernel.name.clone(),

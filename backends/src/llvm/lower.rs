@@ -97,7 +97,9 @@ pub(crate) fn emit_ptx(
     options: &CompileOptions,
 ) -> Result<(String, Option<String>), BackendError> {
     let llvm = |message: String| BackendError::Llvm { kernel: kernel.to_string(), message };
-    LlvmTarget::initialize_nvptx(&InitializationConfig::default());
+    // Registering the target is global state: once per process, before any thread uses it.
+    static NVPTX: std::sync::Once = std::sync::Once::new();
+    NVPTX.call_once(|| LlvmTarget::initialize_nvptx(&InitializationConfig::default()));
     let triple = TargetTriple::create("nvptx64-nvidia-cuda");
     let llvm_target = LlvmTarget::from_triple(&triple).map_err(|e| llvm(e.to_string()))?;
     let machine = llvm_target

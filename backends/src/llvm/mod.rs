@@ -83,7 +83,7 @@ impl Backend for LlvmBackend {
         target: Target,
         options: &CompileOptions,
     ) -> Result<CompiledModule, BackendError> {
-        crate::compile_each_kernel(module, target, |kernel| {
+        crate::compile_each_kernel_in_parallel(module, target, |kernel| {
             let lowered = lower::compile_kernel(kernel, target, options)?;
             Ok(CompiledKernel {
                 name: kernel.name.clone(),

@@ -195,7 +195,10 @@ fn example_runs(name: &str) -> Vec<Vec<(&'static str, Arg)>> {
             vec![("m", Arg::Int(64)), ("n", Arg::Int(64)), ("k", Arg::Int(64)), ("relu", Arg::Int(0))],
         ],
         "lowbit_matmul_u4_g128" => {
-            vec![vec![("m", Arg::Int(5)), ("n", Arg::Int(130)), ("k", Arg::Int(256))]]
+            vec![
+                vec![("m", Arg::Int(5)), ("n", Arg::Int(130)), ("k", Arg::Int(256)), ("splits", Arg::Int(1))],
+                vec![("m", Arg::Int(5)), ("n", Arg::Int(130)), ("k", Arg::Int(256)), ("splits", Arg::Int(3))],
+            ]
         }
         other => panic!("no runs for {other}"),
     }
@@ -254,7 +257,9 @@ fn lowbit_formats() -> Vec<WeightFormat> {
     ]
 }
 
-fn lowbit_args(format: WeightFormat, m: usize, n: usize, k: usize, rng: &mut SplitMix64) -> Vec<Arg> {
+/// Arguments of a layer module's matmul kernels: K split in `splits` (a workspace of 64-row
+/// slabs).
+fn lowbit_args(format: WeightFormat, m: usize, n: usize, k: usize, splits: usize, rng: &mut SplitMix64) -> Vec<Arg> {
     let weights = QuantizedWeights::random(format, k, n, rng).unwrap();
     let packed = weights.pack_weights().unwrap();
     let u8 = DType::uint(8).unwrap();
@@ -269,7 +274,9 @@ fn lowbit_args(format: WeightFormat, m: usize, n: usize, k: usize, rng: &mut Spl
         args.push(Arg::Buffer(Buffer::from_codes(format.weight, &weights.zeros).unwrap()));
     }
     args.push(Arg::Buffer(Buffer::zeros(act, m * n).unwrap()));
-    args.extend([Arg::Int(m as i64), Arg::Int(n as i64), Arg::Int(k as i64)]);
+    let workspace = if splits > 1 { m.div_ceil(64) * 64 * splits * n } else { 0 };
+    args.push(Arg::Buffer(Buffer::zeros(DType::F32, workspace).unwrap()));
+    args.extend([m, n, k, splits].map(|v| Arg::Int(v as i64)));
     args
 }
 
@@ -282,9 +289,9 @@ fn lowbit_matmul_without_layouts_computes_the_same() {
         let mut stripped = original.clone();
         strip(&mut stripped);
         let inferred = infer_ok(&stripped, &what);
-        for (m, n) in [(5, 72), (17, 64)] {
-            let args = lowbit_args(format, m, n, 128, &mut rng);
-            assert_same_outputs(&original, &inferred, &args, &format!("{what} m={m} n={n}"));
+        for (m, n, splits) in [(5, 72, 1), (17, 64, 2)] {
+            let args = lowbit_args(format, m, n, 128, splits, &mut rng);
+            assert_same_outputs(&original, &inferred, &args, &format!("{what} m={m} n={n} splits={splits}"));
         }
     }
 }

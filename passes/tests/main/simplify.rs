@@ -602,8 +602,8 @@ fn scalars_for(name: &str) -> Vec<Vec<(&'static str, Arg)>> {
             vec![("m", Arg::Int(64)), ("n", Arg::Int(64)), ("k", Arg::Int(64)), ("relu", Arg::Int(0))],
         ],
         _ => vec![
-            vec![("m", Arg::Int(17)), ("n", Arg::Int(70)), ("k", Arg::Int(256))],
-            vec![("m", Arg::Int(3)), ("n", Arg::Int(64)), ("k", Arg::Int(128))],
+            vec![("m", Arg::Int(17)), ("n", Arg::Int(70)), ("k", Arg::Int(256)), ("splits", Arg::Int(1))],
+            vec![("m", Arg::Int(3)), ("n", Arg::Int(64)), ("k", Arg::Int(128)), ("splits", Arg::Int(2))],
         ],
     }
 }
