@@ -74,7 +74,7 @@ use anybit_passes::{OptLevel, PassManager};
 use anybit_runtime::cache::{CacheConfig, CompileCache};
 use serde::{Deserialize, Serialize};
 
-use crate::jit::{JitError, JitOptions, compile_lowbit_for};
+use crate::jit::{JitError, JitOptions, compile_lowbit_layer_for};
 use crate::linear::{Device, LinearError, QuantizedLinear};
 
 /// The version of the import directory's layout this build writes and reads. Version 3: each
@@ -705,7 +705,7 @@ pub fn import_model(
         // scale and output rows aligned from it).
         let common_n = record.shapes.iter().fold(0usize, |g, &[_, n]| gcd(g, n));
         let common_n = (common_n > 0).then_some(common_n);
-        let compiled = compile_lowbit_for(format, common_n, &jit, &cache).map_err(compile_error)?;
+        let compiled = compile_lowbit_layer_for(format, common_n, &jit, &cache).map_err(compile_error)?;
         let dir = staging.dir.join(&record.dir);
         std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
         let manifest = &compiled.module.manifest;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anybit_backends::llvm::LlvmBackend;
 use anybit_backends::{Backend, BackendError, CompileOptions, LlvmOptimization, Target};
-use anybit_frontend::lowbit::{FormatError, WeightFormat, build_module_for};
+use anybit_frontend::lowbit::{FormatError, WeightFormat, build_decode_module_for, build_module_for};
 use anybit_ir::program::Module;
 use anybit_passes::{OptLevel, PassError, PassManager};
 use anybit_runtime::cache::{CacheKey, CachedModule, CompileCache, Source};
@@ -141,10 +141,24 @@ pub fn compile_lowbit(format: &WeightFormat, options: &JitOptions, cache: &Compi
     compile_lowbit_for(format, None, options, cache)
 }
 
-/// [`compile_lowbit`] specialized for a known N ([`build_module_for`]): the kernel assumes
-/// N's power-of-two factor (up to 64), which lets the vectorizer prove its weight, scale and
-/// output accesses aligned, so they carry no run-time test.
+/// [`compile_lowbit`] specialized for a known N: the kernels assume N's power-of-two factor
+/// (up to 64), which lets the vectorizer prove their weight, scale and output accesses
+/// aligned, so they carry no run-time test. Compiles the decode module
+/// ([`build_decode_module_for`]: the 16-row matmul and the reduction), what a layer needs by
+/// default; [`compile_lowbit_layer_for`] adds the 64-row kernel.
 pub fn compile_lowbit_for(
+    format: &WeightFormat,
+    n: Option<usize>,
+    options: &JitOptions,
+    cache: &CompileCache,
+) -> Result<Compiled, JitError> {
+    compile(&build_decode_module_for(format, n)?, options, cache)
+}
+
+/// [`compile_lowbit_for`] with the 64-row kernel too ([`build_module_for`]): the whole layer
+/// module, as imports compile it (about three times the compile of the decode module; the
+/// backend lowers the kernels on parallel threads).
+pub fn compile_lowbit_layer_for(
     format: &WeightFormat,
     n: Option<usize>,
     options: &JitOptions,

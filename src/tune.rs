@@ -60,12 +60,13 @@ pub struct TuneReport {
 }
 
 /// The plans tried for `m` rows of an `n`-column output over `k` on `multiprocessors` SMs:
-/// the 16-row kernel (and for more than 8 rows the 64-row one), each with K split in every
+/// the 16-row kernel (and for more than 8 rows the 64-row one, when the layer has it:
+/// `prefill`), each with K split in every
 /// power of two up to [`MAX_SPLITS`] that leaves each block at least two 64-row steps of K
 /// and the grid at most 16 blocks per SM (beyond either, the reduction and the idle blocks
 /// only cost). Never empty: one split is always a candidate.
-pub fn candidates(m: usize, n: usize, k: usize, multiprocessors: usize) -> Vec<LaunchPlan> {
-    let kernels: &[usize] = if m > 8 { &[BLOCK_M, PREFILL_BLOCK_M] } else { &[BLOCK_M] };
+pub fn candidates(m: usize, n: usize, k: usize, multiprocessors: usize, prefill: bool) -> Vec<LaunchPlan> {
+    let kernels: &[usize] = if m > 8 && prefill { &[BLOCK_M, PREFILL_BLOCK_M] } else { &[BLOCK_M] };
     let steps = k.div_ceil(BLOCK_K).max(1);
     let most_blocks = 16 * multiprocessors.max(1);
     let mut plans = Vec::new();
@@ -90,6 +91,7 @@ pub fn tune_with<E>(
     n: usize,
     k: usize,
     multiprocessors: usize,
+    prefill: bool,
     mut measure: impl FnMut(usize, LaunchPlan) -> Result<f64, E>,
 ) -> Result<TuneReport, E> {
     let start = Instant::now();
@@ -100,7 +102,7 @@ pub fn tune_with<E>(
     let mut winners = Vec::new();
     for m in ms {
         let mut best: Option<Measurement> = None;
-        for plan in candidates(m, n, k, multiprocessors) {
+        for plan in candidates(m, n, k, multiprocessors, prefill) {
             let micros = measure(m, plan)?;
             let measured = Measurement { m, plan, micros };
             measurements.push(measured);

@@ -203,6 +203,12 @@ impl LaunchPlan {
     /// A tuned plan ([`LaunchPlan::from_tag`], the tuner) may replace it per GPU and shape.
     pub fn choose(m: usize, n: usize, k: usize, multiprocessors: usize) -> LaunchPlan {
         let block_m = if m <= DECODE_MAX_M { BLOCK_M } else { PREFILL_BLOCK_M };
+        LaunchPlan::choose_split(block_m, m, n, k, multiprocessors)
+    }
+
+    /// [`LaunchPlan::choose`]'s split for a given kernel (`block_m` rows per block): for a
+    /// module without the 64-row kernel ([`build_decode_module_for`]).
+    pub fn choose_split(block_m: usize, m: usize, n: usize, k: usize, multiprocessors: usize) -> LaunchPlan {
         let tiles = n.div_ceil(BLOCK_N).max(1) * m.div_ceil(block_m).max(1);
         let steps = k.div_ceil(BLOCK_K);
         let most_blocks = 8 * multiprocessors.max(1);
@@ -906,6 +912,16 @@ const REDUCE_ROWS: usize = 16;
 /// launch; [`run_plan`] runs a plan on the interpreter.
 pub fn build_module(format: &WeightFormat) -> Result<Module, FormatError> {
     build_module_for(format, None)
+}
+
+/// The decode part of [`build_module_for`]: the 16-row matmul kernel and the reduction — what
+/// a JIT-compiled layer compiles by default (the 64-row kernel would triple the compile; see
+/// `LinearOptions::prefill_kernel` in the `anybit` crate). Every M runs on it, just without
+/// the 64-row kernel's reuse of each dequantized tile.
+pub fn build_decode_module_for(format: &WeightFormat, n: Option<usize>) -> Result<Module, FormatError> {
+    let decode = Schedule::for_format(format);
+    let kernels = vec![build_kernel_scheduled(format, n, decode)?, build_reduce_kernel(format, n)?];
+    module_with_layouts(format, decode.block_m, kernels)
 }
 
 /// [`build_module`] specialized for a known N (see [`build_kernel_for`]).

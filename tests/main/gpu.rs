@@ -155,10 +155,9 @@ fn plans_with_splits_of_k_run_on_the_gpu_like_on_the_interpreter() {
             LaunchPlan { block_m: 16, splits: 8 },
             LaunchPlan { block_m: 64, splits: 3 },
         ] {
-            let on_gpu =
-                LinearOptions { device: Device::Gpu(gpu.clone()), plan: Some(plan), ..LinearOptions::default() };
-            let on_interpreter =
-                LinearOptions { device: Device::Interpreter, plan: Some(plan), ..LinearOptions::default() };
+            let with =
+                |device| LinearOptions { device, plan: Some(plan), prefill_kernel: true, ..LinearOptions::default() };
+            let (on_gpu, on_interpreter) = (with(Device::Gpu(gpu.clone())), with(Device::Interpreter));
             let layer = QuantizedLinear::new(&weights, &on_gpu).unwrap();
             let twin = QuantizedLinear::new(&weights, &on_interpreter).unwrap();
             for m in [1, 5, 70] {

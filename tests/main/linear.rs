@@ -56,7 +56,17 @@ fn each_call_runs_its_plan_and_every_plan_matches_the_reference() {
     // One column tile and 16 steps of K: the chosen plan splits K in 2 at small M.
     let (k, n) = (1024, 64);
     let weights = QuantizedWeights::random(format, k, n, &mut rng).unwrap();
-    let layer = QuantizedLinear::new(&weights, &interpreter()).unwrap();
+    // By default the JIT compiles only the 16-row kernel: every M runs on it.
+    let decode_only = QuantizedLinear::new(&weights, &interpreter()).unwrap();
+    assert!(!decode_only.has_prefill_kernel());
+    assert_eq!(decode_only.plan_for(40).block_m, 16);
+    let x = activations(&format, 40, k, &mut rng);
+    assert!(worst_ratio(&weights, &x, &decode_only.forward(&x).unwrap()) <= 1.0);
+    let refused = decode_only.set_plan(64, LaunchPlan { block_m: 64, splits: 1 }).unwrap_err();
+    assert!(refused.to_string().contains("prefill_kernel"), "{refused}");
+    let options = LinearOptions { prefill_kernel: true, ..interpreter() };
+    let layer = QuantizedLinear::new(&weights, &options).unwrap();
+    assert!(layer.has_prefill_kernel());
     assert_eq!(layer.plan_for(3), LaunchPlan { block_m: 16, splits: 2 });
     assert_eq!(layer.plan_for(40).block_m, 64);
     for m in [3, 40] {
@@ -79,7 +89,7 @@ fn each_call_runs_its_plan_and_every_plan_matches_the_reference() {
     assert!(matches!(bad, LinearError::Plan { .. }), "{bad}");
     // A fixed plan for every call.
     let plan = LaunchPlan { block_m: 64, splits: 4 };
-    let fixed = QuantizedLinear::new(&weights, &LinearOptions { plan: Some(plan), ..interpreter() }).unwrap();
+    let fixed = QuantizedLinear::new(&weights, &LinearOptions { plan: Some(plan), ..options.clone() }).unwrap();
     assert_eq!((fixed.plan_for(1), fixed.plan_for(100)), (plan, plan));
     let x = activations(&format, 1, k, &mut rng);
     assert!(worst_ratio(&weights, &x, &fixed.forward(&x).unwrap()) <= 1.0);

@@ -8,19 +8,21 @@ use anybit::tune::{TABLE_VERSION, TuneError, TuningTable, candidates, tune_with}
 fn candidates_cover_both_kernels_and_bounded_splits() {
     // Decode: the 16-row kernel only; K = 4096 (64 steps), 64 column tiles on 132 SMs: splits
     // up to 32 (at least two steps each, at most 16 blocks per SM).
-    let plans = candidates(1, 4096, 4096, 132);
+    let plans = candidates(1, 4096, 4096, 132, true);
     assert!(plans.iter().all(|p| p.block_m == 16));
     assert_eq!(plans.iter().map(|p| p.splits).collect::<Vec<_>>(), [1, 2, 4, 8, 16, 32]);
+    // Without the 64-row kernel, only the 16-row one.
+    assert!(candidates(100, 4096, 4096, 132, false).iter().all(|p| p.block_m == 16));
     // Many rows: both kernels; a big grid allows no split.
-    let plans = candidates(4096, 14336, 4096, 132);
+    let plans = candidates(4096, 14336, 4096, 132, true);
     assert_eq!(plans, [LaunchPlan { block_m: 16, splits: 1 }, LaunchPlan { block_m: 64, splits: 1 }]);
     // Short K: one split only; every candidate is a valid plan.
     assert_eq!(
-        candidates(16, 64, 64, 132),
+        candidates(16, 64, 64, 132, true),
         [LaunchPlan { block_m: 16, splits: 1 }, LaunchPlan { block_m: 64, splits: 1 }]
     );
     for (m, n, k) in [(1, 64, 128), (9, 200, 8192), (300, 57344, 8192), (5, 1, 1)] {
-        let plans = candidates(m, n, k, 108);
+        let plans = candidates(m, n, k, 108, true);
         assert!(!plans.is_empty());
         assert!(plans.iter().all(|p| p.validate().is_ok()), "{plans:?}");
     }
@@ -34,16 +36,17 @@ fn the_fastest_plan_wins_per_m() {
         let rows = if m > 64 { if plan.block_m == 64 { 1.0 } else { 3.0 } } else { 1.0 };
         Ok(split * rows + plan.block_m as f64 / 100.0)
     };
-    let report = tune_with(&[100, 1, 1, 0], 4096, 4096, 132, time).unwrap();
+    let report = tune_with(&[100, 1, 1, 0], 4096, 4096, 132, true, time).unwrap();
     let winners: Vec<(usize, String)> = report.winners.iter().map(|w| (w.m, w.plan.tag())).collect();
     assert_eq!(winners, [(1, "m16k4".to_string()), (100, "m64k4".to_string())]);
     assert_eq!(
         report.measurements.len(),
-        candidates(1, 4096, 4096, 132).len() + candidates(100, 4096, 4096, 132).len()
+        candidates(1, 4096, 4096, 132, true).len() + candidates(100, 4096, 4096, 132, true).len()
     );
     assert!(report.seconds >= 0.0);
     // The first error stops the tuning.
-    let failing = tune_with(&[1], 4096, 4096, 132, |_, plan| if plan.splits == 2 { Err("boom") } else { Ok(1.0) });
+    let failing =
+        tune_with(&[1], 4096, 4096, 132, true, |_, plan| if plan.splits == 2 { Err("boom") } else { Ok(1.0) });
     assert_eq!(failing.unwrap_err(), "boom");
 }
 
@@ -55,13 +58,14 @@ fn tables_record_save_load_and_refuse_bad_files() {
     // A missing file is an empty table.
     let mut table = TuningTable::load(&path).unwrap();
     assert!(table.shapes.is_empty() && table.version == TABLE_VERSION);
-    let report =
-        tune_with(&[1, 16], 4096, 4096, 132, |m, p| Ok::<_, ()>((p.splits as f64) * if m == 1 { -1.0 } else { 1.0 }))
-            .unwrap();
+    let report = tune_with(&[1, 16], 4096, 4096, 132, true, |m, p| {
+        Ok::<_, ()>((p.splits as f64) * if m == 1 { -1.0 } else { 1.0 })
+    })
+    .unwrap();
     table.record("GPU A", "kernel_u4", 4096, 4096, &report);
     table.record("GPU B", "kernel_u4", 4096, 4096, &report);
     // Re-recording replaces the same M.
-    let again = tune_with(&[1], 4096, 4096, 132, |_, p| Ok::<_, ()>(p.splits as f64)).unwrap();
+    let again = tune_with(&[1], 4096, 4096, 132, true, |_, p| Ok::<_, ()>(p.splits as f64)).unwrap();
     table.record("GPU A", "kernel_u4", 4096, 4096, &again);
     table.save(&path).unwrap();
     let loaded = TuningTable::load(&path).unwrap();
