@@ -14,7 +14,9 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anybit_backends::llvm::LlvmBackend;
 use anybit_backends::{Backend, BackendError, CompileOptions, LlvmOptimization, Target};
-use anybit_frontend::lowbit::{FormatError, WeightFormat, build_decode_module_for, build_module_for};
+use anybit_frontend::lowbit::{
+    FormatError, WeightFormat, build_decode_module_for, build_module_for, build_prefill_module_for,
+};
 use anybit_ir::program::Module;
 use anybit_passes::{OptLevel, PassError, PassManager};
 use anybit_runtime::cache::{CacheKey, CachedModule, CompileCache, Source};
@@ -153,6 +155,17 @@ pub fn compile_lowbit_for(
     cache: &CompileCache,
 ) -> Result<Compiled, JitError> {
     compile(&build_decode_module_for(format, n)?, options, cache)
+}
+
+/// The 64-row kernel alone ([`build_prefill_module_for`]), for a layer that compiled the
+/// decode module first.
+pub fn compile_lowbit_prefill_for(
+    format: &WeightFormat,
+    n: Option<usize>,
+    options: &JitOptions,
+    cache: &CompileCache,
+) -> Result<Compiled, JitError> {
+    compile(&build_prefill_module_for(format, n)?, options, cache)
 }
 
 /// [`compile_lowbit_for`] with the 64-row kernel too ([`build_module_for`]): the whole layer

@@ -42,8 +42,10 @@
 //! # Choosing how each call runs
 //!
 //! The layer's module holds the matmul kernel with 16 rows per block and the reduction of a
-//! split of K, and with [`LinearOptions::prefill_kernel`] (or from an import) a second matmul
-//! kernel with 64 rows per block for larger M (it triples the JIT's compile time). Each call picks a [`LaunchPlan`] for its M:
+//! split of K; a second matmul kernel with 64 rows per block for larger M comes with an
+//! import, or is compiled on a background thread once the layer is built (calls run on the
+//! 16-row kernel until it is ready; see [`LinearOptions::prefill_kernel`]), so that building
+//! waits only for the first. Each call picks a [`LaunchPlan`] for its M:
 //! [`LinearOptions::plan`] when given, else a plan measured by [`QuantizedLinear::tune`] for
 //! that M (or the nearest larger one tuned), else [`LaunchPlan::choose`] from the shape and
 //! the GPU's multiprocessor count. A split of K needs a workspace of f32 partial sums, taken
@@ -90,7 +92,7 @@ use anybit_passes::{OptLevel, PassManager};
 use anybit_runtime::cache::{CacheKey, CompileCache, Source};
 use anybit_runtime::{DeviceBuffer, Gpu, GpuModule, LaunchArg, RuntimeError, Stream};
 
-use crate::jit::{JitError, JitOptions, compile_lowbit_for, compile_lowbit_layer_for};
+use crate::jit::{JitError, JitOptions, compile_lowbit_for, compile_lowbit_layer_for, compile_lowbit_prefill_for};
 use crate::tune::{TuneOptions, TuneReport, TuningTable};
 
 /// Where a layer runs.
@@ -134,10 +136,33 @@ pub struct LinearOptions {
     /// Tuned plans to use where they match the layer's GPU, kernel and shape
     /// ([`QuantizedLinear::use_tuning`]).
     pub tuning: Option<Arc<TuningTable>>,
-    /// Also compile the 64-row kernel for large M (1.3× faster at M = 64, 1.6× at 4096 on the
-    /// H100 for u4), at about three times the JIT's compile time; without it every M runs on
-    /// the 16-row kernel. (A layer from an import has it: imports compile it ahead of time.)
-    pub prefill_kernel: bool,
+    /// When to compile the 64-row kernel for large M (1.3× faster at M = 64, 1.6× at 4096 on
+    /// the H100 for u4; it takes about twice the 16-row kernel's compile). A layer from an
+    /// import has it: imports compile it ahead of time.
+    pub prefill_kernel: PrefillKernel,
+}
+
+/// When a JIT-compiled layer gets its 64-row kernel ([`LinearOptions::prefill_kernel`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PrefillKernel {
+    /// On a background thread once the layer is built (through the same compile cache):
+    /// building waits only for the 16-row kernel, and calls run on it until the other is
+    /// ready. On the interpreter, at once.
+    #[default]
+    Background,
+    /// With the layer: building waits for both kernels.
+    Now,
+    /// Never: every M runs on the 16-row kernel.
+    Never,
+}
+
+/// The 64-row kernel of a layer that compiles it in the background.
+#[derive(Debug, Default)]
+struct PendingKernel {
+    /// The loaded module once compiled, or why it could not be.
+    module: OnceLock<Result<Arc<GpuModule>, String>>,
+    /// The compiling thread, until joined.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// The multiprocessors plans are chosen for on the interpreter: an H100 SXM's.
@@ -256,6 +281,8 @@ pub struct QuantizedLinear {
     engine: Engine,
     /// Whether the module has the 64-row kernel.
     prefill: bool,
+    /// The 64-row kernel being compiled in the background (GPU layers without it).
+    pending: Option<Arc<PendingKernel>>,
     /// [`LinearOptions::plan`].
     fixed_plan: Option<LaunchPlan>,
     /// Plans measured by [`QuantizedLinear::tune`], by M, increasing.
@@ -328,7 +355,8 @@ impl QuantizedLinear {
                     opt_level: options.opt_level.unwrap_or(OptLevel::O2),
                     ..JitOptions::default()
                 };
-                let compile = if options.prefill_kernel { compile_lowbit_layer_for } else { compile_lowbit_for };
+                let now = options.prefill_kernel == PrefillKernel::Now;
+                let compile = if now { compile_lowbit_layer_for } else { compile_lowbit_for };
                 let compiled = match &options.cache {
                     Some(cache) => compile(&packed.format, Some(packed.n), &jit, cache)?,
                     None => compile(&packed.format, Some(packed.n), &jit, CompileCache::global())?,
@@ -341,9 +369,12 @@ impl QuantizedLinear {
                     ptx_bytes: compiled.module.ptx.iter().map(String::len).sum(),
                     warning: compiled.warning.clone(),
                 };
-                let layer =
-                    QuantizedLinear::gpu(packed, gpu, &compiled.module.manifest, &compiled.module.ptx, Some(info))?
-                        .with_plan(options.plan)?;
+                let mut layer =
+                    QuantizedLinear::gpu(packed, gpu, &compiled.module.manifest, &compiled.module.ptx, Some(info))?;
+                if options.prefill_kernel == PrefillKernel::Background {
+                    layer = layer.compile_prefill_in_background(jit, options.cache.clone());
+                }
+                let layer = layer.with_plan(options.plan)?;
                 if let Some(table) = &options.tuning {
                     layer.use_tuning(table)?;
                 }
@@ -353,8 +384,8 @@ impl QuantizedLinear {
                 // The kernels the GPU would run: specialized for N, through the same passes (so
                 // the interpreter also checks the vectorizer's alignment proofs).
                 let mut module = match options.prefill_kernel {
-                    true => build_module_for(&packed.format, Some(packed.n))?,
-                    false => build_decode_module_for(&packed.format, Some(packed.n))?,
+                    PrefillKernel::Background | PrefillKernel::Now => build_module_for(&packed.format, Some(packed.n))?,
+                    PrefillKernel::Never => build_decode_module_for(&packed.format, Some(packed.n))?,
                 };
                 let level = options.opt_level.unwrap_or(OptLevel::O2);
                 PassManager::for_level(level).run(&mut module).map_err(JitError::from)?;
@@ -374,18 +405,70 @@ impl QuantizedLinear {
     }
 
     fn with_engine(format: WeightFormat, k: usize, n: usize, engine: Engine, prefill: bool) -> QuantizedLinear {
-        QuantizedLinear { format, k, n, engine, prefill, fixed_plan: None, tuned: Mutex::new(Vec::new()) }
+        QuantizedLinear {
+            format,
+            k,
+            n,
+            engine,
+            prefill,
+            pending: None,
+            fixed_plan: None,
+            tuned: Mutex::new(Vec::new()),
+        }
     }
 
     /// The layer with every call running `plan` (when `Some`; see [`LinearOptions::plan`]).
     pub fn with_plan(mut self, plan: Option<LaunchPlan>) -> Result<QuantizedLinear, LinearError> {
-        self.fixed_plan = plan.map(|p| check_plan(p, self.prefill)).transpose()?;
+        let prefill = self.prefill || self.pending.is_some();
+        self.fixed_plan = plan.map(|p| check_plan(p, prefill)).transpose()?;
         Ok(self)
     }
 
-    /// Whether the layer has the 64-row kernel for large M ([`LinearOptions::prefill_kernel`]).
+    /// Whether the layer has the 64-row kernel for large M now ([`LinearOptions::prefill_kernel`]).
     pub fn has_prefill_kernel(&self) -> bool {
-        self.prefill
+        self.prefill || self.pending_module().is_some()
+    }
+
+    /// The background-compiled 64-row kernel's module, when it is ready.
+    fn pending_module(&self) -> Option<&Arc<GpuModule>> {
+        self.pending.as_ref().and_then(|p| p.module.get()).and_then(|r| r.as_ref().ok())
+    }
+
+    /// Waits for the 64-row kernel a background compile is making; returns whether the layer
+    /// has it (an error if its compile failed).
+    pub fn wait_for_prefill_kernel(&self) -> Result<bool, LinearError> {
+        let Some(pending) = &self.pending else { return Ok(self.prefill) };
+        let thread = pending.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+        match pending.module.get() {
+            Some(Ok(_)) => Ok(true),
+            Some(Err(why)) => Err(LinearError::KernelMismatch(format!("compiling the 64-row kernel failed: {why}"))),
+            None => Err(LinearError::KernelMismatch("the 64-row kernel's compile stopped".into())),
+        }
+    }
+
+    /// Starts compiling the 64-row kernel on a background thread.
+    fn compile_prefill_in_background(mut self, jit: JitOptions, cache: Option<Arc<CompileCache>>) -> QuantizedLinear {
+        let Engine::Gpu { gpu, .. } = &self.engine else { return self };
+        let pending = Arc::new(PendingKernel::default());
+        let (gpu, format, n, slot) = (gpu.clone(), self.format, self.n, pending.clone());
+        let work = move || {
+            let cache = cache.as_deref().unwrap_or_else(|| CompileCache::global());
+            let result = compile_lowbit_prefill_for(&format, Some(n), &jit, cache)
+                .map_err(|e| e.to_string())
+                .and_then(|c| gpu.load_module(&c.module.manifest, &c.module.ptx).map_err(|e| e.to_string()));
+            let _ = slot.module.set(result);
+        };
+        match std::thread::Builder::new().name("anybit-prefill-kernel".into()).spawn(work) {
+            Ok(thread) => *pending.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread),
+            Err(e) => {
+                let _ = pending.module.set(Err(format!("cannot start a thread: {e}")));
+            }
+        }
+        self.pending = Some(pending);
+        self
     }
 
     /// A layer on `gpu` running compiled PTX — `ptx[i]` is the text of `manifest.kernels[i]`,
@@ -467,7 +550,7 @@ impl QuantizedLinear {
             Engine::Gpu { gpu, .. } => gpu.multiprocessors(),
             Engine::Interpreter { .. } => INTERPRETER_MULTIPROCESSORS,
         };
-        match self.prefill {
+        match self.has_prefill_kernel() {
             true => LaunchPlan::choose(m, self.n, self.k, multiprocessors),
             false => LaunchPlan::choose_split(BLOCK_M, m, self.n, self.k, multiprocessors),
         }
@@ -476,7 +559,7 @@ impl QuantizedLinear {
     /// Uses `plan` for calls of up to `m` rows (down to the next smaller M given a plan), as
     /// [`QuantizedLinear::tune`] does with the plans it measures.
     pub fn set_plan(&self, m: usize, plan: LaunchPlan) -> Result<(), LinearError> {
-        let plan = check_plan(plan, self.prefill)?;
+        let plan = check_plan(plan, self.prefill || self.pending.is_some())?;
         let mut tuned = self.tuned.lock().unwrap_or_else(PoisonError::into_inner);
         tuned.retain(|&(tuned_m, _)| tuned_m != m);
         let at = tuned.partition_point(|&(tuned_m, _)| tuned_m < m);
@@ -512,7 +595,8 @@ impl QuantizedLinear {
             inputs.push((m, DeviceBuffer::upload(stream, &x)?, DeviceBuffer::zeros(stream, act, m * self.n)?));
         }
         let runs = options.runs.max(1);
-        let (n, k, prefill) = (self.n, self.k, self.prefill);
+        let prefill = self.wait_for_prefill_kernel()?;
+        let (n, k) = (self.n, self.k);
         let report = crate::tune::tune_with(&options.ms, n, k, gpu.multiprocessors(), prefill, |m, plan| {
             let Some((_, x, y)) = inputs.iter_mut().find(|(input_m, _, _)| *input_m == m) else {
                 return Err(LinearError::Plan { plan, why: format!("no input of {m} rows") });
@@ -640,7 +724,17 @@ impl QuantizedLinear {
         let Engine::Gpu { module, weights, no_workspace, .. } = &self.engine else {
             return Err(LinearError::NotOnGpu("launch"));
         };
-        let matmul = module.kernel(&matmul_kernel_name(&self.format, plan.block_m))?;
+        // The 64-row kernel from the layer's module (imports) or its background compile; until
+        // that is ready, the 16-row kernel with the same split.
+        let prefill_name = matmul_kernel_name(&self.format, PREFILL_BLOCK_M);
+        let matmul = match plan.block_m {
+            PREFILL_BLOCK_M => match (module.kernel(&prefill_name), self.pending_module()) {
+                (Ok(kernel), _) => kernel,
+                (Err(_), Some(pending)) => pending.kernel(&prefill_name)?,
+                (Err(_), None) => module.kernel(&matmul_kernel_name(&self.format, BLOCK_M))?,
+            },
+            block_m => module.kernel(&matmul_kernel_name(&self.format, block_m))?,
+        };
         let sizes = [m, self.n, self.k, plan.splits].map(|v| LaunchArg::Int(v as i64));
         let mut workspace = match plan.splits {
             1 => None,

@@ -924,6 +924,14 @@ pub fn build_decode_module_for(format: &WeightFormat, n: Option<usize>) -> Resul
     module_with_layouts(format, decode.block_m, kernels)
 }
 
+/// The prefill part of [`build_module_for`]: the 64-row matmul kernel alone (what a
+/// JIT-compiled layer compiles in the background, see `LinearOptions::prefill_kernel` in the
+/// `anybit` crate).
+pub fn build_prefill_module_for(format: &WeightFormat, n: Option<usize>) -> Result<Module, FormatError> {
+    let prefill = Schedule::prefill_for(format);
+    module_with_layouts(format, prefill.block_m, vec![build_kernel_scheduled(format, n, prefill)?])
+}
+
 /// [`build_module`] specialized for a known N (see [`build_kernel_for`]).
 pub fn build_module_for(format: &WeightFormat, n: Option<usize>) -> Result<Module, FormatError> {
     let decode = Schedule::for_format(format);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anybit::frontend::lowbit::QuantizedWeights;
 use anybit::ir::DType;
 use anybit::ir::random::SplitMix64;
-use anybit::linear::{Device, LinearOptions, QuantizedLinear};
+use anybit::linear::{Device, LinearOptions, PrefillKernel, QuantizedLinear};
 use anybit::runtime::cache::{CacheConfig, CompileCache, Source};
 use anybit::runtime::{DeviceBuffer, Gpu, RuntimeError};
 use anybit_bench::cases::WEIGHT_TYPES;
@@ -155,8 +155,12 @@ fn plans_with_splits_of_k_run_on_the_gpu_like_on_the_interpreter() {
             LaunchPlan { block_m: 16, splits: 8 },
             LaunchPlan { block_m: 64, splits: 3 },
         ] {
-            let with =
-                |device| LinearOptions { device, plan: Some(plan), prefill_kernel: true, ..LinearOptions::default() };
+            let with = |device| LinearOptions {
+                device,
+                plan: Some(plan),
+                prefill_kernel: PrefillKernel::Now,
+                ..LinearOptions::default()
+            };
             let (on_gpu, on_interpreter) = (with(Device::Gpu(gpu.clone())), with(Device::Interpreter));
             let layer = QuantizedLinear::new(&weights, &on_gpu).unwrap();
             let twin = QuantizedLinear::new(&weights, &on_interpreter).unwrap();
@@ -175,4 +179,26 @@ fn plans_with_splits_of_k_run_on_the_gpu_like_on_the_interpreter() {
             }
         }
     }
+}
+
+/// The 64-row kernel compiled in the background: the layer is built after the 16-row kernel
+/// only, runs every M meanwhile, and uses the 64-row kernel for large M once it is ready —
+/// against the reference either way.
+#[test]
+fn the_prefill_kernel_arrives_in_the_background() {
+    use anybit::frontend::lowbit::LaunchPlan;
+    let Some(gpu) = gpu() else { return };
+    let mut rng = SplitMix64::new(2029);
+    let fmt = format("u4", 128, false, DType::BF16);
+    let (k, n) = (512, 192);
+    let weights = QuantizedWeights::random(fmt, k, n, &mut rng).unwrap();
+    let options = LinearOptions { device: Device::Gpu(gpu), ..LinearOptions::default() };
+    let layer = QuantizedLinear::new(&weights, &options).unwrap();
+    let x = activations(&fmt, 100, k, &mut rng);
+    assert!(worst_ratio(&weights, &x, &layer.forward(&x).unwrap()) <= 1.0, "before the 64-row kernel");
+    assert!(layer.wait_for_prefill_kernel().unwrap());
+    assert_eq!(layer.plan_for(100).block_m, 64);
+    assert!(worst_ratio(&weights, &x, &layer.forward(&x).unwrap()) <= 1.0, "with the 64-row kernel");
+    layer.set_plan(100, LaunchPlan { block_m: 64, splits: 2 }).unwrap();
+    assert!(worst_ratio(&weights, &x, &layer.forward(&x).unwrap()) <= 1.0, "64 rows, K split in 2");
 }

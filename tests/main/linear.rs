@@ -4,7 +4,7 @@
 use anybit::frontend::lowbit::{FormatError, Lut, QuantizedWeights, WeightFormat, reference};
 use anybit::ir::DType;
 use anybit::ir::random::SplitMix64;
-use anybit::linear::{Device, LinearError, LinearOptions, QuantizedLinear};
+use anybit::linear::{Device, LinearError, LinearOptions, PrefillKernel, QuantizedLinear};
 
 pub fn format(weight: &str, group_size: usize, zero_point: bool, activation: DType) -> WeightFormat {
     let scale = if activation == DType::F16 { DType::BF16 } else { DType::F16 };
@@ -56,16 +56,19 @@ fn each_call_runs_its_plan_and_every_plan_matches_the_reference() {
     // One column tile and 16 steps of K: the chosen plan splits K in 2 at small M.
     let (k, n) = (1024, 64);
     let weights = QuantizedWeights::random(format, k, n, &mut rng).unwrap();
-    // By default the JIT compiles only the 16-row kernel: every M runs on it.
-    let decode_only = QuantizedLinear::new(&weights, &interpreter()).unwrap();
+    // Without the 64-row kernel every M runs on the 16-row one.
+    let never = LinearOptions { prefill_kernel: PrefillKernel::Never, ..interpreter() };
+    let decode_only = QuantizedLinear::new(&weights, &never).unwrap();
     assert!(!decode_only.has_prefill_kernel());
     assert_eq!(decode_only.plan_for(40).block_m, 16);
     let x = activations(&format, 40, k, &mut rng);
     assert!(worst_ratio(&weights, &x, &decode_only.forward(&x).unwrap()) <= 1.0);
     let refused = decode_only.set_plan(64, LaunchPlan { block_m: 64, splits: 1 }).unwrap_err();
     assert!(refused.to_string().contains("prefill_kernel"), "{refused}");
-    let options = LinearOptions { prefill_kernel: true, ..interpreter() };
+    // On the interpreter the default (a background compile on a GPU) has it at once.
+    let options = interpreter();
     let layer = QuantizedLinear::new(&weights, &options).unwrap();
+    assert!(layer.wait_for_prefill_kernel().unwrap());
     assert!(layer.has_prefill_kernel());
     assert_eq!(layer.plan_for(3), LaunchPlan { block_m: 16, splits: 2 });
     assert_eq!(layer.plan_for(40).block_m, 64);
