@@ -348,7 +348,19 @@ impl Program {
     /// Total cost under the cost model ([`MOp::cost`]) of the operations the outputs use.
     pub fn cost(&self) -> u32 {
         let live = self.live();
-        self.ops.iter().zip(&live).filter(|(_, l)| **l).map(|(op, _)| op.cost()).sum()
+        let constant = |r: &Reg| matches!(self.ops.get(*r), Some(MOp::Const(_)));
+        self.ops
+            .iter()
+            .zip(&live)
+            .filter(|(_, l)| **l)
+            .map(|(op, _)| {
+                // SASS takes one immediate operand; ptxas moves every further constant into a
+                // register, per use inside a loop (measured: an `IMAD.MOV` per `lop3` with a mask
+                // and a magic, per `fma` with two constant pairs).
+                let constants = op.operands().iter().filter(|r| constant(r)).count() as u32;
+                op.cost() + constants.saturating_sub(1)
+            })
+            .sum()
     }
 
     /// Which operations the outputs reach.

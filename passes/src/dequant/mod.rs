@@ -13,8 +13,10 @@
 //!   bit-level dependency analysis.
 //! - [`search`] generates candidates per output pair from documented rules, shares them in an
 //!   `egg` e-graph with a few machine rewrites (bounded runner), and extracts the cheapest
-//!   program under the cost model (one unit per instruction) with a sharing-aware greedy
-//!   choice, over two pairings of elements into registers.
+//!   program under the cost model (one unit per instruction, and one per constant operand
+//!   beyond the first: SASS takes one immediate, ptxas moves the others into registers at
+//!   every use) with a sharing-aware greedy choice, over two pairings of elements into
+//!   registers.
 //! - [`prove`] is the proof every candidate and every selected program must pass: each output
 //!   lane depends only on its own element (dependency analysis), and for every element, every
 //!   one of its 2^N codes (with the other elements set to all-zeros and to all-ones bits)
@@ -236,24 +238,32 @@ mod tests {
 
     #[test]
     fn classic_four_bit_cost() {
-        // The classic u4 → f16 sequence (per word: one shift, four lop3, two sub, two fma = 9)
-        // pairs elements e and e + 4, which its consumers re-pair with two permutes per
-        // register (9 + 8): an adjacent-pair program of at most 12 beats it.
+        // The classic u4 → f16 sequence (per word: one shift, four lop3, two sub, two fma = 9,
+        // plus a register move for the second constant of each lop3 and fma = 15) pairs
+        // elements e and e + 4, which its consumers re-pair with two permutes per register
+        // (+ 8): the adjacent-pair program — 13 instructions and 4 moves — beats it. An fma
+        // with two constant pairs (a move each) loses to a sub with one.
         let p = select("u4".parse().unwrap(), DType::F16, Features::default()).unwrap();
-        assert!(p.cost() <= 12, "{p}");
+        assert!(p.cost() <= 17, "{p}");
         assert!(p.outputs.iter().all(|&(_, lo, hi)| hi == lo + 1), "{p}");
+        let constant = |r: &usize| matches!(p.ops[*r], MOp::Const(_));
+        let two_constants = p.ops.iter().zip(p.live()).filter(|(op, live)| {
+            *live && matches!(op, MOp::Fma2(..)) && op.operands().iter().filter(|r| constant(r)).count() > 1
+        });
+        assert_eq!(two_constants.count(), 0, "{p}");
     }
 
     #[test]
     fn four_bit_integers_to_bf16_pair_adjacent_elements() {
         // bf16's 7-bit mantissa cannot take nibble 2k + 1 where it lies (bits 4–7 of its byte):
         // `prmt(w, w >> 4)` brings it to the bottom of lane 1, for one shift per word and three
-        // instructions a pair (13), where the stride program (e, e + 4) costs 11 plus two
-        // re-pairing permutes per register (19).
+        // instructions a pair (13, and a move per lop3's second constant: 17), where the stride
+        // program (e, e + 4) costs 11 (15 with its moves) plus two re-pairing permutes per
+        // register (23).
         for w in ["u4", "i4"] {
             let p = select(w.parse().unwrap(), DType::BF16, Features::default()).unwrap();
             assert!(p.outputs.iter().all(|&(_, lo, hi)| lo % 2 == 0 && hi == lo + 1), "{w}: {p}");
-            assert!(search::effective_cost(&p) <= 13, "{w}: {p}");
+            assert!(search::effective_cost(&p) <= 17, "{w}: {p}");
             let permutes = p.ops.iter().zip(p.live()).filter(|(op, live)| *live && matches!(op, MOp::Prmt(..))).count();
             assert_eq!(permutes, 4, "{w}: {p}");
         }

@@ -807,6 +807,14 @@ impl Applier<Dq, ()> for SwapLop3 {
     }
 }
 
+/// The register moves an instruction's constant operands beyond the first cost (see
+/// [`Program::cost`]).
+fn extra_constants(eg: &EGraph<Dq, ()>, node: &Dq) -> u32 {
+    let constants =
+        node.children().iter().filter(|&&c| eg[c].nodes.iter().any(|n| matches!(n, Dq::Const(_)))).count() as u32;
+    constants.saturating_sub(1)
+}
+
 fn node_cost(node: &Dq) -> u32 {
     match node {
         Dq::Word(_) | Dq::Const(_) | Dq::Imm(_) | Dq::Half16(_) => 0,
@@ -869,7 +877,7 @@ fn best(
     let mut winner: Option<(f64, Vec<(Id, Dq)>)> = None;
     for node in &eg[class].nodes {
         let mut picks: Vec<(Id, Dq)> = Vec::new();
-        let mut cost = f64::from(node_cost(node)) / divisor;
+        let mut cost = f64::from(node_cost(node) + extra_constants(eg, node)) / divisor;
         let mut ok = true;
         for &child in node.children() {
             match best(eg, child, chosen, share, path) {
