@@ -127,11 +127,13 @@ impl Schedule {
     /// The schedule of the kernel for many rows ([`PREFILL_BLOCK_M`] per block): as
     /// [`Schedule::for_format`], with at most one step prefetched (the four-times-larger x
     /// tiles and accumulators need the registers; measured best on the H100 for u4 at
-    /// M = 64 and 4096), and none for lookup tables and weights formed in f32, whose decode
-    /// needs more registers still (one step spills at 255 registers on sm_80 and sm_90).
+    /// M = 64 and 4096), and none for lookup tables, weights formed in f32 and widths that do
+    /// not divide 32 bits, whose decode needs more registers still (one step spills at 255
+    /// registers on sm_80 or sm_90).
     pub fn prefill_for(format: &WeightFormat) -> Schedule {
         let decode = Schedule::for_format(format);
-        let prefetch = if format.lut.is_some() || format.dequantizes_in_f32() { 0 } else { decode.prefetch.min(1) };
+        let heavy = format.lut.is_some() || format.dequantizes_in_f32() || 32 % format.weight.bits() != 0;
+        let prefetch = if heavy { 0 } else { decode.prefetch.min(1) };
         Schedule { block_m: PREFILL_BLOCK_M, prefetch, ..decode }
     }
 

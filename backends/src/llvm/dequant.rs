@@ -120,6 +120,7 @@ fn join<E: Emit>(em: &E, lo: E::V, hi: E::V) -> LResult<E::V> {
 
 fn emit_ops<E: Emit>(em: &E, program: &Program, words: &[E::V]) -> LResult<Vec<E::V>> {
     let live = program.live();
+    let resident = resident_constants(program, &live);
     let mut regs: Vec<E::V> = Vec::with_capacity(program.ops.len());
     for (index, op) in program.ops.iter().enumerate() {
         if !live[index] {
@@ -134,11 +135,15 @@ fn emit_ops<E: Emit>(em: &E, program: &Program, words: &[E::V]) -> LResult<Vec<E
                 Some(&v) => v,
                 None => return internal("word out of range"),
             },
+            MOp::Const(c) if resident[index] => resident_constant(em, i64::from(c as i32))?,
             MOp::Const(c) => em.c32(i64::from(c as i32))?,
             MOp::Shr(a, k) => em.lshr(r(a)?, em.c32(i64::from(k))?)?,
             MOp::Shl(a, k) => em.shl(r(a)?, em.c32(i64::from(k))?)?,
             MOp::Shf { lo, hi, k } => {
                 em.intrinsic_value("llvm.fshr.i32", em.i32(), &[r(hi)?, r(lo)?, em.c32(i64::from(k))?])?
+            }
+            MOp::Lop3(a, b, c, table) if [a, b, c].iter().any(|&x| resident.get(x) == Some(&true)) => {
+                lop3_instruction(em, r(a)?, r(b)?, r(c)?, table)?
             }
             MOp::Lop3(a, b, c, table) => lop3(em, r(a)?, r(b)?, r(c)?, table)?,
             MOp::Prmt(a, b, selector) => prmt(em, r(a)?, r(b)?, selector)?,
@@ -183,6 +188,48 @@ fn emit_ops<E: Emit>(em: &E, program: &Program, words: &[E::V]) -> LResult<Vec<E
         regs.push(v);
     }
     Ok(regs)
+}
+
+/// Which constants of `program` to keep in a register for the whole kernel: every constant an
+/// instruction takes beyond its first. SASS instructions take one immediate; ptxas moves the
+/// others into a register at every use (an `IMAD.MOV` per use inside the K loop, about 30 of
+/// the u4 → bf16 loop's 358 instructions) unless the value is not a constant it can see.
+fn resident_constants(program: &Program, live: &[bool]) -> Vec<bool> {
+    let mut resident = vec![false; program.ops.len()];
+    for (op, _) in program.ops.iter().zip(live).filter(|(_, l)| **l) {
+        let constants = op.operands().into_iter().filter(|&r| matches!(program.ops.get(r), Some(MOp::Const(_))));
+        for r in constants.skip(1) {
+            resident[r] = true;
+        }
+    }
+    resident
+}
+
+/// A register holding `value` that neither LLVM nor ptxas folds back into an immediate (so it
+/// is computed once and stays in a register): `value | (tid.x >> 10)`, with `tid.x` read
+/// through inline assembly. A block has at most 1024 threads, so the `or` adds nothing. On the
+/// host (tests), the plain constant.
+fn resident_constant<E: Emit>(em: &E, value: i64) -> LResult<E::V> {
+    if let Platform::Nvptx(_) = em.platform()
+        && let Some(tid) = em.inline_asm("mov.u32 $0, %tid.x;", "=r", Some(em.i32()), &[], false)?
+    {
+        let zero = em.lshr(tid, em.c32(10)?)?;
+        return em.or(zero, em.c32(value)?);
+    }
+    em.c32(value)
+}
+
+/// `lop3` with a resident constant among its inputs: the PTX instruction itself on the GPU (as
+/// a sum of minterms over a register LLVM cannot see into, it would not fold back into one
+/// `LOP3`); the minterms on the host.
+fn lop3_instruction<E: Emit>(em: &E, a: E::V, b: E::V, c: E::V, table: u8) -> LResult<E::V> {
+    if let Platform::Nvptx(_) = em.platform() {
+        let asm = format!("lop3.b32 $0, $1, $2, $3, {table};");
+        if let Some(v) = em.inline_asm(&asm, "=r,r,r,r", Some(em.i32()), &[a, b, c], false)? {
+            return Ok(v);
+        }
+    }
+    lop3(em, a, b, c, table)
 }
 
 /// `lop3` as the sum of the truth table's minterms over the three inputs (LLVM folds the
