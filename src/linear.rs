@@ -289,6 +289,16 @@ pub struct QuantizedLinear {
     tuned: Mutex<Vec<(usize, LaunchPlan)>>,
 }
 
+impl From<PlanError> for LinearError {
+    fn from(error: PlanError) -> LinearError {
+        match error {
+            PlanError::Format(e) => LinearError::Format(e),
+            PlanError::Interpreter(e) => LinearError::Interpreter(e),
+            PlanError::MissingKernel(name) => LinearError::KernelMismatch(format!("no kernel `{name}`")),
+        }
+    }
+}
+
 /// The names of the kernels a layer of `format` needs: the 16-row matmul and the reduction
 /// (the 64-row matmul is optional).
 fn layer_kernel_names(format: &WeightFormat) -> [String; 2] {
@@ -419,7 +429,7 @@ impl QuantizedLinear {
 
     /// The layer with every call running `plan` (when `Some`; see [`LinearOptions::plan`]).
     pub fn with_plan(mut self, plan: Option<LaunchPlan>) -> Result<QuantizedLinear, LinearError> {
-        let prefill = self.prefill || self.pending.is_some();
+        let prefill = self.will_have_prefill_kernel();
         self.fixed_plan = plan.map(|p| check_plan(p, prefill)).transpose()?;
         Ok(self)
     }
@@ -427,6 +437,12 @@ impl QuantizedLinear {
     /// Whether the layer has the 64-row kernel for large M now ([`LinearOptions::prefill_kernel`]).
     pub fn has_prefill_kernel(&self) -> bool {
         self.prefill || self.pending_module().is_some()
+    }
+
+    /// Whether the layer has the 64-row kernel or is compiling it (plans may name it: until
+    /// it is ready they run on the 16-row kernel).
+    fn will_have_prefill_kernel(&self) -> bool {
+        self.prefill || self.pending.is_some()
     }
 
     /// The background-compiled 64-row kernel's module, when it is ready.
@@ -559,7 +575,7 @@ impl QuantizedLinear {
     /// Uses `plan` for calls of up to `m` rows (down to the next smaller M given a plan), as
     /// [`QuantizedLinear::tune`] does with the plans it measures.
     pub fn set_plan(&self, m: usize, plan: LaunchPlan) -> Result<(), LinearError> {
-        let plan = check_plan(plan, self.prefill || self.pending.is_some())?;
+        let plan = check_plan(plan, self.will_have_prefill_kernel())?;
         let mut tuned = self.tuned.lock().unwrap_or_else(PoisonError::into_inner);
         tuned.retain(|&(tuned_m, _)| tuned_m != m);
         let at = tuned.partition_point(|&(tuned_m, _)| tuned_m < m);
@@ -655,11 +671,7 @@ impl QuantizedLinear {
         let y = match &self.engine {
             Engine::Interpreter { module, packed } => {
                 let options = RunOptions { max_instructions: u64::MAX, ..RunOptions::default() };
-                run_plan(module, packed, &x, m, self.plan_for(m), &options).map_err(|e| match e {
-                    PlanError::Format(e) => LinearError::Format(e),
-                    PlanError::Interpreter(e) => LinearError::Interpreter(e),
-                    PlanError::MissingKernel(name) => LinearError::KernelMismatch(format!("no kernel `{name}`")),
-                })?
+                run_plan(module, packed, &x, m, self.plan_for(m), &options)?
             }
             Engine::Gpu { stream, .. } => {
                 let x = DeviceBuffer::upload(stream, &x)?;

@@ -1019,12 +1019,9 @@ pub fn run_plan(
     let sizes = [m, n, k, plan.splits].map(|v| Arg::Int(v as i64));
     args.extend(sizes);
     run_kernel(matmul, &mut args, options)?;
-    let mut outputs = args.into_iter().filter_map(|a| match a {
-        Arg::Buffer(b) => Some(b),
-        _ => None,
-    });
-    let mut outputs = outputs.by_ref().skip(1 + packed.buffers().len());
-    let (Some(y), Some(p)) = (outputs.next(), outputs.next()) else {
+    // y and p follow x and the weight buffers.
+    args.truncate(args.len() - 4);
+    let (Some(Arg::Buffer(p)), Some(Arg::Buffer(y))) = (args.pop(), args.pop()) else {
         return Err(FormatError::Data("the matmul's outputs are missing".into()).into());
     };
     if plan.splits == 1 {

@@ -45,9 +45,12 @@ pub(crate) fn run<E: Emit>(em: &E, program: &Program, code_bits: u32, codes: &[E
     let group_elements = program.elements();
     let groups = words.len() / program.words;
     let mut out: Vec<Option<E::V>> = vec![None; groups * group_elements];
+    // What every word group runs the same way: the live operations and the resident constants.
+    let live = program.live();
+    let resident = resident_constants(program, &live);
     for g in 0..groups {
         let inputs = &words[g * program.words..(g + 1) * program.words];
-        let regs = emit_ops(em, program, inputs)?;
+        let regs = emit_ops(em, program, &live, &resident, inputs)?;
         for &(r, lo, hi) in &program.outputs {
             let Some(&reg) = regs.get(r) else { return internal("output register out of range") };
             let (l, h) = split(em, program.half, reg)?;
@@ -118,9 +121,13 @@ fn join<E: Emit>(em: &E, lo: E::V, hi: E::V) -> LResult<E::V> {
     em.or(bits(lo)?, em.shl(bits(hi)?, em.c32(16)?)?)
 }
 
-fn emit_ops<E: Emit>(em: &E, program: &Program, words: &[E::V]) -> LResult<Vec<E::V>> {
-    let live = program.live();
-    let resident = resident_constants(program, &live);
+fn emit_ops<E: Emit>(
+    em: &E,
+    program: &Program,
+    live: &[bool],
+    resident: &[bool],
+    words: &[E::V],
+) -> LResult<Vec<E::V>> {
     let mut regs: Vec<E::V> = Vec::with_capacity(program.ops.len());
     for (index, op) in program.ops.iter().enumerate() {
         if !live[index] {
