@@ -77,10 +77,12 @@ use serde::{Deserialize, Serialize};
 use crate::jit::{JitError, JitOptions, compile_lowbit_layer_for};
 use crate::linear::{Device, LinearError, QuantizedLinear};
 
-/// The version of the import directory's layout this build writes and reads. Version 3: each
-/// kernel directory holds the layer module (two matmul kernels taking a split of K at launch,
-/// and the reduction); 1 and 2 had one kernel of another calling convention.
-pub const FORMAT_VERSION: u32 = 3;
+/// The version of the import directory's layout this build writes and reads. Version 4: the
+/// weights are packed as the A operands of the transposed product (each warp 16 consecutive
+/// columns); 3 packed them as B operands. Version 3 introduced the layer module (matmul
+/// kernels taking a split of K at launch, and the reduction); 1 and 2 had one kernel of
+/// another calling convention.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Buffers in `weights.bin` start at multiples of this (a GPU's widest loads, and pages of a
 /// memory map, stay aligned).

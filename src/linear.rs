@@ -32,7 +32,7 @@
 //! # What building a layer does
 //!
 //! It re-packs the weights once into the kernel's layout (64 × 64 tiles, each thread's codes
-//! in the order of the tensor cores' B registers, see [`anybit_frontend::lowbit`]), then, on a GPU, JIT-compiles the kernel for the device's
+//! in the order of the tensor cores' A registers for the transposed product, see [`anybit_frontend::lowbit`]), then, on a GPU, JIT-compiles the kernel for the device's
 //! target through the compile cache (in memory and on disk: the first layer of a format pays
 //! the compile, every later layer and process of the same format hits the cache), loads it and
 //! uploads the packed weights. [`QuantizedLinear::forward`] then computes y for any number of

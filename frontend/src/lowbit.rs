@@ -17,8 +17,9 @@
 //! Each block computes a `BM × BN` tile of y (16 × 64 by default; see [`Schedule`]), looping
 //! over K in steps of `BK` = 64. Per step it loads an x tile and the weight bytes of a
 //! `BK × BN` tile, each thread its own contiguous bytes, and views them as the weight type in
-//! the layout of the tensor cores' B operands (the packed bits of each thread's bytes *are*
-//! its weights; the packing below puts them there), casts them to the
+//! the layout of the tensor cores' A operands for the transposed product `yᵀ = Wᵀ·xᵀ` (the
+//! packed bits of each thread's bytes *are* its weights; the packing below puts them there),
+//! casts them to the
 //! activation type (exact for every supported type), subtracts the zero point (exact: small
 //! integers), multiplies by the group's scale (rounded to the activation type — the value an
 //! MMA would consume), and accumulates `x · w` in f32 with `dot`. Formats with f32 scales or
@@ -33,10 +34,14 @@
 //!
 //! # How it is fast (the schedule)
 //!
-//! Nothing goes through shared memory. x is loaded in runs of up to 16 consecutive k per
-//! thread and row, then relabeled (a `view`, no data movement) so that each thread holds its
-//! A fragments in the k order σ of [`k_order`]; the weights are packed in the same order, so
-//! the `dot` sums the same products. Each step's loads are issued [`Schedule::prefetch`] steps
+//! Nothing goes through shared memory. The `dot` runs swapped on the tensor cores
+//! (`via mma(m16n8k16, swapped)`): W's columns fill the instruction's 16-row side and x's
+//! rows its 8-wide side, so M ≤ 8 wastes no tensor-core rows on 16-row tiles and x needs no
+//! register moves (ptxas wants each operand in consecutive registers; an A fragment mixes
+//! rows m and m + 8, a B fragment is one row's neighbours). x is loaded in runs of up to 16
+//! consecutive k per thread and row, then relabeled (a `view`, no data movement) so that each
+//! thread holds the B fragments of xᵀ in the k order σ of [`k_order`]; the weights are packed
+//! in the same order, so the `dot` sums the same products. Each step's loads are issued [`Schedule::prefetch`] steps
 //! ahead and carried through the loop in registers. A [`Schedule`] also chooses the rows per
 //! block and the unroll hint. Measured on the H100 in `BENCHMARKS.md`.
 //!
@@ -58,8 +63,8 @@
 //!   one contiguous load (16 bytes for 4-bit weights) and holds them exactly where the tensor
 //!   cores want them: `⌈K/64⌉ × ⌈N/64⌉` tiles of 64 × 64 codes (K steps outer), each tile a
 //!   bit stream of `4·bits` bytes per thread, each thread's 32 codes in its register order
-//!   (the B operands of `mma.m16n8k16`: pairs along k, then k + 8, then the two n8 tiles of its
-//!   warp, then the four k16 steps). [`QuantizedWeights::pack_weights`] writes it;
+//!   (the A operands of `mma.m16n8k16` for `Wᵀ`: each warp 16 consecutive columns; pairs
+//!   along k, then column n + 8, then k + 8, then the four k16 steps). [`QuantizedWeights::pack_weights`] writes it;
 //!   [`QuantizedWeights::pack_rows`] writes the plain row-major stream that hand-written
 //!   kernels read;
 //! - `s`: scales, row-major `[K/G, N]`, in the scale type;
@@ -94,7 +99,7 @@ pub struct Schedule {
     pub prefetch: usize,
     /// The K loop's unroll hint.
     pub unroll: u32,
-    /// Rows of y per block: 16, 32 or 64. Every block dequantizes its weight tiles once for
+    /// Rows of y per block: 8, 16, 32 or 64. Every block dequantizes its weight tiles once for
     /// all its rows, so larger M wants more rows per block; M ≤ 16 wants 16.
     pub block_m: usize,
 }
@@ -155,7 +160,7 @@ impl Schedule {
 
     /// Checks the schedule's ranges.
     pub fn validate(&self) -> Result<(), FormatError> {
-        if self.prefetch > 8 || !(1..=16).contains(&self.unroll) || ![16, 32, 64].contains(&self.block_m) {
+        if self.prefetch > 8 || !(1..=16).contains(&self.unroll) || ![8, 16, 32, 64].contains(&self.block_m) {
             return Err(FormatError::Schedule(*self));
         }
         Ok(())
@@ -229,7 +234,7 @@ impl LaunchPlan {
 
     /// Checks the ranges: rows per block 16, 32 or 64; 1 to [`MAX_SPLITS`] splits.
     pub fn validate(&self) -> Result<(), FormatError> {
-        if ![16, 32, 64].contains(&self.block_m) || !(1..=MAX_SPLITS).contains(&self.splits) {
+        if ![8, 16, 32, 64].contains(&self.block_m) || !(1..=MAX_SPLITS).contains(&self.splits) {
             return Err(FormatError::Plan(*self));
         }
         Ok(())
@@ -445,41 +450,54 @@ struct Layouts {
     group_rows: RegisterLayout,
 }
 
-/// The weight tile's layout: exactly the B operands of `mma.m16n8k16` for the accumulator
-/// layout — 4 k16 steps × 2 n8 tiles per warp, warps along N; per thread the pairs
-/// (k, k+1), then k+8, then the n8 tile, then the k16 step. The dequantized tile goes
-/// straight into the tensor cores, with no exchange through shared memory.
-const WEIGHT_LAYOUT: &str = "local(4,2).spatial(1,4).local(2,1).column_spatial(4,8).local(2,1)";
+/// The weight tile's layout, written transposed (`[N, K]`, then dims exchanged): exactly the
+/// A operands of `mma.m16n8k16` for the transposed product `yᵀ = Wᵀ·xᵀ` — each warp 16
+/// consecutive columns of W (N), 4 k16 steps; per thread the pairs (k, k+1), then column
+/// n+8, then k+8, then the k16 step. The dequantized tile goes straight into the tensor
+/// cores, with no exchange through shared memory.
+const WEIGHT_LAYOUT_T: &str = "spatial(4,1).local(1,4).column_local(2,2).spatial(8,4).local(1,2)";
+
+/// A layout written for the transposed tile (`[N, ·]`), with its dims exchanged.
+fn transposed_layout(expr: &str) -> Result<RegisterLayout, FormatError> {
+    layout(expr)?.permute(&[1, 0]).map_err(|e| FormatError::Data(format!("transposing `{expr}`: {e}")))
+}
+
+/// The weight tile's layout (`[K, N]`, see [`WEIGHT_LAYOUT_T`]).
+fn weight_layout() -> Result<RegisterLayout, FormatError> {
+    transposed_layout(WEIGHT_LAYOUT_T)
+}
 
 impl Layouts {
     fn new(format: &WeightFormat, block_m: usize) -> Result<Layouts, FormatError> {
         let bits = format.weight.bits() as usize;
         let rows = format.scale_rows();
-        let m16 = block_m / 16;
+        // The rows of y (and x) come in n8 tiles of the transposed product.
+        let m8 = block_m / 8;
         Ok(Layouts {
-            // The accumulator: mma.m16n8k16's C fragments, `m16` m16 tiles × 2 n8 tiles per
-            // warp, warps along N.
-            acc: layout(&format!("local({m16},2).spatial(1,4).local(2,1).spatial(8,4).local(1,2)"))?,
+            // The accumulator: the transposed product's C fragments, written transposed — each
+            // warp its 16 columns, `m8` tiles of 8 rows; per thread rows (m, m+1) of column
+            // n, then column n+8, then the row tile. The `dot` runs swapped (`xᵀ` as the B
+            // operands): at decode sizes the few rows of x fill 8-row tiles, not 16.
+            acc: transposed_layout(&format!("spatial(4,1).local(1,{m8}).local(2,1).spatial(8,4).local(1,2)"))?,
             // x as loaded: per row, runs of `4·chunk` consecutive elements (16-byte loads for
-            // groups of 64 and more), the same in every warp; the rows of the A fragments.
+            // groups of 64 and more), the same in every warp.
             x_loaded: layout(&format!(
-                "replicated(4).local({},{}).spatial(8,4).local(1,{})",
-                2 * m16,
+                "replicated(4).local({m8},{}).spatial(8,4).local(1,{})",
                 4 / k_chunk(format),
                 4 * k_chunk(format)
             ))?,
             // x as the tensor cores read it: the same registers relabeled (a `view`), so that
-            // slot s holds A-fragment element s — in k order σ (see `k_order`), which the
-            // weights are packed in too. Up to the order of its slots, this is the A fragment
-            // layout, so the `dot` takes it without moving data.
-            x: layout(&format!("replicated(4).local({},8).spatial(8,4).local(1,2)", 2 * m16))?,
+            // slot s holds B-fragment element s of `xᵀ` — in k order σ (see `k_order`), which
+            // the weights are packed in too. So each B operand (two registers: k pairs, then
+            // k+8) is two neighbouring registers of one load.
+            x: layout(&format!("replicated(4).local({m8},8).spatial(8,4).local(1,2)"))?,
             // A tile's packed codes: each thread's 32 codes are `4·bits` consecutive bytes (see
             // `QuantizedWeights::pack_weights`), one 16-byte load for 4-bit weights.
             weight_bytes: layout(&format!("spatial(1,{THREADS}).local(1,{})", 4 * bits))?,
-            weight: layout(WEIGHT_LAYOUT)?,
-            // Group values: each thread holds its two columns' values for every group row of the
-            // step (the 4 threads of a column pair replicate them).
-            group_rows: layout(&format!("local({rows},2).spatial(1,4).spatial(1,8).replicated(4)"))?,
+            weight: weight_layout()?,
+            // Group values: each thread holds its two columns' values (n and n+8) for every
+            // group row of the step (the 4 threads of a column pair replicate them).
+            group_rows: layout(&format!("local({rows},1).spatial(1,4).local(1,2).spatial(1,8).replicated(4)"))?,
         })
     }
 }
@@ -491,7 +509,7 @@ pub fn k_chunk(format: &WeightFormat) -> usize {
 }
 
 /// The k order σ within a `BLOCK_K` step: the tensor cores' row `r` of a step holds x's and
-/// W's row `σ(r)`. An A fragment holds, per thread, k = 16·kt + 8·j + 2·t + i (t the thread
+/// W's row `σ(r)`. A B fragment of xᵀ holds, per thread, k = 16·kt + 8·j + 2·t + i (t the thread
 /// within its quad, kt the k16 step, j and i bits); σ sends the 4·chunk values a thread holds
 /// per row and chunk of `chunk` k16 steps to consecutive rows, so x loads in runs of
 /// 4·chunk elements. Summing over k in another order is the same sum: x and W agree.
@@ -1234,7 +1252,7 @@ impl QuantizedWeights {
     /// those weights 0).
     pub fn pack_weights(&self) -> Result<Vec<u8>, FormatError> {
         let (k, n) = (self.k, self.n);
-        let layout = layout(WEIGHT_LAYOUT)?;
+        let layout = weight_layout()?;
         // Where each code of a tile comes from, in stream order: (row, column) in the tile.
         let mut order = Vec::with_capacity(BLOCK_K * BLOCK_N);
         for thread in 0..layout.num_threads() {

@@ -61,6 +61,11 @@
 //!      .spatial(8,4).local(1,2)`); b: the B fragment likewise, replicated across the warps
 //!      that share columns ([`rules::mma_operands`], what the backend's `mma.sync` path wants);
 //!      a and b fit the accumulator c ends up with, even when the author wrote it.
+//!    - When a and b already have layouts (from views, say) and some accumulator takes both
+//!      as they are ([`rules::conversion_free_accumulator`]: every warp split and nesting,
+//!      straight, then swapped), c gets that one instead. Swapped, the instructions compute
+//!      `cᵀ = bᵀ·aᵀ` (`via mma(…, swapped)`); c is then the transposed C fragments and the
+//!      operands' targets are the straight targets of the transposed product, transposed.
 //!
 //!    A class that cannot take its arrangement keeps whatever the lower rules give it: when it
 //!    reaches a `view` with no memory-order reinterpretation of it, a class that has another

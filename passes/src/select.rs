@@ -71,7 +71,7 @@ fn dot_via(kernel: &Kernel, id: InstId) -> Option<Via> {
     let Op::Dot { a, b, c } = &kernel.insts.get(id)?.op else { return None };
     let (ta, tb, tc) = (register(kernel, *a)?, register(kernel, *b)?, register(kernel, *c)?);
     Some(match plan_mma(ta, tb, tc) {
-        Some(plan) => Via::Mma(shape_of(plan.instruction)),
+        Some(plan) => Via::Mma { shape: shape_of(plan.instruction), swapped: plan.swapped },
         None => Via::Fma,
     })
 }
@@ -180,10 +180,17 @@ pub fn mma_instruction(a: DType, c: DType) -> Option<MmaInstruction> {
 pub type SlotTable = Vec<Vec<usize>>;
 
 /// How a `dot` maps onto `mma.sync`.
+///
+/// A swapped plan computes `cᵀ = bᵀ·aᵀ`: everything below then describes that product — its
+/// "a" is the tensor b transposed (the instruction's A operands), its "b" the tensor a
+/// transposed, and c's quotient slots are those of cᵀ, which are c's own (transposing a
+/// layout keeps its slot order).
 #[derive(Clone, Debug, PartialEq)]
 pub struct MmaPlan {
     /// The instruction.
     pub instruction: MmaInstruction,
+    /// Whether the plan is for the transposed product.
+    pub swapped: bool,
     /// Per c quotient slot and k-tile: a's quotient slot.
     pub a_slot: SlotTable,
     /// Per c quotient slot and k-tile: b's quotient slot.
@@ -234,9 +241,26 @@ fn mma_slots(
     Some((a_slot, b_slot))
 }
 
-/// The `mma` plan of `c + a·b` for these types, if the tensor cores can compute it.
+/// The `mma` plan of `c + a·b` for these types, if the tensor cores can compute it: as is
+/// when c's layout is made of accumulator fragments, else swapped (`cᵀ + bᵀ·aᵀ`) when the
+/// transpose of c's layout is.
 pub fn plan_mma(a: &RegisterTensorType, b: &RegisterTensorType, c: &RegisterTensorType) -> Option<MmaPlan> {
-    plan_mma_checked(a, b, c).ok().flatten()
+    if let Some(plan) = plan_mma_checked(a, b, c).ok().flatten() {
+        return Some(plan);
+    }
+    let (at, bt, ct) = (transposed(a)?, transposed(b)?, transposed(c)?);
+    let plan = plan_mma_checked(&bt, &at, &ct).ok().flatten()?;
+    Some(MmaPlan { swapped: true, ..plan })
+}
+
+/// A 2-D register tensor type with its dims exchanged (the same registers, relabeled).
+pub fn transposed(t: &RegisterTensorType) -> Option<RegisterTensorType> {
+    let [rows, cols] = t.shape[..] else { return None };
+    let layout = match &t.layout {
+        Some(l) => Some(l.permute(&[1, 0]).ok()?),
+        None => None,
+    };
+    Some(RegisterTensorType::new(t.dtype, vec![cols, rows], layout))
 }
 
 fn plan_mma_checked(
@@ -274,7 +298,7 @@ fn plan_mma_checked(
             if a_layout.shape() != a.shape || b_layout.shape() != b.shape {
                 return Ok(None);
             }
-            return Ok(Some(MmaPlan { instruction, a_slot, b_slot, k_tiles, a_layout, b_layout }));
+            return Ok(Some(MmaPlan { instruction, swapped: false, a_slot, b_slot, k_tiles, a_layout, b_layout }));
         }
     }
     Ok(None)
@@ -308,6 +332,32 @@ kernel d(m: i32) grid(1) warps(4) {
 }";
         // f16 accumulators have no mma shape here: per-thread fma.
         assert_eq!(selected(src), ["mma(m16n8k16)", "fma"]);
+    }
+
+    #[test]
+    fn transposed_fragments_run_swapped() {
+        // x with 8 rows as the B operands of xᵀ, W as the A operands of Wᵀ, c as transposed
+        // accumulators: the tensor cores compute cᵀ = Wᵀ·xᵀ. The same operands with a
+        // straight accumulator take the straight instruction (converting both operands).
+        let src = "
+kernel d(m: i32) grid(1) warps(1) {
+    %x = fill 1.0 : f16[8, 16] layout local(1,2).spatial(8,4).local(1,2)
+    %w = fill 1.0 : f16[16, 16] layout local(2,2).column_spatial(4,8).local(2,1)
+    %c = fill 0.0 : f32[8, 16] layout local(1,2).column_spatial(4,8).local(2,1)
+    %d = dot %x, %w, %c
+    %e = fill 0.0 : f32[16, 16] layout column_local(2,2).spatial(8,4).local(1,2)
+    %w2 = fill 1.0 : f16[16, 16] layout local(2,2).column_spatial(4,8).local(2,1)
+    %f = dot %w2, %w, %e
+}";
+        assert_eq!(selected(src), ["mma(m16n8k16, swapped)", "mma(m16n8k16)"]);
+        // The selection prints and parses back, and the verifier takes it.
+        let mut module = parse_module(src).unwrap();
+        SelectInstructions.run(&mut module).unwrap();
+        let printed = anybit_ir::text::print_module(&module);
+        assert!(printed.contains("via mma(m16n8k16, swapped)"), "{printed}");
+        let reparsed = parse_module(&printed).unwrap();
+        assert_eq!(anybit_ir::text::print_module(&reparsed), printed);
+        anybit_ir::verify::verify_module(&reparsed, &anybit_ir::verify::VerifyOptions::default()).unwrap();
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl<'k, E: Emit> Lower<'k, E> {
         let Some(&id) = inst.results.first() else { return internal("missing result") };
         // What `select-instructions` decided; without a selection, per thread.
         let slots = match inst.via {
-            Some(Via::Mma(_)) => match self.try_mma(&ta, &tb, &tc)? {
+            Some(Via::Mma { .. }) => match self.try_mma(&ta, &tb, &tc)? {
                 Some(slots) => slots,
                 None => return internal("`dot` was selected for mma, but its types have no mma plan"),
             },
@@ -205,6 +205,16 @@ impl<'k, E: Emit> Lower<'k, E> {
     fn try_mma(&mut self, ta: &Tile<E::V>, tb: &Tile<E::V>, tc: &Tile<E::V>) -> LResult<Option<Vec<E::V>>> {
         let ty = |t: &Tile<E::V>| RegisterTensorType::new(t.dtype, t.shape.clone(), Some(t.layout.clone()));
         let Some(plan) = plan_mma(&ty(ta), &ty(tb), &ty(tc)) else { return Ok(None) };
+        if plan.swapped {
+            // cᵀ = bᵀ·aᵀ on the same registers: transposing a tile relabels its dims only.
+            let (at, bt, ct) = (transposed(ta)?, transposed(tb)?, transposed(tc)?);
+            return self.mma_by_plan(&plan, &bt, &at, &ct).map(Some);
+        }
+        self.mma_by_plan(&plan, ta, tb, tc).map(Some)
+    }
+
+    /// [`Self::try_mma`] for a plan of `c + a·b` as the tiles stand.
+    fn mma_by_plan(&mut self, plan: &MmaPlan, ta: &Tile<E::V>, tb: &Tile<E::V>, tc: &Tile<E::V>) -> LResult<Vec<E::V>> {
         let operand = |this: &mut Self, t: &Tile<E::V>, l: &RegisterLayout| -> LResult<Tile<E::V>> {
             if *l == t.layout {
                 return Ok(t.clone());
@@ -214,7 +224,7 @@ impl<'k, E: Emit> Lower<'k, E> {
         };
         let a = operand(self, ta, &plan.a_layout)?;
         let b = operand(self, tb, &plan.b_layout)?;
-        self.emit_mma(&plan, &a, &b, tc).map(Some)
+        self.emit_mma(plan, &a, &b, tc)
     }
 
     /// Packs `per` codes of `bits` bits (LSB first) into an `i32`.
@@ -310,4 +320,15 @@ impl<'k, E: Emit> Lower<'k, E> {
             }
         }
     }
+}
+
+/// A 2-D tile with its dims exchanged: the same slots, the layout's dims permuted (which
+/// keeps its slot order). The origin is dropped: it names an untransposed sub-tile.
+fn transposed<V: Clone>(t: &Tile<V>) -> LResult<Tile<V>> {
+    let [rows, cols] = t.shape[..] else { return internal("a swapped mma operand is not 2-D") };
+    let layout = match t.layout.permute(&[1, 0]) {
+        Ok(l) => l,
+        Err(e) => return internal(format!("transposing an mma operand's layout: {e}")),
+    };
+    Ok(Tile { dtype: t.dtype, shape: vec![cols, rows], layout, slots: t.slots.clone(), origin: None })
 }

@@ -148,7 +148,9 @@ fn the_tiled_packing_puts_each_code_in_its_threads_registers() {
     let (k_tiles, n_tiles) = (2, 2);
     assert_eq!(bytes.len(), k_tiles * n_tiles * 64 * 64 * 3 / 8);
     let stream = unpack(3, &bytes, k_tiles * n_tiles * 4096).unwrap();
-    let layout: RegisterLayout = "local(4,2).spatial(1,4).local(2,1).column_spatial(4,8).local(2,1)".parse().unwrap();
+    // Per warp 16 consecutive columns; per thread k pairs, then column n + 8, then k + 8, then
+    // the k16 step: the A operands of the transposed product.
+    let layout: RegisterLayout = "spatial(1,4).local(4,1).local(2,2).column_spatial(4,8).local(2,1)".parse().unwrap();
     for kt in 0..k_tiles {
         for nt in 0..n_tiles {
             let tile = &stream[(kt * n_tiles + nt) * 4096..][..4096];
@@ -194,6 +196,8 @@ fn the_generated_kernel_matches_the_reference_on_the_interpreter() {
         ("m64p2u2", 4),
         ("m16p4u1", 2),
         ("m16p2u2", 5),
+        ("m8p2u2", 1),
+        ("m8p1u2", 3),
     ];
     for (i, (weight, group, zp, act, m, n, k)) in cases.into_iter().chain(cases).enumerate() {
         let f = format(weight, group, zp, act);

@@ -62,8 +62,18 @@ pub enum Via {
         /// Whether alignment is tested at run time.
         checked: bool,
     },
-    /// `dot` on the tensor cores, one `mma.sync` of this shape per fragment.
-    Mma(MmaShape),
+    /// `dot` on the tensor cores, one `mma.sync` of this shape per fragment. With `swapped`
+    /// the instructions compute the transposed product `cᵀ + bᵀ·aᵀ`: b's fragments are the
+    /// instruction's A operands, a's its B operands, and c holds transposed accumulator
+    /// fragments. That suits a skinny a (few rows, as x at decode sizes): its rows fill the
+    /// instruction's 8-wide n side instead of half-empty 16-row m tiles, and its registers are
+    /// B operands of two registers, which a 16-byte load fills in place.
+    Mma {
+        /// The instruction's shape.
+        shape: MmaShape,
+        /// Whether operands and accumulators are transposed (b as A, a as B).
+        swapped: bool,
+    },
     /// `dot` by each thread over k, on its own slots.
     Fma,
     /// `cast` of a viewed packed tensor to `f16`/`bf16` by the machine program the
@@ -94,7 +104,7 @@ impl Via {
                 Op::LoadGlobal { .. } | Op::StoreGlobal { .. } | Op::LoadShared { .. } | Op::StoreShared { .. }
             ),
             Via::Async { .. } => matches!(op, Op::CopyAsync { .. }),
-            Via::Mma(_) | Via::Fma => matches!(op, Op::Dot { .. }),
+            Via::Mma { .. } | Via::Fma => matches!(op, Op::Dot { .. }),
             Via::Dequant => matches!(op, Op::Cast { .. }),
             Via::Ldmatrix { .. } => matches!(op, Op::LoadShared { .. }),
         }
@@ -115,7 +125,8 @@ impl fmt::Display for Via {
             Via::Scalar => f.write_str("scalar"),
             Via::Vector { width, checked: false } => write!(f, "vector({width})"),
             Via::Vector { width, checked: true } => write!(f, "vector({width}, checked)"),
-            Via::Mma(shape) => write!(f, "mma({})", shape.name()),
+            Via::Mma { shape, swapped: false } => write!(f, "mma({})", shape.name()),
+            Via::Mma { shape, swapped: true } => write!(f, "mma({}, swapped)", shape.name()),
             Via::Fma => f.write_str("fma"),
             Via::Dequant => f.write_str("dequant"),
             Via::Async { checked: false } => f.write_str("async"),

@@ -1211,9 +1211,15 @@ impl<'s> Parser<'s> {
             "mma" => {
                 self.expect_punct(b'(', "after `mma`")?;
                 let (shape, shape_span) = self.ident("an mma shape (`m16n8k16` or `m16n8k32`)")?;
+                let swapped = if self.eat_punct(b',') {
+                    self.expect_word("swapped", "after the mma shape")?;
+                    true
+                } else {
+                    false
+                };
                 self.expect_punct(b')', "after the mma shape")?;
                 match MmaShape::from_name(shape) {
-                    Some(s) => Via::Mma(s),
+                    Some(s) => Via::Mma { shape: s, swapped },
                     None => {
                         self.error(format!("unknown mma shape `{shape}` (expected m16n8k16 or m16n8k32)"), shape_span);
                         return Err(Reported);

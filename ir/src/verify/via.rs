@@ -32,8 +32,10 @@ impl<'k> Checker<'k> {
                     None => None,
                 }
             }
-            (Op::Dot { a, b, c }, Via::Mma(shape)) => match [*a, *b, *c].map(|v| self.register_of(Operand::Value(v))) {
-                [Some((ta, sa)), Some((tb, _)), Some((tc, sc))] => mma_problem(shape, ta, tb, tc, &sa, &sc),
+            (Op::Dot { a, b, c }, Via::Mma { shape, swapped }) => match [*a, *b, *c]
+                .map(|v| self.register_of(Operand::Value(v)))
+            {
+                [Some((ta, sa)), Some((tb, _)), Some((tc, sc))] => mma_problem(shape, swapped, ta, tb, tc, &sa, &sc),
                 _ => None,
             },
             (Op::Cast { x, to }, Via::Dequant) => match self.register_of(*x) {
@@ -68,7 +70,15 @@ fn vector_problem(dtype: DType, width: u32) -> Option<String> {
     }
 }
 
-fn mma_problem(shape: MmaShape, a: DType, b: DType, c: DType, sa: &[usize], sc: &[usize]) -> Option<String> {
+fn mma_problem(
+    shape: MmaShape,
+    swapped: bool,
+    a: DType,
+    b: DType,
+    c: DType,
+    sa: &[usize],
+    sc: &[usize],
+) -> Option<String> {
     let types_ok = match shape {
         MmaShape::M16N8K16 => (a == DType::F16 || a == DType::BF16) && b == a && c == DType::F32,
         MmaShape::M16N8K32 => {
@@ -82,8 +92,14 @@ fn mma_problem(shape: MmaShape, a: DType, b: DType, c: DType, sa: &[usize], sc: 
         return Some(format!("`mma({})` does not take {a} × {b} → {c}", shape.name()));
     }
     let (m, n, k) = shape.mnk();
+    // Swapped, the instruction's m side runs along c's N and its n side along c's M.
+    let (m, n) = if swapped { (n, m) } else { (m, n) };
     match (sc, sa.get(1)) {
         ([mm, nn], Some(&kk)) if mm % m == 0 && nn % n == 0 && kk % k == 0 => None,
-        _ => Some(format!("`mma({})` needs M, N, K multiples of {m}, {n}, {k}", shape.name())),
+        _ => Some(format!(
+            "`mma({}{})` needs M, N, K multiples of {m}, {n}, {k}",
+            shape.name(),
+            if swapped { ", swapped" } else { "" }
+        )),
     }
 }

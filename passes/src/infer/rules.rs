@@ -8,6 +8,7 @@
 
 use anybit_ir::DType;
 use anybit_ir::access::gcd;
+use anybit_ir::program::RegisterTensorType;
 use anybit_layouts::{MmaInstruction, MmaOperand, RegisterLayout, SharedLayout, Swizzle, ThreadAxis};
 
 /// Bits of the widest vector access a thread makes (`ld.global.v4.u32`): 16 bytes.
@@ -265,6 +266,75 @@ pub fn mma_layouts(m: usize, n: usize, k: usize, threads: usize, instruction: Mm
     let (a, b) = mma_operands(&quotient, k, instruction)?;
     let c = quotient.compose(&instruction.fragment(MmaOperand::Accumulator)).ok()?;
     Some(MmaLayouts { quotient, c, a, b })
+}
+
+/// An accumulator layout for `c[m, n] + a[m, k]·b[k, n]` under which the operands' layouts
+/// `a` and `b` are, as they stand, the fragments `select-instructions` plans for
+/// ([`crate::select::plan_mma`]): no conversion of either operand. Tried, in order: the
+/// straight arrangement, then the swapped one (`cᵀ = bᵀ·aᵀ`, the operands' roles exchanged),
+/// each over every split of the warps and both nestings of the warps' tiles. `None` when no
+/// candidate takes both operands as they are.
+pub fn conversion_free_accumulator(
+    operands: (&RegisterTensorType, &RegisterTensorType),
+    c_dtype: DType,
+    threads: usize,
+    instruction: MmaInstruction,
+) -> Option<RegisterLayout> {
+    let (a, b) = operands;
+    let (Some(&m), Some(&n)) = (a.shape.first(), b.shape.get(1)) else { return None };
+    let transposed = |l: &RegisterLayout| l.permute(&[1, 0]).ok();
+    for swapped in [false, true] {
+        // The problem the instructions see: (rows, cols) of their accumulators.
+        let (rows, cols) = if swapped { (n, m) } else { (m, n) };
+        for quotient in accumulator_quotients(rows, cols, threads, instruction) {
+            let Ok(c) = quotient.compose(&instruction.fragment(MmaOperand::Accumulator)) else { continue };
+            let c = if swapped { transposed(&c)? } else { c };
+            let c_type = RegisterTensorType::new(c_dtype, vec![m, n], Some(c.clone()));
+            let Some(plan) = crate::select::plan_mma(a, b, &c_type) else { continue };
+            let (want_a, want_b) = match swapped {
+                false => (a.layout.clone(), b.layout.clone()),
+                true => (b.layout.as_ref().and_then(transposed), a.layout.as_ref().and_then(transposed)),
+            };
+            if plan.swapped == swapped
+                && want_a.as_ref() == Some(&plan.a_layout)
+                && want_b.as_ref() == Some(&plan.b_layout)
+            {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+/// The quotients `Q` of accumulators `Q ∘ C` over a `rows × cols` tile: every split of the
+/// warps (`replicated(r)`, `wm × wn` warps), with each warp's tiles inside (`local ∘ spatial`)
+/// or around (`spatial ∘ local`) the warps' grid.
+fn accumulator_quotients(rows: usize, cols: usize, threads: usize, instruction: MmaInstruction) -> Vec<RegisterLayout> {
+    let (tm, tn, _) = instruction.mnk();
+    if rows == 0 || cols == 0 || !rows.is_multiple_of(tm) || !cols.is_multiple_of(tn) || !threads.is_multiple_of(32) {
+        return Vec::new();
+    }
+    let (m_tiles, n_tiles, warps) = (rows / tm, cols / tn, threads / 32);
+    let mut out = Vec::new();
+    for wm in divisors(m_tiles) {
+        for wn in divisors(n_tiles) {
+            if warps == 0 || !warps.is_multiple_of(wm * wn) {
+                continue;
+            }
+            let parts = (
+                RegisterLayout::replicated(warps / (wm * wn)),
+                RegisterLayout::local(&[m_tiles / wm, n_tiles / wn]),
+                RegisterLayout::spatial(&[wm, wn]),
+            );
+            let (Ok(rep), Ok(local), Ok(spatial)) = parts else { continue };
+            for (outer, inner) in [(&local, &spatial), (&spatial, &local)] {
+                if let Ok(q) = rep.compose(outer).and_then(|q| q.compose(inner)) {
+                    out.push(q);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The a and b layouts that fit an accumulator of quotient `quotient` (c = quotient ∘ C

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use anybit_ir::program::{InstId, Kernel};
+use anybit_ir::program::{InstId, Kernel, RegisterTensorType};
 use anybit_layouts::{MmaOperand, RegisterLayout};
 
 use super::analysis::{Analysis, ClassId, inst_name, value_name};
@@ -314,12 +314,33 @@ impl<'a> Solver<'a> {
             let Some(&n) = self.analysis.classes[cc].shape.get(1) else { continue };
             let Some(plan) = rules::mma_layouts(m, n, k, self.threads, instruction) else { continue };
             if self.assigned[cc].is_none() {
-                self.try_assign(cc, plan.c.clone(), Source::Rule("dot", site.inst), true);
+                // Operands already laid out (by views, say) choose the arrangement that takes
+                // them as they are, swapped or not; else the straight one.
+                let held = |class: ClassId, shape: Vec<usize>| {
+                    let layout = self.assigned[class].as_ref()?.layout.clone();
+                    Some(RegisterTensorType::new(ta.dtype, shape, Some(layout)))
+                };
+                let c_dtype = self.kernel.values.get(site.c).and_then(|d| d.ty.as_register()).map(|t| t.dtype);
+                let fitted = match (held(ca, vec![m, k]), held(cb, vec![k, n]), c_dtype) {
+                    (Some(a), Some(b), Some(c_dtype)) => {
+                        rules::conversion_free_accumulator((&a, &b), c_dtype, self.threads, instruction)
+                    }
+                    _ => None,
+                };
+                self.try_assign(cc, fitted.unwrap_or_else(|| plan.c.clone()), Source::Rule("dot", site.inst), true);
             }
-            // a and b fit the accumulator c actually has.
+            // a and b fit the accumulator c actually has (transposed for a swapped one).
             let Some(c_layout) = self.assigned[cc].as_ref().map(|a| a.layout.clone()) else { continue };
-            let Ok(quotient) = c_layout.divide_right(&instruction.fragment(MmaOperand::Accumulator)) else { continue };
-            let Some((a, b)) = rules::mma_operands(&quotient, k, instruction) else { continue };
+            let fragment = instruction.fragment(MmaOperand::Accumulator);
+            let transposed = |l: &RegisterLayout| l.permute(&[1, 0]).ok();
+            let operands = match c_layout.divide_right(&fragment) {
+                Ok(quotient) => rules::mma_operands(&quotient, k, instruction),
+                Err(_) => transposed(&c_layout)
+                    .and_then(|ct| ct.divide_right(&fragment).ok())
+                    .and_then(|quotient| rules::mma_operands(&quotient, k, instruction))
+                    .and_then(|(at, bt)| Some((transposed(&bt)?, transposed(&at)?))),
+            };
+            let Some((a, b)) = operands else { continue };
             for (class, target) in [(ca, &a), (cb, &b)] {
                 if self.assigned[class].is_none() {
                     self.try_assign(class, target.clone(), Source::Rule("dot", site.inst), true);

@@ -351,19 +351,19 @@ fn lowbit_dot_layouts_are_the_mma_arrangement() {
         let dots = dot_layouts(kernel);
         assert_eq!(dots.len(), 1, "{what}");
         let (a, b, c) = &dots[0];
-        // The backend's mma.sync path: c made of C fragments (warps along N, two n8 tiles
-        // each), inferred from the operands the views give.
-        assert_eq!(*c, layout("local(1,2).spatial(1,4).local(2,1).spatial(8,4).local(1,2)"), "{what}");
-        let quotient = c.divide_right(&fragment(MmaOperand::Accumulator)).unwrap();
+        // The backend's mma.sync path, swapped (`yᵀ = Wᵀ·xᵀ`): c made of transposed C
+        // fragments (warps along N, 16 columns each; two 8-row tiles), inferred from the
+        // operands the views give — the arrangement that takes both as they are.
+        assert_eq!(*c, layout("spatial(1,4).local(2,2).column_spatial(4,8).local(2,1)"), "{what}");
+        let transposed = |l: &RegisterLayout| l.permute(&[1, 0]).unwrap();
+        let quotient = transposed(c).divide_right(&fragment(MmaOperand::Accumulator)).unwrap();
         let (a_target, b_target) = rules::mma_operands(&quotient, 64, MmaInstruction::M16N8K16F16).unwrap();
-        // b is the dequantized weights, which the packing puts straight into B fragments: the
-        // `dot` takes them as they are.
-        assert_eq!(*b, b_target, "{what}");
-        assert!(b.divide_right(&fragment(MmaOperand::B)).is_ok(), "{what}: {b}");
-        // a is x relabeled by a view: each thread holds its A fragment elements, in another
-        // slot order, so the conversion to the A fragment renames registers.
-        assert!(a_target.divide_right(&fragment(MmaOperand::A)).is_ok(), "{what}: {a_target}");
-        assert!(same_elements_per_thread(a, &a_target), "{what}: {a} against {a_target}");
+        // The dequantized weights are the A fragments of Wᵀ (the packing puts them there), x
+        // relabeled by its view the B fragments of xᵀ: the `dot` takes both as they are.
+        assert!(transposed(b).divide_right(&fragment(MmaOperand::A)).is_ok(), "{what}: {b}");
+        assert!(transposed(a).divide_right(&fragment(MmaOperand::B)).is_ok(), "{what}: {a}");
+        assert_eq!(transposed(b), a_target, "{what}");
+        assert!(same_elements_per_thread(&transposed(a), &b_target), "{what}: {a} against {b_target}");
         // Neither view reads its operand in memory order (the weights are re-packed for the B
         // fragments, x is relabeled to the k order σ): both are written out, on both sides.
         for (loaded, from, viewed, to) in views(kernel) {
