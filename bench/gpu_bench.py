@@ -69,7 +69,7 @@ def plan_launches(kernels, tag):
     rows, splits = parse_plan(tag)
     reduce = next(k for k in kernels if k["name"].endswith("_reduce"))
     base = reduce["name"][: -len("_reduce")]
-    matmul_name = base if rows == 16 else f"{base}_m{rows}"
+    matmul_name = base if rows == 8 else f"{base}_m{rows}"
     matmul = next((k for k in kernels if k["name"] == matmul_name), None)
     if matmul is None:
         raise ValueError(f"plan {tag}: no kernel {matmul_name} among {[k['name'] for k in kernels]}")
@@ -79,7 +79,7 @@ def plan_launches(kernels, tag):
 def self_test():
     kernels = [{"name": "lm_u4"}, {"name": "lm_u4_m64"}, {"name": "lm_u4_reduce"}]
     assert parse_plan("m64k1") == (64, 1)
-    assert [k["name"] for k in plan_launches(kernels, "m16k4")[0]] == ["lm_u4", "lm_u4_reduce"]
+    assert [k["name"] for k in plan_launches(kernels, "m8k4")[0]] == ["lm_u4", "lm_u4_reduce"]
     assert [k["name"] for k in plan_launches(kernels, "m64k1")[0]] == ["lm_u4_m64"]
     try:
         plan_launches(kernels, "m32k1")

@@ -56,7 +56,7 @@ for file in examples/*.abk; do
     show check --strict "$file"
 done
 show run examples/lowbit_matmul_u4_g128.abk --kernel lowbit_matmul_u4_g128_sf16_xf16_zp --interp --random 1 \
-    --arg m=16 --arg n=4096 --arg k=4096 --arg splits=1
+    --arg m=8 --arg n=4096 --arg k=4096 --arg splits=1
 
 show compile examples/lowbit_matmul_u4_g128.abk --target sm_90 -o target/demo-ptx
 

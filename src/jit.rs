@@ -146,8 +146,8 @@ pub fn compile_lowbit(format: &WeightFormat, options: &JitOptions, cache: &Compi
 /// [`compile_lowbit`] specialized for a known N: the kernels assume N's power-of-two factor
 /// (up to 64), which lets the vectorizer prove their weight, scale and output accesses
 /// aligned, so they carry no run-time test. Compiles the decode module
-/// ([`build_decode_module_for`]: the 16-row matmul and the reduction), what a layer needs by
-/// default; [`compile_lowbit_layer_for`] adds the 64-row kernel.
+/// ([`build_decode_module_for`]: the 8-row matmul and the reduction), what a layer needs by
+/// default; [`compile_lowbit_layer_for`] adds the 16- and 64-row kernels.
 pub fn compile_lowbit_for(
     format: &WeightFormat,
     n: Option<usize>,
@@ -157,7 +157,7 @@ pub fn compile_lowbit_for(
     compile(&build_decode_module_for(format, n)?, options, cache)
 }
 
-/// The 64-row kernel alone ([`build_prefill_module_for`]), for a layer that compiled the
+/// The 16- and 64-row kernels alone ([`build_prefill_module_for`]), for a layer that compiled the
 /// decode module first.
 pub fn compile_lowbit_prefill_for(
     format: &WeightFormat,
@@ -168,7 +168,7 @@ pub fn compile_lowbit_prefill_for(
     compile(&build_prefill_module_for(format, n)?, options, cache)
 }
 
-/// [`compile_lowbit_for`] with the 64-row kernel too ([`build_module_for`]): the whole layer
+/// [`compile_lowbit_for`] with the 16- and 64-row kernels too ([`build_module_for`]): the whole layer
 /// module, as imports compile it (about three times the compile of the decode module; the
 /// backend lowers the kernels on parallel threads).
 pub fn compile_lowbit_layer_for(

@@ -41,11 +41,11 @@
 //!
 //! # Choosing how each call runs
 //!
-//! The layer's module holds the matmul kernel with 16 rows per block and the reduction of a
-//! split of K; a second matmul kernel with 64 rows per block for larger M comes with an
-//! import, or is compiled on a background thread once the layer is built (calls run on the
-//! 16-row kernel until it is ready; see [`LinearOptions::prefill_kernel`]), so that building
-//! waits only for the first. Each call picks a [`LaunchPlan`] for its M:
+//! The layer's module holds the matmul kernel with 8 rows per block (decode) and the
+//! reduction of a split of K; the matmul kernels with 16 and 64 rows per block for larger M
+//! come with an import, or are compiled on a background thread once the layer is built (calls
+//! run on the 8-row kernel until they are ready; see [`LinearOptions::prefill_kernel`]), so
+//! that building waits only for the first. Each call picks a [`LaunchPlan`] for its M:
 //! [`LinearOptions::plan`] when given, else a plan measured by [`QuantizedLinear::tune`] for
 //! that M (or the nearest larger one tuned), else [`LaunchPlan::choose`] from the shape and
 //! the GPU's multiprocessor count. A split of K needs a workspace of f32 partial sums, taken
@@ -81,8 +81,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use anybit_backends::Target;
 use anybit_frontend::lowbit::{
-    BLOCK_M, FormatError, LaunchPlan, PREFILL_BLOCK_M, PackedWeights, PlanError, QuantizedWeights, WeightFormat,
-    build_decode_module_for, build_module_for, matmul_kernel_name, reduce_kernel_name, run_plan,
+    BLOCK_M, FormatError, LaunchPlan, MEDIUM_BLOCK_M, PREFILL_BLOCK_M, PackedWeights, PlanError, QuantizedWeights,
+    WeightFormat, build_decode_module_for, build_module_for, matmul_kernel_name, reduce_kernel_name, run_plan,
 };
 use anybit_ir::DType;
 use anybit_ir::interp::{Buffer, InterpError, RunOptions};
@@ -136,27 +136,28 @@ pub struct LinearOptions {
     /// Tuned plans to use where they match the layer's GPU, kernel and shape
     /// ([`QuantizedLinear::use_tuning`]).
     pub tuning: Option<Arc<TuningTable>>,
-    /// When to compile the 64-row kernel for large M (1.3× faster at M = 64, 1.6× at 4096 on
-    /// the H100 for u4; it takes about twice the 16-row kernel's compile). A layer from an
-    /// import has it: imports compile it ahead of time.
+    /// When to compile the kernels for more rows: 16 per block for small batches, 64 for large
+    /// M (1.3× faster at M = 64, 1.6× at 4096 on the H100 for u4 than 16 rows; together about
+    /// three times the 8-row kernel's compile). A layer from an import has them: imports
+    /// compile them ahead of time.
     pub prefill_kernel: PrefillKernel,
 }
 
-/// When a JIT-compiled layer gets its 64-row kernel ([`LinearOptions::prefill_kernel`]).
+/// When a JIT-compiled layer gets its 16- and 64-row kernels ([`LinearOptions::prefill_kernel`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PrefillKernel {
     /// On a background thread once the layer is built (through the same compile cache):
-    /// building waits only for the 16-row kernel, and calls run on it until the other is
+    /// building waits only for the 8-row kernel, and calls run on it until the others are
     /// ready. On the interpreter, at once.
     #[default]
     Background,
-    /// With the layer: building waits for both kernels.
+    /// With the layer: building waits for every kernel.
     Now,
-    /// Never: every M runs on the 16-row kernel.
+    /// Never: every M runs on the 8-row kernel.
     Never,
 }
 
-/// The 64-row kernel of a layer that compiles it in the background.
+/// The 16- and 64-row kernels of a layer that compiles them in the background.
 #[derive(Debug, Default)]
 struct PendingKernel {
     /// The loaded module once compiled, or why it could not be.
@@ -279,9 +280,9 @@ pub struct QuantizedLinear {
     k: usize,
     n: usize,
     engine: Engine,
-    /// Whether the module has the 64-row kernel.
+    /// Whether the module has the 16- and 64-row kernels.
     prefill: bool,
-    /// The 64-row kernel being compiled in the background (GPU layers without it).
+    /// The 16- and 64-row kernels being compiled in the background (GPU layers without them).
     pending: Option<Arc<PendingKernel>>,
     /// [`LinearOptions::plan`].
     fixed_plan: Option<LaunchPlan>,
@@ -299,20 +300,20 @@ impl From<PlanError> for LinearError {
     }
 }
 
-/// The names of the kernels a layer of `format` needs: the 16-row matmul and the reduction
-/// (the 64-row matmul is optional).
+/// The names of the kernels a layer of `format` needs: the 8-row matmul and the reduction
+/// (the 16- and 64-row matmuls are optional).
 fn layer_kernel_names(format: &WeightFormat) -> [String; 2] {
     [matmul_kernel_name(format, BLOCK_M), reduce_kernel_name(format)]
 }
 
 /// Checks that `have` holds the kernels a layer of `format` needs; returns whether it also
-/// has the 64-row kernel.
+/// has the kernels for more rows (16 and 64).
 fn check_kernels<'a>(format: &WeightFormat, have: impl Iterator<Item = &'a str> + Clone) -> Result<bool, LinearError> {
     let missing: Vec<String> =
         layer_kernel_names(format).into_iter().filter(|name| !have.clone().any(|h| h == name)).collect();
     if missing.is_empty() {
-        let prefill = matmul_kernel_name(format, PREFILL_BLOCK_M);
-        return Ok(have.clone().any(|h| h == prefill));
+        let larger = [MEDIUM_BLOCK_M, PREFILL_BLOCK_M].map(|rows| matmul_kernel_name(format, rows));
+        return Ok(larger.iter().all(|name| have.clone().any(|h| h == name)));
     }
     let names: Vec<&str> = have.collect();
     Err(LinearError::KernelMismatch(format!(
@@ -320,15 +321,16 @@ fn check_kernels<'a>(format: &WeightFormat, have: impl Iterator<Item = &'a str> 
     )))
 }
 
-/// `plan` if a layer with (`prefill`) or without the 64-row kernel runs it.
+/// `plan` if a layer with (`prefill`) or without the kernels for more rows runs it.
 fn check_plan(plan: LaunchPlan, prefill: bool) -> Result<LaunchPlan, LinearError> {
     plan.validate()?;
-    let runs = plan.block_m == BLOCK_M || (prefill && plan.block_m == PREFILL_BLOCK_M);
+    let runs = plan.block_m == BLOCK_M || (prefill && [MEDIUM_BLOCK_M, PREFILL_BLOCK_M].contains(&plan.block_m));
     if !runs {
         let why = match prefill {
-            true => format!("a layer has kernels of {BLOCK_M} and {PREFILL_BLOCK_M} rows per block"),
+            true => format!("a layer has kernels of {BLOCK_M}, {MEDIUM_BLOCK_M} and {PREFILL_BLOCK_M} rows per block"),
             false => format!(
-                "this layer has only the {BLOCK_M}-row kernel (LinearOptions::prefill_kernel adds the {PREFILL_BLOCK_M}-row one)"
+                "this layer has only the {BLOCK_M}-row kernel (LinearOptions::prefill_kernel adds the \
+                 {MEDIUM_BLOCK_M}- and {PREFILL_BLOCK_M}-row ones)"
             ),
         };
         return Err(LinearError::Plan { plan, why });
@@ -434,24 +436,25 @@ impl QuantizedLinear {
         Ok(self)
     }
 
-    /// Whether the layer has the 64-row kernel for large M now ([`LinearOptions::prefill_kernel`]).
+    /// Whether the layer has the 16- and 64-row kernels for larger M now
+    /// ([`LinearOptions::prefill_kernel`]).
     pub fn has_prefill_kernel(&self) -> bool {
         self.prefill || self.pending_module().is_some()
     }
 
-    /// Whether the layer has the 64-row kernel or is compiling it (plans may name it: until
-    /// it is ready they run on the 16-row kernel).
+    /// Whether the layer has the 16- and 64-row kernels or is compiling them (plans may name
+    /// them: until they are ready they run on the 8-row kernel).
     fn will_have_prefill_kernel(&self) -> bool {
         self.prefill || self.pending.is_some()
     }
 
-    /// The background-compiled 64-row kernel's module, when it is ready.
+    /// The background-compiled module of the 16- and 64-row kernels, when it is ready.
     fn pending_module(&self) -> Option<&Arc<GpuModule>> {
         self.pending.as_ref().and_then(|p| p.module.get()).and_then(|r| r.as_ref().ok())
     }
 
-    /// Waits for the 64-row kernel a background compile is making; returns whether the layer
-    /// has it (an error if its compile failed).
+    /// Waits for the 16- and 64-row kernels a background compile is making; returns whether
+    /// the layer has them (an error if their compile failed).
     pub fn wait_for_prefill_kernel(&self) -> Result<bool, LinearError> {
         let Some(pending) = &self.pending else { return Ok(self.prefill) };
         let thread = pending.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
@@ -460,12 +463,14 @@ impl QuantizedLinear {
         }
         match pending.module.get() {
             Some(Ok(_)) => Ok(true),
-            Some(Err(why)) => Err(LinearError::KernelMismatch(format!("compiling the 64-row kernel failed: {why}"))),
-            None => Err(LinearError::KernelMismatch("the 64-row kernel's compile stopped".into())),
+            Some(Err(why)) => {
+                Err(LinearError::KernelMismatch(format!("compiling the 16- and 64-row kernels failed: {why}")))
+            }
+            None => Err(LinearError::KernelMismatch("the compile of the 16- and 64-row kernels stopped".into())),
         }
     }
 
-    /// Starts compiling the 64-row kernel on a background thread.
+    /// Starts compiling the 16- and 64-row kernels on a background thread.
     fn compile_prefill_in_background(mut self, jit: JitOptions, cache: Option<Arc<CompileCache>>) -> QuantizedLinear {
         let Engine::Gpu { gpu, .. } = &self.engine else { return self };
         let pending = Arc::new(PendingKernel::default());
@@ -736,16 +741,14 @@ impl QuantizedLinear {
         let Engine::Gpu { module, weights, no_workspace, .. } = &self.engine else {
             return Err(LinearError::NotOnGpu("launch"));
         };
-        // The 64-row kernel from the layer's module (imports) or its background compile; until
-        // that is ready, the 16-row kernel with the same split.
-        let prefill_name = matmul_kernel_name(&self.format, PREFILL_BLOCK_M);
-        let matmul = match plan.block_m {
-            PREFILL_BLOCK_M => match (module.kernel(&prefill_name), self.pending_module()) {
-                (Ok(kernel), _) => kernel,
-                (Err(_), Some(pending)) => pending.kernel(&prefill_name)?,
-                (Err(_), None) => module.kernel(&matmul_kernel_name(&self.format, BLOCK_M))?,
-            },
-            block_m => module.kernel(&matmul_kernel_name(&self.format, block_m))?,
+        // The 16- and 64-row kernels from the layer's module (imports) or its background
+        // compile; until that is ready, the 8-row kernel with the same split.
+        let name = matmul_kernel_name(&self.format, plan.block_m);
+        let matmul = match (module.kernel(&name), self.pending_module()) {
+            (Ok(kernel), _) => kernel,
+            (Err(_), Some(pending)) => pending.kernel(&name)?,
+            (Err(_), None) if plan.block_m != BLOCK_M => module.kernel(&matmul_kernel_name(&self.format, BLOCK_M))?,
+            (Err(e), None) => return Err(e.into()),
         };
         let sizes = [m, self.n, self.k, plan.splits].map(|v| LaunchArg::Int(v as i64));
         let mut workspace = match plan.splits {

@@ -1,8 +1,8 @@
 //! Tuning a layer's launch plans on its GPU, and keeping the winners.
 //!
 //! The search space is what a layer's module runs without compiling anything (see
-//! [`anybit_frontend::lowbit::LaunchPlan`]): for each M, the 16-row and the 64-row matmul
-//! kernel, each with K split in 1, 2, 4, … — [`candidates`]. [`tune_with`] walks the space with
+//! [`anybit_frontend::lowbit::LaunchPlan`]): for each M, the 8-, 16- and 64-row matmul
+//! kernels, each with K split in 1, 2, 4, … — [`candidates`]. [`tune_with`] walks the space with
 //! any measurement and picks the fastest plan per M; [`crate::linear::QuantizedLinear::tune`]
 //! measures on the layer's GPU (L2 flushed before every launch, median of several) and keeps
 //! the winners in the layer, so its later calls of up to that many rows run them.
@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anybit_frontend::lowbit::{BLOCK_K, BLOCK_M, BLOCK_N, LaunchPlan, MAX_SPLITS, PREFILL_BLOCK_M};
+use anybit_frontend::lowbit::{BLOCK_K, BLOCK_M, BLOCK_N, LaunchPlan, MAX_SPLITS, MEDIUM_BLOCK_M, PREFILL_BLOCK_M};
 use anybit_runtime::cache::CacheConfig;
 use serde::{Deserialize, Serialize};
 
@@ -60,13 +60,14 @@ pub struct TuneReport {
 }
 
 /// The plans tried for `m` rows of an `n`-column output over `k` on `multiprocessors` SMs:
-/// the 16-row kernel (and for more than 8 rows the 64-row one, when the layer has it:
-/// `prefill`), each with K split in every
+/// the 8-row kernel (and for more than 8 rows the 16- and 64-row ones, when the layer has
+/// them: `prefill`), each with K split in every
 /// power of two up to [`MAX_SPLITS`] that leaves each block at least two 64-row steps of K
 /// and the grid at most 16 blocks per SM (beyond either, the reduction and the idle blocks
 /// only cost). Never empty: one split is always a candidate.
 pub fn candidates(m: usize, n: usize, k: usize, multiprocessors: usize, prefill: bool) -> Vec<LaunchPlan> {
-    let kernels: &[usize] = if m > 8 && prefill { &[BLOCK_M, PREFILL_BLOCK_M] } else { &[BLOCK_M] };
+    let kernels: &[usize] =
+        if m > BLOCK_M && prefill { &[BLOCK_M, MEDIUM_BLOCK_M, PREFILL_BLOCK_M] } else { &[BLOCK_M] };
     let steps = k.div_ceil(BLOCK_K).max(1);
     let most_blocks = 16 * multiprocessors.max(1);
     let mut plans = Vec::new();

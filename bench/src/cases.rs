@@ -278,15 +278,15 @@ fn lowbit_runs(
     Ok(runs)
 }
 
-/// The cases of `format`'s layer module, N = 72, K = 256: its 16-row kernel for every M of
-/// `ms`, and its 64-row kernel for M = 64 and the largest of `ms` (each case a module of one
-/// kernel, named after it).
+/// The cases of `format`'s layer module, N = 72, K = 256: its 8-row kernel for every M of
+/// `ms`, its 16-row kernel for M = 16, and its 64-row kernel for M = 64 and the largest of
+/// `ms` (each case a module of one kernel, named after it).
 fn lowbit_cases(format: WeightFormat, ms: &[usize], rng: &mut SplitMix64) -> Result<Vec<Case>, String> {
     let module = build_module(&format).map_err(|e| e.to_string())?;
     let largest = ms.iter().copied().max().unwrap_or(1);
     let prefill_ms: &[usize] = if largest > 64 { &[64, largest] } else { &[64] };
     let mut cases = Vec::new();
-    for (kernel, ms) in module.kernels.iter().take(2).zip([ms, prefill_ms]) {
+    for (kernel, ms) in module.kernels.iter().take(3).zip([ms, &[16], prefill_ms]) {
         let single = Module { layouts: module.layouts.clone(), kernels: vec![kernel.clone()] };
         cases.push(Case { name: kernel.name.clone(), module: single, runs: lowbit_runs(format, ms, 256, 72, rng)? });
     }

@@ -47,8 +47,8 @@
 //!
 //! # One module per format, a plan per launch
 //!
-//! [`build_module`] gives what a layer runs: a 16-row matmul kernel for decode-sized M, a
-//! 64-row one for larger M, and a reduction kernel. Every matmul kernel takes the split of K
+//! [`build_module`] gives what a layer runs: matmul kernels of 8 rows per block (decode, M ≤
+//! 8), 16 (small batches) and 64 (larger M), and a reduction kernel. Every matmul kernel takes the split of K
 //! as a launch parameter (`splits`, the grid's third axis): with one split it writes y, with
 //! more each block sums its part of K into an f32 workspace and the reduction adds the parts
 //! in a fixed order. So one compiled module serves every M and every split, and
@@ -81,8 +81,11 @@ use anybit_layouts::RegisterLayout;
 
 pub use crate::lut::Lut;
 
-/// Rows of y per block with the default schedule ([`Schedule::block_m`]).
-pub const BLOCK_M: usize = 16;
+/// Rows of y per block of the decode kernel (the default schedule): one n8 tile of the
+/// swapped product, so M ≤ 8 computes and loads no padding rows.
+pub const BLOCK_M: usize = 8;
+/// Rows of y per block of the kernel for small batches (`9 ≤ M ≤` [`DECODE_MAX_M`]).
+pub const MEDIUM_BLOCK_M: usize = 16;
 /// Columns of y per block.
 pub const BLOCK_N: usize = 64;
 /// Rows of W per loop step.
@@ -100,7 +103,7 @@ pub struct Schedule {
     /// The K loop's unroll hint.
     pub unroll: u32,
     /// Rows of y per block: 8, 16, 32 or 64. Every block dequantizes its weight tiles once for
-    /// all its rows, so larger M wants more rows per block; M ≤ 16 wants 16.
+    /// all its rows, so larger M wants more rows per block; M ≤ 8 wants 8.
     pub block_m: usize,
 }
 
@@ -127,6 +130,12 @@ impl Schedule {
         // body halves what LLVM compiles (the JIT's latency) at no cost measured on the H100.
         let unroll = if odd { 1 } else { 2 };
         Schedule { prefetch, unroll, ..Schedule::default() }
+    }
+
+    /// The schedule of the kernel for small batches ([`MEDIUM_BLOCK_M`] rows per block): as
+    /// [`Schedule::for_format`].
+    pub fn medium_for(format: &WeightFormat) -> Schedule {
+        Schedule { block_m: MEDIUM_BLOCK_M, ..Schedule::for_format(format) }
     }
 
     /// The schedule of the kernel for many rows ([`PREFILL_BLOCK_M`] per block): as
@@ -189,7 +198,8 @@ pub const SLAB_ALIGN_ROWS: usize = 64;
 /// Few output tiles (small M with small N) leave most of the GPU idle without a split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LaunchPlan {
-    /// Rows of y per block of the matmul kernel: [`BLOCK_M`] or [`PREFILL_BLOCK_M`].
+    /// Rows of y per block of the matmul kernel: [`BLOCK_M`], [`MEDIUM_BLOCK_M`] or
+    /// [`PREFILL_BLOCK_M`].
     pub block_m: usize,
     /// Blocks sharing one output tile's K: 1 to [`MAX_SPLITS`].
     pub splits: usize,
@@ -199,8 +209,9 @@ impl LaunchPlan {
     /// The plan for an `m × n` output over `k` on a GPU of `multiprocessors` SMs, from what
     /// was measured on the H100 (`BENCHMARKS.md`, "Split-K by shape"):
     ///
-    /// - up to [`DECODE_MAX_M`] rows the 16-row kernel (its time is flat up to M = 16), more
-    ///   rows the 64-row one (it dequantizes each weight tile once per 64 rows: 1.3× faster at
+    /// - up to [`BLOCK_M`] rows the 8-row kernel (the swapped product's n8 tile: no padding
+    ///   rows), up to [`DECODE_MAX_M`] the 16-row kernel (its time was flat up to M = 16),
+    ///   more rows the 64-row one (it dequantizes each weight tile once per 64 rows: 1.3× faster at
     ///   M = 64, 1.6× at 4096);
     /// - then the largest split in 1, 2, 4, 8 that keeps the grid at most 8 blocks per SM and
     ///   each block at least 8 steps of K: the winning split measured gave 500–900 blocks on
@@ -209,12 +220,16 @@ impl LaunchPlan {
     ///
     /// A tuned plan ([`LaunchPlan::from_tag`], the tuner) may replace it per GPU and shape.
     pub fn choose(m: usize, n: usize, k: usize, multiprocessors: usize) -> LaunchPlan {
-        let block_m = if m <= DECODE_MAX_M { BLOCK_M } else { PREFILL_BLOCK_M };
+        let block_m = match m {
+            0..=BLOCK_M => BLOCK_M,
+            _ if m <= DECODE_MAX_M => MEDIUM_BLOCK_M,
+            _ => PREFILL_BLOCK_M,
+        };
         LaunchPlan::choose_split(block_m, m, n, k, multiprocessors)
     }
 
     /// [`LaunchPlan::choose`]'s split for a given kernel (`block_m` rows per block): for a
-    /// module without the 64-row kernel ([`build_decode_module_for`]).
+    /// module with the 8-row kernel only ([`build_decode_module_for`]).
     pub fn choose_split(block_m: usize, m: usize, n: usize, k: usize, multiprocessors: usize) -> LaunchPlan {
         let tiles = n.div_ceil(BLOCK_N).max(1) * m.div_ceil(block_m).max(1);
         let steps = k.div_ceil(BLOCK_K);
@@ -232,7 +247,7 @@ impl LaunchPlan {
         if self.splits > 1 { partial_rows(m, self.splits) * n } else { 0 }
     }
 
-    /// Checks the ranges: rows per block 16, 32 or 64; 1 to [`MAX_SPLITS`] splits.
+    /// Checks the ranges: rows per block 8, 16, 32 or 64; 1 to [`MAX_SPLITS`] splits.
     pub fn validate(&self) -> Result<(), FormatError> {
         if ![8, 16, 32, 64].contains(&self.block_m) || !(1..=MAX_SPLITS).contains(&self.splits) {
             return Err(FormatError::Plan(*self));
@@ -309,10 +324,10 @@ pub enum FormatError {
         value: usize,
     },
     /// A schedule out of range.
-    #[error("schedule {0:?} is not supported: prefetch 0…8, unroll 1…16, block_m 16, 32 or 64")]
+    #[error("schedule {0:?} is not supported: prefetch 0…8, unroll 1…16, block_m 8, 16, 32 or 64")]
     Schedule(Schedule),
     /// A launch plan out of range.
-    #[error("launch plan {0:?} is not supported: block_m 16, 32 or 64, splits 1…{MAX_SPLITS}")]
+    #[error("launch plan {0:?} is not supported: block_m 8, 16, 32 or 64, splits 1…{MAX_SPLITS}")]
     Plan(LaunchPlan),
     /// Host data has the wrong length or a code out of range.
     #[error("{0}")]
@@ -526,11 +541,11 @@ fn tile_bytes(format: &WeightFormat) -> usize {
     BLOCK_K * BLOCK_N * format.weight.bits() as usize / 8
 }
 
-/// Builds the 16-row matmul kernel for `format`. Its parameters: `x: ptr act`, `w: ptr u8`,
+/// Builds the decode matmul kernel ([`BLOCK_M`] rows per block) for `format`. Its parameters: `x: ptr act`, `w: ptr u8`,
 /// `s: ptr scale`, `z: ptr weight` (with zero points), `o: ptr scale` (with offsets),
 /// `y: ptr act`, `p: ptr f32` (the workspace of a split, see [`LaunchPlan`]; any buffer,
 /// even empty, when `splits` = 1), `m, n, k, splits: i32`; grid
-/// `(cdiv(n, 64), cdiv(m, 16), splits)`, 4 warps.
+/// `(cdiv(n, 64), cdiv(m, 8), splits)`, 4 warps.
 pub fn build_kernel(format: &WeightFormat) -> Result<Kernel, FormatError> {
     build_kernel_for(format, None)
 }
@@ -798,7 +813,8 @@ pub fn build_kernel_scheduled(
 }
 
 /// The name of `format`'s matmul kernel with `block_m` rows per block: the format's
-/// [`WeightFormat::kernel_name`] for 16 rows, with `_m32` or `_m64` appended for more.
+/// [`WeightFormat::kernel_name`] for [`BLOCK_M`] rows, with `_m16`, `_m32` or `_m64` appended
+/// for more.
 pub fn matmul_kernel_name(format: &WeightFormat, block_m: usize) -> String {
     match block_m {
         BLOCK_M => format.kernel_name(),
@@ -890,7 +906,7 @@ pub fn build_reduce_kernel(format: &WeightFormat, known_n: Option<usize>) -> Res
     let yv = k.global_view(y, &[m.into(), n.into()], Some(&[n.into(), 1i64.into()]))?;
     k.name(yv, "yv")?;
     // Each thread adds 8 consecutive columns of one row: 32-byte runs.
-    let l = layout("spatial(16,8).local(1,8)")?;
+    let l = layout(&format!("spatial({REDUCE_ROWS},{}).local(1,4)", THREADS / REDUCE_ROWS))?;
     let tile = RegisterTensorType::new(DType::F32, vec![REDUCE_ROWS, BLOCK_N], Some(l));
     // Blocks of `REDUCE_ROWS` rows never cross a slab: slabs are whole multiples of 64 rows.
     let first = k.load_global(pv, &[m0.into(), n0.into()], tile.clone())?;
@@ -923,42 +939,46 @@ fn assume_known_n(k: &mut KernelBuilder, n: ValueId, known_n: Option<usize>) -> 
     Ok(())
 }
 
-/// Rows per block of the reduction kernel.
-const REDUCE_ROWS: usize = 16;
+/// Rows per block of the reduction kernel: those of the smallest matmul block, so that it
+/// reads only rows some matmul block wrote (each writes all its rows, past M with zeros) —
+/// the workspace comes unzeroed.
+const REDUCE_ROWS: usize = BLOCK_M;
 
-/// The module a layer of `format` runs: the 16-row matmul kernel ([`Schedule::for_format`]),
-/// the 64-row one ([`Schedule::prefill_for`]) and the reduction kernel of a split of K, with
-/// the layouts named for readable printing. [`LaunchPlan::choose`] picks among them per
-/// launch; [`run_plan`] runs a plan on the interpreter.
+/// The module a layer of `format` runs: the 8-row matmul kernel ([`Schedule::for_format`]),
+/// the 16-row one ([`Schedule::medium_for`]), the 64-row one ([`Schedule::prefill_for`]) and
+/// the reduction kernel of a split of K, with the layouts named for readable printing.
+/// [`LaunchPlan::choose`] picks among them per launch; [`run_plan`] runs a plan on the
+/// interpreter.
 pub fn build_module(format: &WeightFormat) -> Result<Module, FormatError> {
     build_module_for(format, None)
 }
 
-/// The decode part of [`build_module_for`]: the 16-row matmul kernel and the reduction — what
-/// a JIT-compiled layer compiles by default (the 64-row kernel would triple the compile; see
-/// `LinearOptions::prefill_kernel` in the `anybit` crate). Every M runs on it, just without
-/// the 64-row kernel's reuse of each dequantized tile.
+/// The decode part of [`build_module_for`]: the 8-row matmul kernel and the reduction — what
+/// a JIT-compiled layer compiles first (the kernels for more rows would triple the compile;
+/// see `LinearOptions::prefill_kernel` in the `anybit` crate). Every M runs on it, just
+/// without the larger kernels' reuse of each dequantized tile.
 pub fn build_decode_module_for(format: &WeightFormat, n: Option<usize>) -> Result<Module, FormatError> {
     let decode = Schedule::for_format(format);
     let kernels = vec![build_kernel_scheduled(format, n, decode)?, build_reduce_kernel(format, n)?];
     module_with_layouts(format, decode.block_m, kernels)
 }
 
-/// The prefill part of [`build_module_for`]: the 64-row matmul kernel alone (what a
-/// JIT-compiled layer compiles in the background, see `LinearOptions::prefill_kernel` in the
-/// `anybit` crate).
+/// The rest of [`build_module_for`]: the 16- and 64-row matmul kernels (what a JIT-compiled
+/// layer compiles in the background, see `LinearOptions::prefill_kernel` in the `anybit`
+/// crate).
 pub fn build_prefill_module_for(format: &WeightFormat, n: Option<usize>) -> Result<Module, FormatError> {
-    let prefill = Schedule::prefill_for(format);
-    module_with_layouts(format, prefill.block_m, vec![build_kernel_scheduled(format, n, prefill)?])
+    let (medium, prefill) = (Schedule::medium_for(format), Schedule::prefill_for(format));
+    let kernels = vec![build_kernel_scheduled(format, n, medium)?, build_kernel_scheduled(format, n, prefill)?];
+    module_with_layouts(format, prefill.block_m, kernels)
 }
 
 /// [`build_module`] specialized for a known N (see [`build_kernel_for`]).
 pub fn build_module_for(format: &WeightFormat, n: Option<usize>) -> Result<Module, FormatError> {
     let decode = Schedule::for_format(format);
-    let prefill = Schedule::prefill_for(format);
     let kernels = vec![
         build_kernel_scheduled(format, n, decode)?,
-        build_kernel_scheduled(format, n, prefill)?,
+        build_kernel_scheduled(format, n, Schedule::medium_for(format))?,
+        build_kernel_scheduled(format, n, Schedule::prefill_for(format))?,
         build_reduce_kernel(format, n)?,
     ];
     module_with_layouts(format, decode.block_m, kernels)

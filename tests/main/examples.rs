@@ -11,8 +11,8 @@ fn every_case_matches_its_reference_on_the_interpreter() {
     let cases = all_cases(Sizes::Small, 2026).unwrap();
     let offsets = anybit_bench::cases::scaled_offset_formats().unwrap().len();
     let luts = anybit_bench::cases::lut_formats().len();
-    // Each low-bit format: its 16-row and its 64-row kernel.
-    assert_eq!(cases.len(), 4 + 2 * (2 * anybit_bench::cases::WEIGHT_TYPES.len() + offsets + luts));
+    // Each low-bit format: its 8-, 16- and 64-row kernels.
+    assert_eq!(cases.len(), 4 + 3 * (2 * anybit_bench::cases::WEIGHT_TYPES.len() + offsets + luts));
     let mut runs = 0;
     for case in &cases {
         let outputs = case.run_interpreter().unwrap();

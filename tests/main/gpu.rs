@@ -151,7 +151,7 @@ fn plans_with_splits_of_k_run_on_the_gpu_like_on_the_interpreter() {
     ] {
         let weights = QuantizedWeights::random(fmt, k, n, &mut rng).unwrap();
         for plan in [
-            LaunchPlan { block_m: 16, splits: 2 },
+            LaunchPlan { block_m: 8, splits: 2 },
             LaunchPlan { block_m: 16, splits: 8 },
             LaunchPlan { block_m: 64, splits: 3 },
         ] {
@@ -181,9 +181,9 @@ fn plans_with_splits_of_k_run_on_the_gpu_like_on_the_interpreter() {
     }
 }
 
-/// The 64-row kernel compiled in the background: the layer is built after the 16-row kernel
-/// only, runs every M meanwhile, and uses the 64-row kernel for large M once it is ready —
-/// against the reference either way.
+/// The 16- and 64-row kernels compiled in the background: the layer is built after the 8-row
+/// kernel only, runs every M meanwhile, and uses the 64-row kernel for large M once it is
+/// ready — against the reference either way.
 #[test]
 fn the_prefill_kernel_arrives_in_the_background() {
     use anybit::frontend::lowbit::LaunchPlan;

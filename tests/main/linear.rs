@@ -45,7 +45,8 @@ fn interpreter() -> LinearOptions {
     LinearOptions { device: Device::Interpreter, ..LinearOptions::default() }
 }
 
-/// Each call runs the plan for its M: the 64-row kernel past 32 rows, a split of K where the
+/// Each call runs the plan for its M: the 8-row kernel up to 8 rows, the 16-row one up to 32,
+/// the 64-row kernel past 32 rows, a split of K where the
 /// grid is small and K long; fixed and tuned plans override the choice; every plan agrees with
 /// the reference.
 #[test]
@@ -56,11 +57,11 @@ fn each_call_runs_its_plan_and_every_plan_matches_the_reference() {
     // One column tile and 16 steps of K: the chosen plan splits K in 2 at small M.
     let (k, n) = (1024, 64);
     let weights = QuantizedWeights::random(format, k, n, &mut rng).unwrap();
-    // Without the 64-row kernel every M runs on the 16-row one.
+    // Without the 16- and 64-row kernels every M runs on the 8-row one.
     let never = LinearOptions { prefill_kernel: PrefillKernel::Never, ..interpreter() };
     let decode_only = QuantizedLinear::new(&weights, &never).unwrap();
     assert!(!decode_only.has_prefill_kernel());
-    assert_eq!(decode_only.plan_for(40).block_m, 16);
+    assert_eq!(decode_only.plan_for(40).block_m, 8);
     let x = activations(&format, 40, k, &mut rng);
     assert!(worst_ratio(&weights, &x, &decode_only.forward(&x).unwrap()) <= 1.0);
     let refused = decode_only.set_plan(64, LaunchPlan { block_m: 64, splits: 1 }).unwrap_err();
@@ -70,9 +71,10 @@ fn each_call_runs_its_plan_and_every_plan_matches_the_reference() {
     let layer = QuantizedLinear::new(&weights, &options).unwrap();
     assert!(layer.wait_for_prefill_kernel().unwrap());
     assert!(layer.has_prefill_kernel());
-    assert_eq!(layer.plan_for(3), LaunchPlan { block_m: 16, splits: 2 });
+    assert_eq!(layer.plan_for(3), LaunchPlan { block_m: 8, splits: 2 });
+    assert_eq!(layer.plan_for(12), LaunchPlan { block_m: 16, splits: 2 });
     assert_eq!(layer.plan_for(40).block_m, 64);
-    for m in [3, 40] {
+    for m in [3, 12, 40] {
         let x = activations(&format, m, k, &mut rng);
         let ratio = worst_ratio(&weights, &x, &layer.forward(&x).unwrap());
         assert!(ratio <= 1.0, "chosen plan, m={m}: error / bound = {ratio}");

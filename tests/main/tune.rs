@@ -6,21 +6,19 @@ use anybit::tune::{TABLE_VERSION, TuneError, TuningTable, candidates, tune_with}
 
 #[test]
 fn candidates_cover_both_kernels_and_bounded_splits() {
-    // Decode: the 16-row kernel only; K = 4096 (64 steps), 64 column tiles on 132 SMs: splits
+    // Decode: the 8-row kernel only; K = 4096 (64 steps), 64 column tiles on 132 SMs: splits
     // up to 32 (at least two steps each, at most 16 blocks per SM).
     let plans = candidates(1, 4096, 4096, 132, true);
-    assert!(plans.iter().all(|p| p.block_m == 16));
+    assert!(plans.iter().all(|p| p.block_m == 8));
     assert_eq!(plans.iter().map(|p| p.splits).collect::<Vec<_>>(), [1, 2, 4, 8, 16, 32]);
-    // Without the 64-row kernel, only the 16-row one.
-    assert!(candidates(100, 4096, 4096, 132, false).iter().all(|p| p.block_m == 16));
-    // Many rows: both kernels; a big grid allows no split.
+    // Without the 16- and 64-row kernels, only the 8-row one.
+    assert!(candidates(100, 4096, 4096, 132, false).iter().all(|p| p.block_m == 8));
+    // Many rows: every kernel; a big grid allows no split.
     let plans = candidates(4096, 14336, 4096, 132, true);
-    assert_eq!(plans, [LaunchPlan { block_m: 16, splits: 1 }, LaunchPlan { block_m: 64, splits: 1 }]);
+    let one = |block_m| LaunchPlan { block_m, splits: 1 };
+    assert_eq!(plans, [one(8), one(16), one(64)]);
     // Short K: one split only; every candidate is a valid plan.
-    assert_eq!(
-        candidates(16, 64, 64, 132, true),
-        [LaunchPlan { block_m: 16, splits: 1 }, LaunchPlan { block_m: 64, splits: 1 }]
-    );
+    assert_eq!(candidates(16, 64, 64, 132, true), [one(8), one(16), one(64)]);
     for (m, n, k) in [(1, 64, 128), (9, 200, 8192), (300, 57344, 8192), (5, 1, 1)] {
         let plans = candidates(m, n, k, 108, true);
         assert!(!plans.is_empty());
@@ -38,7 +36,7 @@ fn the_fastest_plan_wins_per_m() {
     };
     let report = tune_with(&[100, 1, 1, 0], 4096, 4096, 132, true, time).unwrap();
     let winners: Vec<(usize, String)> = report.winners.iter().map(|w| (w.m, w.plan.tag())).collect();
-    assert_eq!(winners, [(1, "m16k4".to_string()), (100, "m64k4".to_string())]);
+    assert_eq!(winners, [(1, "m8k4".to_string()), (100, "m64k4".to_string())]);
     assert_eq!(
         report.measurements.len(),
         candidates(1, 4096, 4096, 132, true).len() + candidates(100, 4096, 4096, 132, true).len()
@@ -71,8 +69,8 @@ fn tables_record_save_load_and_refuse_bad_files() {
     let loaded = TuningTable::load(&path).unwrap();
     assert_eq!(loaded, table);
     let plans = loaded.plans("GPU A", "kernel_u4", 4096, 4096);
-    assert_eq!(plans, [(1, LaunchPlan { block_m: 16, splits: 1 }), (16, LaunchPlan { block_m: 16, splits: 1 })]);
-    assert_eq!(loaded.plans("GPU B", "kernel_u4", 4096, 4096)[0], (1, LaunchPlan { block_m: 16, splits: 32 }));
+    assert_eq!(plans, [(1, LaunchPlan { block_m: 8, splits: 1 }), (16, LaunchPlan { block_m: 8, splits: 1 })]);
+    assert_eq!(loaded.plans("GPU B", "kernel_u4", 4096, 4096)[0], (1, LaunchPlan { block_m: 8, splits: 32 }));
     assert!(loaded.plans("GPU C", "kernel_u4", 4096, 4096).is_empty());
     assert!(loaded.plans("GPU A", "kernel_u4", 4096, 8192).is_empty());
     // Bad files: errors naming the file.

@@ -2,7 +2,7 @@
 //! rejected with a clear error, packing and the reference are consistent.
 
 use anybit_frontend::lowbit::{
-    FormatError, LaunchPlan, QuantizedWeights, WeightFormat, build_kernel, build_module, eval_grid, grid,
+    BLOCK_M, FormatError, LaunchPlan, QuantizedWeights, WeightFormat, build_kernel, build_module, eval_grid, grid,
 };
 use anybit_ir::DType;
 
@@ -31,7 +31,7 @@ fn every_weight_type_builds() {
             for group in [32, 64, 128] {
                 let f = format(weight, group, t.is_integer(), activation);
                 let module = build_module(&f).unwrap_or_else(|e| panic!("{weight} g{group}: {e}"));
-                for (kernel, block_m) in module.kernels.iter().zip([16, 64]) {
+                for (kernel, block_m) in module.kernels.iter().zip([8, 16, 64]) {
                     for splits in [1, 3] {
                         let plan = LaunchPlan { block_m, splits };
                         let want = grid(33, 130, plan).iter().map(|&g| g as u64).collect();
@@ -252,7 +252,7 @@ fn a_split_writes_only_the_workspace_and_no_split_only_y() {
             assert!(y.iter().all(|&c| c == sentinel), "y is untouched");
             // Both slabs' rows of the first block are written (rows past M with zeros).
             for slab in 0..2 {
-                let rows = &p[slab * partial_rows(m, 1) * n..][..16 * n];
+                let rows = &p[slab * partial_rows(m, 1) * n..][..BLOCK_M * n];
                 assert!(rows.iter().all(|v| !v.is_nan()), "slab {slab} is written");
             }
             let mut reduce = vec![args[y_at + 1].clone(), args[y_at].clone()];
@@ -268,17 +268,20 @@ fn a_split_writes_only_the_workspace_and_no_split_only_y() {
 fn launch_plans_follow_the_measurements() {
     let plan = |m, n, k| LaunchPlan::choose(m, n, k, 132);
     // Few column tiles: split until ~500–900 blocks.
-    assert_eq!(plan(1, 4096, 14336), LaunchPlan { block_m: 16, splits: 8 });
+    assert_eq!(plan(1, 4096, 14336), LaunchPlan { block_m: 8, splits: 8 });
     assert_eq!(plan(16, 4096, 4096), LaunchPlan { block_m: 16, splits: 8 });
-    assert_eq!(plan(1, 14336, 4096), LaunchPlan { block_m: 16, splits: 4 });
+    assert_eq!(plan(1, 14336, 4096), LaunchPlan { block_m: 8, splits: 4 });
     // Enough tiles: no split.
-    assert_eq!(plan(1, 57344, 8192), LaunchPlan { block_m: 16, splits: 1 });
+    assert_eq!(plan(1, 57344, 8192), LaunchPlan { block_m: 8, splits: 1 });
     assert_eq!(plan(4096, 14336, 4096), LaunchPlan { block_m: 64, splits: 1 });
-    // Many rows: the 64-row kernel; short K: no split below 8 steps per block.
+    // Up to 8 rows the 8-row kernel, up to 32 the 16-row one, more the 64-row one; short K:
+    // no split below 8 steps per block.
+    assert_eq!(plan(8, 4096, 4096).block_m, 8);
+    assert_eq!(plan(9, 4096, 4096).block_m, 16);
     assert_eq!(plan(33, 4096, 4096).block_m, 64);
     assert_eq!(plan(32, 4096, 4096).block_m, 16);
-    assert_eq!(plan(1, 64, 512), LaunchPlan { block_m: 16, splits: 1 });
-    assert_eq!(plan(1, 64, 1024), LaunchPlan { block_m: 16, splits: 2 });
+    assert_eq!(plan(1, 64, 512), LaunchPlan { block_m: 8, splits: 1 });
+    assert_eq!(plan(1, 64, 1024), LaunchPlan { block_m: 8, splits: 2 });
     // Fewer SMs, fewer splits.
     assert_eq!(LaunchPlan::choose(1, 14336, 4096, 46).splits, 1);
     for m in [1, 16, 17, 64, 4096] {

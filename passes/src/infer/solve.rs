@@ -312,7 +312,9 @@ impl<'a> Solver<'a> {
             let Some(instruction) = rules::mma_instruction(ta.dtype) else { continue };
             let (Some(&m), Some(&k)) = (ta.shape.first(), ta.shape.get(1)) else { continue };
             let Some(&n) = self.analysis.classes[cc].shape.get(1) else { continue };
-            let Some(plan) = rules::mma_layouts(m, n, k, self.threads, instruction) else { continue };
+            // The straight arrangement, when the shapes tile by the instruction's (M = 8 with N a
+            // multiple of 16 tiles only swapped).
+            let plan = rules::mma_layouts(m, n, k, self.threads, instruction);
             if self.assigned[cc].is_none() {
                 // Operands already laid out (by views, say) choose the arrangement that takes
                 // them as they are, swapped or not; else the straight one.
@@ -327,7 +329,9 @@ impl<'a> Solver<'a> {
                     }
                     _ => None,
                 };
-                self.try_assign(cc, fitted.unwrap_or_else(|| plan.c.clone()), Source::Rule("dot", site.inst), true);
+                if let Some(c) = fitted.or_else(|| plan.map(|p| p.c)) {
+                    self.try_assign(cc, c, Source::Rule("dot", site.inst), true);
+                }
             }
             // a and b fit the accumulator c actually has (transposed for a swapped one).
             let Some(c_layout) = self.assigned[cc].as_ref().map(|a| a.layout.clone()) else { continue };

@@ -352,9 +352,9 @@ fn lowbit_dot_layouts_are_the_mma_arrangement() {
         assert_eq!(dots.len(), 1, "{what}");
         let (a, b, c) = &dots[0];
         // The backend's mma.sync path, swapped (`yᵀ = Wᵀ·xᵀ`): c made of transposed C
-        // fragments (warps along N, 16 columns each; two 8-row tiles), inferred from the
+        // fragments (warps along N, 16 columns each; one 8-row tile), inferred from the
         // operands the views give — the arrangement that takes both as they are.
-        assert_eq!(*c, layout("spatial(1,4).local(2,2).column_spatial(4,8).local(2,1)"), "{what}");
+        assert_eq!(*c, layout("spatial(1,4).local(1,2).column_spatial(4,8).local(2,1)"), "{what}");
         let transposed = |l: &RegisterLayout| l.permute(&[1, 0]).unwrap();
         let quotient = transposed(c).divide_right(&fragment(MmaOperand::Accumulator)).unwrap();
         let (a_target, b_target) = rules::mma_operands(&quotient, 64, MmaInstruction::M16N8K16F16).unwrap();

@@ -66,10 +66,10 @@ fn the_manifest_knows_which_pointers_are_written() {
 #[test]
 fn valid_arguments_give_the_abi_words_and_the_grid() {
     let checked = check_launch(&manifest(), &args(33, 72, 128)).unwrap();
-    assert_eq!(checked.grid, [2, 3, 1]);
+    assert_eq!(checked.grid, [2, 5, 1]);
     // A split of K: the grid's third axis, and a workspace of 64-row slabs.
     let split = check_launch(&manifest(), &split_args(33, 72, 128, 2, 2 * 64 * 72)).unwrap();
-    assert_eq!(split.grid, [2, 3, 2]);
+    assert_eq!(split.grid, [2, 5, 2]);
     let small = error(&manifest(), &split_args(33, 72, 128, 2, 2 * 64 * 72 - 1));
     assert!(small.to_string().contains("parameter `p`: the buffer has 9215 elements"), "{small}");
     assert_eq!(checked.block, 128);
@@ -190,9 +190,9 @@ fn shapes_constraints_and_the_grid_are_checked() {
     );
     assert!(m.require_multiple("nothing", 2).is_none());
 
-    // 2^21 rows: 131072 blocks along y, more than 65535.
+    // 2^21 rows: 262144 blocks of 8 rows along y, more than 65535.
     let e = error(&m, &args(1 << 21, 8, 128));
-    assert_eq!(e.to_string(), "grid axis 1 (`cdiv(m, 16)`) is 131072 blocks, more than the limit of 65535");
+    assert_eq!(e.to_string(), "grid axis 1 (`cdiv(m, 8)`) is 262144 blocks, more than the limit of 65535");
 
     let mut odd = manifest();
     odd.threads_per_block = 100;
