@@ -670,6 +670,27 @@ fn mma_arrangements() {
 }
 
 #[test]
+fn conversion_free_accumulators() {
+    use anybit_ir::program::RegisterTensorType;
+    let f16 = |shape: Vec<usize>, l: &str| RegisterTensorType::new(DType::F16, shape, Some(layout(l)));
+    let fit = |a: &RegisterTensorType, b: &RegisterTensorType, threads| {
+        rules::conversion_free_accumulator((a, b), DType::F32, threads, MmaInstruction::M16N8K16F16)
+    };
+    // Operands already in the straight arrangement's fragments: the straight accumulator.
+    let plan = rules::mma_layouts(16, 64, 64, 128, MmaInstruction::M16N8K16F16).unwrap();
+    let (a, b) = (f16(vec![16, 64], &plan.a.to_string()), f16(vec![64, 64], &plan.b.to_string()));
+    assert_eq!(fit(&a, &b, 128), Some(plan.c));
+    // x with 8 rows as the B operands of xᵀ and W as the A operands of Wᵀ (warps along N):
+    // only the swapped accumulator takes both as they are.
+    let x = f16(vec![8, 64], "replicated(4).local(1,8).spatial(8,4).local(1,2)");
+    let w = f16(vec![64, 64], "spatial(1,4).local(4,1).local(2,2).column_spatial(4,8).local(2,1)");
+    assert_eq!(fit(&x, &w, 128), Some(layout("spatial(1,4).local(1,2).column_spatial(4,8).local(2,1)")));
+    // Operands that fit no arrangement as they stand: none (the rule falls back).
+    let spread = f16(vec![8, 64], "spatial(8,16).local(1,4)");
+    assert_eq!(fit(&spread, &w, 128), None);
+}
+
+#[test]
 fn loads_broadcasts_and_reduces() {
     let f16 = DType::F16.bits();
     assert_eq!(rules::vector_candidates(&[4, 256], f16, 128)[0], layout("spatial(4,32).local(1,8)"));

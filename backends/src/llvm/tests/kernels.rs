@@ -157,6 +157,40 @@ fn matmul_f16_on_host() {
     }
 }
 
+/// A `dot` whose accumulator is made of transposed C fragments runs swapped
+/// (`via mma(m16n8k16, swapped)`: b as the A operands, a as the B operands), with rows and
+/// columns landing where the interpreter puts them — also with operands that need converting.
+#[test]
+fn swapped_mma_on_host() {
+    let src = "
+kernel swapped(x: ptr f16[8, 32], w: ptr f16[32, 32], y: ptr f32[8, 32], z: ptr f32[8, 32]) grid(1) warps(2) {
+    %xv = global_view %x [8, 32] strides [32, 1]
+    %wv = global_view %w [32, 32] strides [32, 1]
+    %yv = global_view %y [8, 32] strides [32, 1]
+    %zv = global_view %z [8, 32] strides [32, 1]
+    %a = load_global %xv [0, 0] : f16[8, 32] layout replicated(2).local(1,4).spatial(8,4).local(1,2)
+    %b = load_global %wv [0, 0] : f16[32, 32] layout spatial(1,2).local(2,1).local(2,2).column_spatial(4,8).local(2,1)
+    %c = fill 0.0 : f32[8, 32] layout spatial(1,2).local(1,2).column_spatial(4,8).local(2,1)
+    %d = dot %a, %b, %c
+    store_global %d, %yv [0, 0]
+    %a2 = load_global %xv [0, 0] : f16[8, 32] layout spatial(8,8).local(1,4)
+    %e = dot %a2, %b, %c
+    store_global %e, %zv [0, 0]
+}";
+    let module = anybit_ir::text::parse_module(src).expect("parse");
+    let selected = super::selected(&module.kernels[0]);
+    let vias: Vec<String> = selected.insts.iter().filter_map(|(_, i)| i.via.map(|v| v.to_string())).collect();
+    assert_eq!(vias.iter().filter(|v| *v == "mma(m16n8k16, swapped)").count(), 2, "{vias:?}");
+    let mut rng = SplitMix64::new(17);
+    let args = vec![
+        Arg::Buffer(random_buffer(DType::F16, 8 * 32, 2.0, &mut rng)),
+        Arg::Buffer(random_buffer(DType::F16, 32 * 32, 2.0, &mut rng)),
+        Arg::Buffer(Buffer::zeros(DType::F32, 8 * 32).expect("zeros")),
+        Arg::Buffer(Buffer::zeros(DType::F32, 8 * 32).expect("zeros")),
+    ];
+    compare(&module.kernels[0], args, None);
+}
+
 #[test]
 fn lowbit_u4_example_on_host() {
     let module = example("lowbit_matmul_u4_g128.abk");
