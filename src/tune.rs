@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anybit_frontend::lowbit::{BLOCK_K, BLOCK_M, BLOCK_N, LaunchPlan, MAX_SPLITS, MEDIUM_BLOCK_M, PREFILL_BLOCK_M};
+use anybit_frontend::lowbit::{BLOCK_K, BLOCK_M, LaunchPlan, MAX_SPLITS, MEDIUM_BLOCK_M, PREFILL_BLOCK_M};
 use anybit_runtime::cache::CacheConfig;
 use serde::{Deserialize, Serialize};
 
@@ -72,7 +72,7 @@ pub fn candidates(m: usize, n: usize, k: usize, multiprocessors: usize, prefill:
     let most_blocks = 16 * multiprocessors.max(1);
     let mut plans = Vec::new();
     for &block_m in kernels {
-        let tiles = n.div_ceil(BLOCK_N).max(1) * m.div_ceil(block_m).max(1);
+        let tiles = n.div_ceil(LaunchPlan::columns_per_block(block_m)).max(1) * m.div_ceil(block_m).max(1);
         let mut splits = 1;
         loop {
             plans.push(LaunchPlan { block_m, splits });

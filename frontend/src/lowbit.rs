@@ -14,9 +14,10 @@
 //!
 //! # What the kernel computes
 //!
-//! Each block computes a `BM × BN` tile of y (16 × 64 by default; see [`Schedule`]), looping
-//! over K in steps of `BK` = 64. Per step it loads an x tile and the weight bytes of a
-//! `BK × BN` tile, each thread its own contiguous bytes, and views them as the weight type in
+//! Each block computes a `BM × BN` tile of y (8 × 128 in the decode kernel, 16 × 64 and
+//! 64 × 64 in the others; see [`Schedule`]), looping over K in steps of `BK` = 64. Per step
+//! it loads an x tile and the weight bytes of `BN / 64` packed `BK × 64` tiles, each thread
+//! its own contiguous bytes of each, and views them as the weight type in
 //! the layout of the tensor cores' A operands for the transposed product `yᵀ = Wᵀ·xᵀ` (the
 //! packed bits of each thread's bytes *are* its weights; the packing below puts them there),
 //! casts them to the
@@ -84,6 +85,9 @@ pub use crate::lut::Lut;
 /// Rows of y per block of the decode kernel (the default schedule): one n8 tile of the
 /// swapped product, so M ≤ 8 computes and loads no padding rows.
 pub const BLOCK_M: usize = 8;
+/// Columns of y per block of the decode kernel: two packed weight tiles, so that each step's
+/// x fragments, addresses and bounds tests serve twice the weights.
+pub const DECODE_BLOCK_N: usize = 2 * BLOCK_N;
 /// Rows of y per block of the kernel for small batches (`9 ≤ M ≤` [`DECODE_MAX_M`]).
 pub const MEDIUM_BLOCK_M: usize = 16;
 /// Columns of y per block.
@@ -105,20 +109,37 @@ pub struct Schedule {
     /// Rows of y per block: 8, 16, 32 or 64. Every block dequantizes its weight tiles once for
     /// all its rows, so larger M wants more rows per block; M ≤ 8 wants 8.
     pub block_m: usize,
+    /// Columns of y per block: 64 or 128 (one or two packed weight tiles; each warp then
+    /// holds 16 columns of each). With two, each step's x fragments, addresses and bounds
+    /// tests serve twice the weights; the accumulators and weights take twice the registers.
+    pub block_n: usize,
 }
 
 impl Default for Schedule {
     fn default() -> Schedule {
-        Schedule { prefetch: 2, unroll: 2, block_m: BLOCK_M }
+        Schedule { prefetch: 2, unroll: 2, block_m: BLOCK_M, block_n: BLOCK_N }
     }
 }
 
 impl Schedule {
-    /// The schedule the generator uses for `format` unless told otherwise: the default, with
-    /// less prefetch where the dequantization itself needs many registers — one step for
-    /// widths that do not divide 32 bits or weights formed in f32, none for both (deeper
-    /// queues spill on sm_80 there).
+    /// The schedule of the decode kernel ([`BLOCK_M`] rows, [`DECODE_BLOCK_N`] columns per
+    /// block) for `format`: one step of prefetch (none where the dequantization itself needs
+    /// many registers: widths that do not divide 32 bits with weights formed in f32) and no
+    /// unrolling — with two weight tiles per step, one step prefetched keeps as many bytes in
+    /// flight per thread as two steps of one tile, and the loop body is already as long as
+    /// two steps of the 64-column kernel (so the JIT compiles as much: the SASS per weight is
+    /// within 3% of unrolling twice with two steps prefetched, at 56 instead of 84 registers
+    /// for u4).
     pub fn for_format(format: &WeightFormat) -> Schedule {
+        let wide = Schedule::wide_for(format);
+        Schedule { prefetch: wide.prefetch.min(1), unroll: 1, block_m: BLOCK_M, block_n: DECODE_BLOCK_N }
+    }
+
+    /// The schedule of the 64-column kernels for `format`: two steps of prefetch, with less
+    /// where the dequantization itself needs many registers — one step for widths that do not
+    /// divide 32 bits or weights formed in f32, none for both (deeper queues spill on sm_80
+    /// there) — and the loop unrolled twice (once for widths that do not divide 32 bits).
+    fn wide_for(format: &WeightFormat) -> Schedule {
         let bits = format.weight.bits();
         let (odd, wide) = (32 % bits != 0, format.dequantizes_in_f32());
         let prefetch = match (odd, wide) {
@@ -132,44 +153,52 @@ impl Schedule {
         Schedule { prefetch, unroll, ..Schedule::default() }
     }
 
-    /// The schedule of the kernel for small batches ([`MEDIUM_BLOCK_M`] rows per block): as
-    /// [`Schedule::for_format`].
+    /// The schedule of the kernel for small batches ([`MEDIUM_BLOCK_M`] rows, [`BLOCK_N`]
+    /// columns per block).
     pub fn medium_for(format: &WeightFormat) -> Schedule {
-        Schedule { block_m: MEDIUM_BLOCK_M, ..Schedule::for_format(format) }
+        Schedule { block_m: MEDIUM_BLOCK_M, ..Schedule::wide_for(format) }
     }
 
-    /// The schedule of the kernel for many rows ([`PREFILL_BLOCK_M`] per block): as
-    /// [`Schedule::for_format`], with at most one step prefetched (the four-times-larger x
+    /// The schedule of the kernel for many rows ([`PREFILL_BLOCK_M`] rows, [`BLOCK_N`]
+    /// columns per block): as [`Schedule::medium_for`], with at most one step prefetched (the four-times-larger x
     /// tiles and accumulators need the registers; measured best on the H100 for u4 at
     /// M = 64 and 4096), and none for lookup tables, weights formed in f32 and widths that do
     /// not divide 32 bits, whose decode needs more registers still (one step spills at 255
     /// registers on sm_80 or sm_90).
     pub fn prefill_for(format: &WeightFormat) -> Schedule {
-        let decode = Schedule::for_format(format);
+        let wide = Schedule::wide_for(format);
         let heavy = format.lut.is_some() || format.dequantizes_in_f32() || 32 % format.weight.bits() != 0;
-        let prefetch = if heavy { 0 } else { decode.prefetch.min(1) };
-        Schedule { block_m: PREFILL_BLOCK_M, prefetch, ..decode }
+        let prefetch = if heavy { 0 } else { wide.prefetch.min(1) };
+        Schedule { block_m: PREFILL_BLOCK_M, prefetch, ..wide }
     }
 
-    /// A short name for kernel and benchmark names: `m16p2u2`.
+    /// A short name for kernel and benchmark names: `m16p2u2`, with the columns per block
+    /// when not [`BLOCK_N`]: `m8n128p2u2`.
     pub fn tag(&self) -> String {
-        format!("m{}p{}u{}", self.block_m, self.prefetch, self.unroll)
+        match self.block_n {
+            BLOCK_N => format!("m{}p{}u{}", self.block_m, self.prefetch, self.unroll),
+            block_n => format!("m{}n{block_n}p{}u{}", self.block_m, self.prefetch, self.unroll),
+        }
     }
 
     /// Reads a [`Schedule::tag`] back.
     pub fn from_tag(tag: &str) -> Option<Schedule> {
-        let (block_m, rest) = tag.strip_prefix('m')?.split_once('p')?;
+        let (rows, rest) = tag.strip_prefix('m')?.split_once('p')?;
+        let (block_m, block_n) = match rows.split_once('n') {
+            Some((m, n)) => (m.parse().ok()?, n.parse().ok()?),
+            None => (rows.parse().ok()?, BLOCK_N),
+        };
         let (prefetch, unroll) = rest.split_once('u')?;
-        Some(Schedule {
-            prefetch: prefetch.parse().ok()?,
-            unroll: unroll.parse().ok()?,
-            block_m: block_m.parse().ok()?,
-        })
+        Some(Schedule { prefetch: prefetch.parse().ok()?, unroll: unroll.parse().ok()?, block_m, block_n })
     }
 
     /// Checks the schedule's ranges.
     pub fn validate(&self) -> Result<(), FormatError> {
-        if self.prefetch > 8 || !(1..=16).contains(&self.unroll) || ![8, 16, 32, 64].contains(&self.block_m) {
+        if self.prefetch > 8
+            || !(1..=16).contains(&self.unroll)
+            || ![8, 16, 32, 64].contains(&self.block_m)
+            || ![BLOCK_N, 2 * BLOCK_N].contains(&self.block_n)
+        {
             return Err(FormatError::Schedule(*self));
         }
         Ok(())
@@ -231,7 +260,7 @@ impl LaunchPlan {
     /// [`LaunchPlan::choose`]'s split for a given kernel (`block_m` rows per block): for a
     /// module with the 8-row kernel only ([`build_decode_module_for`]).
     pub fn choose_split(block_m: usize, m: usize, n: usize, k: usize, multiprocessors: usize) -> LaunchPlan {
-        let tiles = n.div_ceil(BLOCK_N).max(1) * m.div_ceil(block_m).max(1);
+        let tiles = n.div_ceil(LaunchPlan::columns_per_block(block_m)).max(1) * m.div_ceil(block_m).max(1);
         let steps = k.div_ceil(BLOCK_K);
         let most_blocks = 8 * multiprocessors.max(1);
         let mut splits = 1;
@@ -239,6 +268,12 @@ impl LaunchPlan {
             splits *= 2;
         }
         LaunchPlan { block_m, splits }
+    }
+
+    /// Columns of y per block of the layer module's matmul kernel with `block_m` rows
+    /// ([`build_module_for`]): [`DECODE_BLOCK_N`] for the 8-row kernel, else [`BLOCK_N`].
+    pub fn columns_per_block(block_m: usize) -> usize {
+        if block_m == BLOCK_M { DECODE_BLOCK_N } else { BLOCK_N }
     }
 
     /// f32 values of the workspace the plan needs for an `m × n` output (0 without a split):
@@ -324,7 +359,7 @@ pub enum FormatError {
         value: usize,
     },
     /// A schedule out of range.
-    #[error("schedule {0:?} is not supported: prefetch 0…8, unroll 1…16, block_m 8, 16, 32 or 64")]
+    #[error("schedule {0:?} is not supported: prefetch 0…8, unroll 1…16, block_m 8, 16, 32 or 64, block_n 64 or 128")]
     Schedule(Schedule),
     /// A launch plan out of range.
     #[error("launch plan {0:?} is not supported: block_m 8, 16, 32 or 64, splits 1…{MAX_SPLITS}")]
@@ -483,17 +518,23 @@ fn weight_layout() -> Result<RegisterLayout, FormatError> {
 }
 
 impl Layouts {
-    fn new(format: &WeightFormat, block_m: usize) -> Result<Layouts, FormatError> {
+    fn new(format: &WeightFormat, block_m: usize, block_n: usize) -> Result<Layouts, FormatError> {
         let bits = format.weight.bits() as usize;
         let rows = format.scale_rows();
         // The rows of y (and x) come in n8 tiles of the transposed product.
         let m8 = block_m / 8;
+        // Packed weight tiles per block, side by side along N: the outermost mode of every
+        // layout along N (each warp holds its 16 columns of every tile).
+        let tiles = block_n / BLOCK_N;
+        let per_tile = |inner: String| if tiles == 1 { inner } else { format!("local({tiles},1).{inner}") };
         Ok(Layouts {
             // The accumulator: the transposed product's C fragments, written transposed — each
             // warp its 16 columns, `m8` tiles of 8 rows; per thread rows (m, m+1) of column
             // n, then column n+8, then the row tile. The `dot` runs swapped (`xᵀ` as the B
             // operands): at decode sizes the few rows of x fill 8-row tiles, not 16.
-            acc: transposed_layout(&format!("spatial(4,1).local(1,{m8}).local(2,1).spatial(8,4).local(1,2)"))?,
+            acc: transposed_layout(&per_tile(format!(
+                "spatial(4,1).local(1,{m8}).local(2,1).spatial(8,4).local(1,2)"
+            )))?,
             // x as loaded: per row, runs of `4·chunk` consecutive elements (16-byte loads for
             // groups of 64 and more), the same in every warp.
             x_loaded: layout(&format!(
@@ -508,11 +549,11 @@ impl Layouts {
             x: layout(&format!("replicated(4).local({m8},8).spatial(8,4).local(1,2)"))?,
             // A tile's packed codes: each thread's 32 codes are `4·bits` consecutive bytes (see
             // `QuantizedWeights::pack_weights`), one 16-byte load for 4-bit weights.
-            weight_bytes: layout(&format!("spatial(1,{THREADS}).local(1,{})", 4 * bits))?,
-            weight: weight_layout()?,
+            weight_bytes: layout(&format!("local(1,{tiles}).spatial(1,{THREADS}).local(1,{})", 4 * bits))?,
+            weight: transposed_layout(&per_tile(WEIGHT_LAYOUT_T.to_string()))?,
             // Group values: each thread holds its two columns' values (n and n+8) for every
             // group row of the step (the 4 threads of a column pair replicate them).
-            group_rows: layout(&format!("local({rows},1).spatial(1,4).local(1,2).spatial(1,8).replicated(4)"))?,
+            group_rows: layout(&format!("local({rows},{tiles}).spatial(1,4).local(1,2).spatial(1,8).replicated(4)"))?,
         })
     }
 }
@@ -545,7 +586,7 @@ fn tile_bytes(format: &WeightFormat) -> usize {
 /// `s: ptr scale`, `z: ptr weight` (with zero points), `o: ptr scale` (with offsets),
 /// `y: ptr act`, `p: ptr f32` (the workspace of a split, see [`LaunchPlan`]; any buffer,
 /// even empty, when `splits` = 1), `m, n, k, splits: i32`; grid
-/// `(cdiv(n, 64), cdiv(m, 8), splits)`, 4 warps.
+/// `(cdiv(n, 128), cdiv(m, 8), splits)`, 4 warps.
 pub fn build_kernel(format: &WeightFormat) -> Result<Kernel, FormatError> {
     build_kernel_for(format, None)
 }
@@ -574,7 +615,8 @@ pub fn build_kernel_scheduled(
     let act = format.activation;
     let group = format.group_size as i64;
     let rows = format.scale_rows();
-    let layouts = Layouts::new(format, block_m)?;
+    let block_n = schedule.block_n;
+    let layouts = Layouts::new(format, block_m, block_n)?;
 
     let mut k = KernelBuilder::new(matmul_kernel_name(format, block_m), WARPS);
     // Pointers first, then m, n, k, splits: their positions, for the buffer shapes.
@@ -618,7 +660,7 @@ pub fn build_kernel_scheduled(
     for param in [Some(x), Some(w), Some(s), z, o, Some(y), Some(p)].into_iter().flatten() {
         k.align_param(param, BUFFER_ALIGN)?;
     }
-    let grid_n = GridExpr::cdiv(k.grid_param(n)?, GridExpr::Const(BLOCK_N as u64));
+    let grid_n = GridExpr::cdiv(k.grid_param(n)?, GridExpr::Const(block_n as u64));
     let grid_m = GridExpr::cdiv(k.grid_param(m)?, GridExpr::Const(block_m as u64));
     k.set_grid(vec![grid_n, grid_m, k.grid_param(splits)?]);
 
@@ -627,7 +669,7 @@ pub fn build_kernel_scheduled(
     k.name(bn, "bn")?;
     let bm = k.block_index(Axis::Y)?;
     k.name(bm, "bm")?;
-    let n0 = k.mul(bn, BLOCK_N as i64)?;
+    let n0 = k.mul(bn, block_n as i64)?;
     let m0 = k.mul(bm, block_m as i64)?;
     k.name(n0, "n0")?;
     k.name(m0, "m0")?;
@@ -683,13 +725,15 @@ pub fn build_kernel_scheduled(
     let k_stop = k.add(k_begin, span)?;
     let k_end = k.binary(BinaryOp::Min, k_stop, kk)?;
     k.name(k_end, "k_end")?;
-    let byte_col = k.mul(bn, tile_bytes as i64)?;
+    // The block's weight tiles are adjacent in the byte row (N tiles inner).
+    let block_bytes = tile_bytes * (block_n / BLOCK_N);
+    let byte_col = k.mul(bn, block_bytes as i64)?;
     k.name(byte_col, "byte_col")?;
 
     let tile = |dtype: DType, shape: [usize; 2], l: &RegisterLayout| {
         RegisterTensorType::new(dtype, shape.to_vec(), Some(l.clone()))
     };
-    let acc0 = k.fill(0.0, tile(DType::F32, [block_m, BLOCK_N], &layouts.acc))?;
+    let acc0 = k.fill(0.0, tile(DType::F32, [block_m, block_n], &layouts.acc))?;
     k.name(acc0, "acc0")?;
     // A step's inputs, loaded `schedule.prefetch` steps ahead of their use and carried through
     // the loop in registers, so that several steps' loads are in flight while the tensor cores
@@ -703,7 +747,7 @@ pub fn build_kernel_scheduled(
         let kt = k.binary(BinaryOp::Div, k0, BLOCK_K as i64)?;
         k.name(kt, &format!("kt{suffix}"))?;
         let bytes =
-            k.load_global(wv, &[kt.into(), byte_col.into()], tile(u8, [1, tile_bytes], &layouts.weight_bytes))?;
+            k.load_global(wv, &[kt.into(), byte_col.into()], tile(u8, [1, block_bytes], &layouts.weight_bytes))?;
         k.name(bytes, &format!("w_bytes{suffix}"))?;
         let g0 = k.binary(BinaryOp::Div, k0, group)?;
         k.name(g0, &format!("g{suffix}"))?;
@@ -714,7 +758,7 @@ pub fn build_kernel_scheduled(
             ov.map(|v| (v, format.scale, "o_row")),
         ];
         for (view, dtype, name) in group_views.into_iter().flatten() {
-            let t = k.load_global(view, &[g0.into(), n0.into()], tile(dtype, [rows, BLOCK_N], &layouts.group_rows))?;
+            let t = k.load_global(view, &[g0.into(), n0.into()], tile(dtype, [rows, block_n], &layouts.group_rows))?;
             loaded.push(k.name(t, &format!("{name}{suffix}"))?);
         }
         Ok(loaded)
@@ -728,7 +772,7 @@ pub fn build_kernel_scheduled(
         k.name(xa, "x_frag")?;
         let z_row = if format.zero_point { Some(next()?) } else { None };
         let o_row = if format.offset { Some(next()?) } else { None };
-        let q = k.view(bytes, tile(format.weight, [BLOCK_K, BLOCK_N], &layouts.weight))?;
+        let q = k.view(bytes, tile(format.weight, [BLOCK_K, block_n], &layouts.weight))?;
         k.name(q, "q")?;
         // The weight is formed in f32 for f32 scales and offsets, else in the activation type.
         let compute = if wide { DType::F32 } else { act };
@@ -741,7 +785,7 @@ pub fn build_kernel_scheduled(
         k.name(wf, "qf")?;
         // Group values broadcast over the group's rows, in `compute`.
         let broadcast = |k: &mut KernelBuilder, row: ValueId, dtype: DType, name: &str| {
-            let mut b = k.broadcast(row, tile(dtype, [BLOCK_K, BLOCK_N], &layouts.weight))?;
+            let mut b = k.broadcast(row, tile(dtype, [BLOCK_K, block_n], &layouts.weight))?;
             if dtype != compute {
                 b = k.cast(b, compute)?;
             }
@@ -960,7 +1004,7 @@ pub fn build_module(format: &WeightFormat) -> Result<Module, FormatError> {
 pub fn build_decode_module_for(format: &WeightFormat, n: Option<usize>) -> Result<Module, FormatError> {
     let decode = Schedule::for_format(format);
     let kernels = vec![build_kernel_scheduled(format, n, decode)?, build_reduce_kernel(format, n)?];
-    module_with_layouts(format, decode.block_m, kernels)
+    module_with_layouts(format, decode, kernels)
 }
 
 /// The rest of [`build_module_for`]: the 16- and 64-row matmul kernels (what a JIT-compiled
@@ -969,7 +1013,7 @@ pub fn build_decode_module_for(format: &WeightFormat, n: Option<usize>) -> Resul
 pub fn build_prefill_module_for(format: &WeightFormat, n: Option<usize>) -> Result<Module, FormatError> {
     let (medium, prefill) = (Schedule::medium_for(format), Schedule::prefill_for(format));
     let kernels = vec![build_kernel_scheduled(format, n, medium)?, build_kernel_scheduled(format, n, prefill)?];
-    module_with_layouts(format, prefill.block_m, kernels)
+    module_with_layouts(format, prefill, kernels)
 }
 
 /// [`build_module`] specialized for a known N (see [`build_kernel_for`]).
@@ -981,7 +1025,7 @@ pub fn build_module_for(format: &WeightFormat, n: Option<usize>) -> Result<Modul
         build_kernel_scheduled(format, n, Schedule::prefill_for(format))?,
         build_reduce_kernel(format, n)?,
     ];
-    module_with_layouts(format, decode.block_m, kernels)
+    module_with_layouts(format, decode, kernels)
 }
 
 /// A module of one matmul kernel with `schedule` and the reduction kernel (for comparing
@@ -992,13 +1036,13 @@ pub fn build_module_scheduled(
     schedule: Schedule,
 ) -> Result<Module, FormatError> {
     let kernels = vec![build_kernel_scheduled(format, n, schedule)?, build_reduce_kernel(format, n)?];
-    module_with_layouts(format, schedule.block_m, kernels)
+    module_with_layouts(format, schedule, kernels)
 }
 
-/// `kernels` in a module with the layouts of the `block_m`-row kernel named.
-fn module_with_layouts(format: &WeightFormat, block_m: usize, kernels: Vec<Kernel>) -> Result<Module, FormatError> {
+/// `kernels` in a module with the layouts of the kernel of `schedule` named.
+fn module_with_layouts(format: &WeightFormat, schedule: Schedule, kernels: Vec<Kernel>) -> Result<Module, FormatError> {
     use anybit_ir::program::{LayoutDef, NamedLayout};
-    let layouts = Layouts::new(format, block_m)?;
+    let layouts = Layouts::new(format, schedule.block_m, schedule.block_n)?;
     let named = [
         ("acc", layouts.acc),
         ("x_loaded", layouts.x_loaded),
@@ -1089,9 +1133,10 @@ pub enum PlanError {
     Interpreter(#[from] anybit_ir::interp::InterpError),
 }
 
-/// The grid of the matmul kernel's launch for an `m × n` output with `plan`.
+/// The grid of the layer module's matmul kernel with `plan.block_m` rows per block (see
+/// [`LaunchPlan::columns_per_block`]) for an `m × n` output with `plan`.
 pub fn grid(m: usize, n: usize, plan: LaunchPlan) -> [usize; 3] {
-    [n.div_ceil(BLOCK_N), m.div_ceil(plan.block_m), plan.splits]
+    [n.div_ceil(LaunchPlan::columns_per_block(plan.block_m)), m.div_ceil(plan.block_m), plan.splits]
 }
 
 /// The parameter values `m, n, k, splits` as grid-expression inputs, by parameter position.

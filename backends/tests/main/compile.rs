@@ -107,7 +107,7 @@ fn manifests_describe_the_launch() {
     let manifest: serde_json::Value = serde_json::from_str(&json).unwrap();
     let kernel = &manifest["kernels"][0];
     assert_eq!(kernel["threads_per_block"], 128);
-    assert_eq!(kernel["grid_text"][0], "cdiv(n, 64)");
+    assert_eq!(kernel["grid_text"][0], "cdiv(n, 128)");
     assert_eq!(kernel["params"][1]["dtype"], "u8");
     assert_eq!(kernel["params"][3]["dtype"], "u4");
     assert_eq!(kernel["params"][3]["bits"], 4);

@@ -267,12 +267,14 @@ fn a_split_writes_only_the_workspace_and_no_split_only_y() {
 #[test]
 fn launch_plans_follow_the_measurements() {
     let plan = |m, n, k| LaunchPlan::choose(m, n, k, 132);
-    // Few column tiles: split until ~500–900 blocks.
+    // Few column tiles: split until ~500–900 blocks (the 8-row kernel's blocks are 128
+    // columns wide: twice the split of 64-column blocks for the same grid).
     assert_eq!(plan(1, 4096, 14336), LaunchPlan { block_m: 8, splits: 8 });
     assert_eq!(plan(16, 4096, 4096), LaunchPlan { block_m: 16, splits: 8 });
-    assert_eq!(plan(1, 14336, 4096), LaunchPlan { block_m: 8, splits: 4 });
+    assert_eq!(plan(1, 14336, 4096), LaunchPlan { block_m: 8, splits: 8 });
+    assert_eq!(plan(1, 57344, 8192), LaunchPlan { block_m: 8, splits: 2 });
     // Enough tiles: no split.
-    assert_eq!(plan(1, 57344, 8192), LaunchPlan { block_m: 8, splits: 1 });
+    assert_eq!(plan(16, 57344, 8192), LaunchPlan { block_m: 16, splits: 1 });
     assert_eq!(plan(4096, 14336, 4096), LaunchPlan { block_m: 64, splits: 1 });
     // Up to 8 rows the 8-row kernel, up to 32 the 16-row one, more the 64-row one; short K:
     // no split below 8 steps per block.
@@ -283,7 +285,7 @@ fn launch_plans_follow_the_measurements() {
     assert_eq!(plan(1, 64, 512), LaunchPlan { block_m: 8, splits: 1 });
     assert_eq!(plan(1, 64, 1024), LaunchPlan { block_m: 8, splits: 2 });
     // Fewer SMs, fewer splits.
-    assert_eq!(LaunchPlan::choose(1, 14336, 4096, 46).splits, 1);
+    assert_eq!(LaunchPlan::choose(1, 14336, 4096, 46).splits, 2);
     for m in [1, 16, 17, 64, 4096] {
         let p = plan(m, 4096, 4096);
         p.validate().unwrap();
@@ -320,7 +322,10 @@ fn schedules_read_back_and_bad_ones_are_rejected() {
     use anybit_frontend::lowbit::{Schedule, build_kernel_scheduled};
     let default = Schedule::default();
     assert_eq!(Schedule::from_tag(&default.tag()), Some(default));
-    assert_eq!(Schedule::from_tag("m64p1u4"), Some(Schedule { block_m: 64, prefetch: 1, unroll: 4 }));
+    assert_eq!(Schedule::from_tag("m64p1u4"), Some(Schedule { block_m: 64, block_n: 64, prefetch: 1, unroll: 4 }));
+    let wide = Schedule { block_m: 8, block_n: 128, prefetch: 2, unroll: 2 };
+    assert_eq!(Schedule::from_tag("m8n128p2u2"), Some(wide));
+    assert_eq!(wide.tag(), "m8n128p2u2");
     for bad in ["", "p2u2", "m16p2", "mxp1u1", "m16p-1u2", "m16p2u2k4", "m16p2u"] {
         assert_eq!(Schedule::from_tag(bad), None, "{bad}");
     }

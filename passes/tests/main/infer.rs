@@ -352,18 +352,26 @@ fn lowbit_dot_layouts_are_the_mma_arrangement() {
         assert_eq!(dots.len(), 1, "{what}");
         let (a, b, c) = &dots[0];
         // The backend's mma.sync path, swapped (`yᵀ = Wᵀ·xᵀ`): c made of transposed C
-        // fragments (warps along N, 16 columns each; one 8-row tile), inferred from the
+        // fragments (warps along N, 16 columns of each of two tiles; one 8-row tile), inferred from the
         // operands the views give — the arrangement that takes both as they are.
-        assert_eq!(*c, layout("spatial(1,4).local(1,2).column_spatial(4,8).local(2,1)"), "{what}");
         let transposed = |l: &RegisterLayout| l.permute(&[1, 0]).unwrap();
+        // (Written for cᵀ: two 64-column tiles, warps along N, then the C fragment.)
+        let c_t = layout("local(2,1).spatial(4,1).local(2,1).spatial(8,4).local(1,2)");
+        assert_eq!(*c, transposed(&c_t), "{what}");
         let quotient = transposed(c).divide_right(&fragment(MmaOperand::Accumulator)).unwrap();
         let (a_target, b_target) = rules::mma_operands(&quotient, 64, MmaInstruction::M16N8K16F16).unwrap();
         // The dequantized weights are the A fragments of Wᵀ (the packing puts them there), x
         // relabeled by its view the B fragments of xᵀ: the `dot` takes both as they are.
         assert!(transposed(b).divide_right(&fragment(MmaOperand::A)).is_ok(), "{what}: {b}");
         assert!(transposed(a).divide_right(&fragment(MmaOperand::B)).is_ok(), "{what}: {a}");
-        assert_eq!(transposed(b), a_target, "{what}");
+        assert!(same_elements_per_thread(&transposed(b), &a_target), "{what}: {b} against {a_target}");
         assert!(same_elements_per_thread(&transposed(a), &b_target), "{what}: {a} against {b_target}");
+        // And the selection takes both as they stand: no conversion.
+        let ty =
+            |dtype, l: &RegisterLayout| anybit_ir::program::RegisterTensorType::new(dtype, l.shape(), Some(l.clone()));
+        let plan = anybit_passes::select::plan_mma(&ty(DType::F16, a), &ty(DType::F16, b), &ty(DType::F32, c)).unwrap();
+        assert!(plan.swapped, "{what}");
+        assert_eq!((plan.a_layout, plan.b_layout), (transposed(b), transposed(a)), "{what}");
         // Neither view reads its operand in memory order (the weights are re-packed for the B
         // fragments, x is relabeled to the k order σ): both are written out, on both sides.
         for (loaded, from, viewed, to) in views(kernel) {

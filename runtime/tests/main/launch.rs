@@ -66,10 +66,10 @@ fn the_manifest_knows_which_pointers_are_written() {
 #[test]
 fn valid_arguments_give_the_abi_words_and_the_grid() {
     let checked = check_launch(&manifest(), &args(33, 72, 128)).unwrap();
-    assert_eq!(checked.grid, [2, 5, 1]);
+    assert_eq!(checked.grid, [1, 5, 1]);
     // A split of K: the grid's third axis, and a workspace of 64-row slabs.
     let split = check_launch(&manifest(), &split_args(33, 72, 128, 2, 2 * 64 * 72)).unwrap();
-    assert_eq!(split.grid, [2, 5, 2]);
+    assert_eq!(split.grid, [1, 5, 2]);
     let small = error(&manifest(), &split_args(33, 72, 128, 2, 2 * 64 * 72 - 1));
     assert!(small.to_string().contains("parameter `p`: the buffer has 9215 elements"), "{small}");
     assert_eq!(checked.block, 128);
