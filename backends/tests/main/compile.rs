@@ -64,7 +64,7 @@ fn every_weight_type_with(backend: &dyn anybit_backends::Backend) {
         };
         let module = build_module(&format).unwrap();
         for target in [Target::Sm80, Target::Sm90] {
-            // Every kernel of the layer module: the 16-row and 64-row matmuls, the reduction.
+            // Every kernel of the layer module: the 8-, 16- and 64-row matmuls, the reduction.
             for kernel in &compile_with(backend, &module, target).kernels {
                 let report = ptxas(&kernel.ptx, target, None);
                 let name = &kernel.name;

@@ -198,8 +198,12 @@ fn the_generated_kernel_matches_the_reference_on_the_interpreter() {
         ("m16p2u2", 5),
         ("m8p2u2", 1),
         ("m8p1u2", 3),
+        ("m8n128p1u1", 2),
+        ("m16n128p1u2", 1),
+        ("m64n128p0u1", 3),
     ];
-    for (i, (weight, group, zp, act, m, n, k)) in cases.into_iter().chain(cases).enumerate() {
+    // Every schedule once, the cases in turn.
+    for (i, (weight, group, zp, act, m, n, k)) in cases.into_iter().cycle().take(schedules.len()).enumerate() {
         let f = format(weight, group, zp, act);
         let (tag, splits) = schedules[i % schedules.len()];
         let schedule = Schedule::from_tag(tag).unwrap();
@@ -350,7 +354,7 @@ fn rounded(dtype: DType, value: f64) -> f64 {
     dtype.decode_f64(dtype.encode(value)).unwrap()
 }
 
-/// The 16-row kernel of `weights.format` run on the interpreter for `x` (M × K activation
+/// The layer module's 16-row kernel of `weights.format` run on the interpreter for `x` (M × K activation
 /// codes): y.
 fn run_on_interpreter(weights: &QuantizedWeights, x: &[u32], m: usize) -> Vec<u32> {
     let module = build_module(&weights.format).unwrap();
