@@ -23,7 +23,7 @@ else
 fi
 cp target/release/gpu-cases target/release/gpu-run "$out/bin/"
 strip "$out/bin/gpu-cases" "$out/bin/gpu-run" 2>/dev/null || true
-# ANYBIT_BENCH_SCHEDULES=m16n128p2u2,m64n128p0u2,m8p2u2k4 adds benchmark modules with those
+# ANYBIT_BENCH_SCHEDULES=m16n128p1u1,m64n128p1u1,m8p2u2k4 adds benchmark modules with those
 # schedules (n128: 128 columns per block; k4: a split of K in 4).
 "$out/bin/gpu-cases" kernels "$out/kernels" ${ANYBIT_BENCH_SCHEDULES:+--schedules "$ANYBIT_BENCH_SCHEDULES"}
 for dir in "$out"/kernels/*/; do

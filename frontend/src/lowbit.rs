@@ -116,8 +116,10 @@ pub struct Schedule {
 }
 
 impl Default for Schedule {
+    /// The decode kernel's schedule for formats of light dequantization: what
+    /// [`Schedule::for_format`] gives u4 with f16 scales.
     fn default() -> Schedule {
-        Schedule { prefetch: 2, unroll: 2, block_m: BLOCK_M, block_n: BLOCK_N }
+        Schedule { prefetch: 1, unroll: 1, block_m: BLOCK_M, block_n: DECODE_BLOCK_N }
     }
 }
 
@@ -150,7 +152,7 @@ impl Schedule {
         // Odd widths' dequantization is long (three words per 32 codes): one copy of the loop
         // body halves what LLVM compiles (the JIT's latency) at no cost measured on the H100.
         let unroll = if odd { 1 } else { 2 };
-        Schedule { prefetch, unroll, ..Schedule::default() }
+        Schedule { prefetch, unroll, block_m: BLOCK_M, block_n: BLOCK_N }
     }
 
     /// The schedule of the kernel for small batches ([`MEDIUM_BLOCK_M`] rows, [`BLOCK_N`]

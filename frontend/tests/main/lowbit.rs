@@ -326,6 +326,8 @@ fn schedules_read_back_and_bad_ones_are_rejected() {
     use anybit_frontend::lowbit::{Schedule, build_kernel_scheduled};
     let default = Schedule::default();
     assert_eq!(Schedule::from_tag(&default.tag()), Some(default));
+    let u4 = format("u4", 128, false, DType::F16);
+    assert_eq!(Schedule::for_format(&u4), default);
     assert_eq!(Schedule::from_tag("m64p1u4"), Some(Schedule { block_m: 64, block_n: 64, prefetch: 1, unroll: 4 }));
     let wide = Schedule { block_m: 8, block_n: 128, prefetch: 2, unroll: 2 };
     assert_eq!(Schedule::from_tag("m8n128p2u2"), Some(wide));
