@@ -511,7 +511,7 @@ const WEIGHT_LAYOUT_T: &str = "spatial(4,1).local(1,4).column_local(2,2).spatial
 
 /// A layout written for the transposed tile (`[N, ·]`), with its dims exchanged.
 fn transposed_layout(expr: &str) -> Result<RegisterLayout, FormatError> {
-    layout(expr)?.permute(&[1, 0]).map_err(|e| FormatError::Data(format!("transposing `{expr}`: {e}")))
+    layout(expr)?.transpose().map_err(|e| FormatError::Data(format!("transposing `{expr}`: {e}")))
 }
 
 /// The weight tile's layout (`[K, N]`, see [`WEIGHT_LAYOUT_T`]).

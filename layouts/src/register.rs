@@ -929,6 +929,12 @@ impl RegisterLayout {
         Ok(graph.into_layout())
     }
 
+    /// A 2-D layout with its dims exchanged (`permute(&[1, 0])`): the same threads and slots,
+    /// each element at the transposed coordinates. Errors unless the layout is 2-D.
+    pub fn transpose(&self) -> Result<RegisterLayout> {
+        self.permute(&[1, 0])
+    }
+
     /// Reshapes the tile, keeping the row-major order of the logical index: element `x`
     /// of the old tile in row-major order is element `x` of the new tile. All dims' modes
     /// are flattened in row-major order (dim 0's outermost first) and cut into consecutive

@@ -248,19 +248,9 @@ pub fn plan_mma(a: &RegisterTensorType, b: &RegisterTensorType, c: &RegisterTens
     if let Some(plan) = plan_mma_checked(a, b, c).ok().flatten() {
         return Some(plan);
     }
-    let (at, bt, ct) = (transposed(a)?, transposed(b)?, transposed(c)?);
+    let (at, bt, ct) = (a.transposed()?, b.transposed()?, c.transposed()?);
     let plan = plan_mma_checked(&bt, &at, &ct).ok().flatten()?;
     Some(MmaPlan { swapped: true, ..plan })
-}
-
-/// A 2-D register tensor type with its dims exchanged (the same registers, relabeled).
-pub fn transposed(t: &RegisterTensorType) -> Option<RegisterTensorType> {
-    let [rows, cols] = t.shape[..] else { return None };
-    let layout = match &t.layout {
-        Some(l) => Some(l.permute(&[1, 0]).ok()?),
-        None => None,
-    };
-    Some(RegisterTensorType::new(t.dtype, vec![cols, rows], layout))
 }
 
 fn plan_mma_checked(

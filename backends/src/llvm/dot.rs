@@ -326,7 +326,7 @@ impl<'k, E: Emit> Lower<'k, E> {
 /// keeps its slot order). The origin is dropped: it names an untransposed sub-tile.
 fn transposed<V: Clone>(t: &Tile<V>) -> LResult<Tile<V>> {
     let [rows, cols] = t.shape[..] else { return internal("a swapped mma operand is not 2-D") };
-    let layout = match t.layout.permute(&[1, 0]) {
+    let layout = match t.layout.transpose() {
         Ok(l) => l,
         Err(e) => return internal(format!("transposing an mma operand's layout: {e}")),
     };

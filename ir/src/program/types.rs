@@ -64,6 +64,16 @@ impl RegisterTensorType {
         RegisterTensorType { dtype, shape, layout }
     }
 
+    /// A 2-D type with its dims exchanged (the same registers, relabeled); `None` unless 2-D.
+    pub fn transposed(&self) -> Option<RegisterTensorType> {
+        let [rows, cols] = self.shape[..] else { return None };
+        let layout = match &self.layout {
+            Some(l) => Some(l.transpose().ok()?),
+            None => None,
+        };
+        Some(RegisterTensorType::new(self.dtype, vec![cols, rows], layout))
+    }
+
     /// Number of elements (saturating: verified shapes never overflow).
     pub fn num_elements(&self) -> usize {
         self.shape.iter().fold(1usize, |n, &d| n.saturating_mul(d))

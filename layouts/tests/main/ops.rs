@@ -173,6 +173,9 @@ fn permute_examples_and_errors() {
     assert_eq!(f.permute(&[0, 0]), Err(LayoutError::NotAPermutation { perm: vec![0, 0], rank: 2 }));
     assert!(matches!(f.permute(&[0]), Err(LayoutError::NotAPermutation { .. })));
     assert!(matches!(f.permute(&[0, 2]), Err(LayoutError::NotAPermutation { .. })));
+    // The 2-D transpose is that permutation, and only for 2-D layouts.
+    assert_eq!(f.transpose().unwrap(), p);
+    assert!(layout("spatial(32)").transpose().is_err());
 }
 
 #[test]

@@ -282,7 +282,7 @@ pub fn conversion_free_accumulator(
 ) -> Option<RegisterLayout> {
     let (a, b) = operands;
     let (Some(&m), Some(&n)) = (a.shape.first(), b.shape.get(1)) else { return None };
-    let transposed = |l: &RegisterLayout| l.permute(&[1, 0]).ok();
+    let transposed = |l: &RegisterLayout| l.transpose().ok();
     for swapped in [false, true] {
         // The problem the instructions see: (rows, cols) of their accumulators.
         let (rows, cols) = if swapped { (n, m) } else { (m, n) };

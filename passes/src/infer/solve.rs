@@ -336,7 +336,7 @@ impl<'a> Solver<'a> {
             // a and b fit the accumulator c actually has (transposed for a swapped one).
             let Some(c_layout) = self.assigned[cc].as_ref().map(|a| a.layout.clone()) else { continue };
             let fragment = instruction.fragment(MmaOperand::Accumulator);
-            let transposed = |l: &RegisterLayout| l.permute(&[1, 0]).ok();
+            let transposed = |l: &RegisterLayout| l.transpose().ok();
             let operands = match c_layout.divide_right(&fragment) {
                 Ok(quotient) => rules::mma_operands(&quotient, k, instruction),
                 Err(_) => transposed(&c_layout)
