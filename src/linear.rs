@@ -572,8 +572,8 @@ impl QuantizedLinear {
             Engine::Interpreter { .. } => INTERPRETER_MULTIPROCESSORS,
         };
         match self.has_prefill_kernel() {
-            true => LaunchPlan::choose(m, self.n, self.k, multiprocessors),
-            false => LaunchPlan::choose_split(BLOCK_M, m, self.n, self.k, multiprocessors),
+            true => LaunchPlan::choose(&self.format, m, self.n, self.k, multiprocessors),
+            false => LaunchPlan::choose_split(&self.format, BLOCK_M, m, self.n, self.k, multiprocessors),
         }
     }
 
@@ -618,21 +618,22 @@ impl QuantizedLinear {
         let runs = options.runs.max(1);
         let prefill = self.wait_for_prefill_kernel()?;
         let (n, k) = (self.n, self.k);
-        let report = crate::tune::tune_with(&options.ms, n, k, gpu.multiprocessors(), prefill, |m, plan| {
-            let Some((_, x, y)) = inputs.iter_mut().find(|(input_m, _, _)| *input_m == m) else {
-                return Err(LinearError::Plan { plan, why: format!("no input of {m} rows") });
-            };
-            // One untimed launch first (module loading, the memory pool's first allocation).
-            self.launch(stream, x, y, m, plan)?;
-            let mut micros = Vec::with_capacity(runs);
-            for _ in 0..runs {
-                flush.fill_zeros(stream)?;
-                let elapsed = stream.time(|| self.launch(stream, x, y, m, plan))?;
-                micros.push(elapsed.as_secs_f64() * 1e6);
-            }
-            micros.sort_by(f64::total_cmp);
-            Ok(micros[micros.len() / 2])
-        })?;
+        let report =
+            crate::tune::tune_with(&self.format, &options.ms, n, k, gpu.multiprocessors(), prefill, |m, plan| {
+                let Some((_, x, y)) = inputs.iter_mut().find(|(input_m, _, _)| *input_m == m) else {
+                    return Err(LinearError::Plan { plan, why: format!("no input of {m} rows") });
+                };
+                // One untimed launch first (module loading, the memory pool's first allocation).
+                self.launch(stream, x, y, m, plan)?;
+                let mut micros = Vec::with_capacity(runs);
+                for _ in 0..runs {
+                    flush.fill_zeros(stream)?;
+                    let elapsed = stream.time(|| self.launch(stream, x, y, m, plan))?;
+                    micros.push(elapsed.as_secs_f64() * 1e6);
+                }
+                micros.sort_by(f64::total_cmp);
+                Ok(micros[micros.len() / 2])
+            })?;
         for winner in &report.winners {
             self.set_plan(winner.m, winner.plan)?;
         }

@@ -15,7 +15,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anybit_frontend::lowbit::{BLOCK_K, BLOCK_M, LaunchPlan, MAX_SPLITS, MEDIUM_BLOCK_M, PREFILL_BLOCK_M};
+use anybit_frontend::lowbit::{
+    BLOCK_K, BLOCK_M, LaunchPlan, MAX_SPLITS, MEDIUM_BLOCK_M, PREFILL_BLOCK_M, Schedule, WeightFormat,
+};
 use anybit_runtime::cache::CacheConfig;
 use serde::{Deserialize, Serialize};
 
@@ -59,20 +61,29 @@ pub struct TuneReport {
     pub seconds: f64,
 }
 
-/// The plans tried for `m` rows of an `n`-column output over `k` on `multiprocessors` SMs:
+/// The plans tried for `m` rows of an `n`-column output over `k` on `multiprocessors` SMs, for
+/// a layer of `format` (whose kernels' columns per block count the blocks):
 /// the 8-row kernel (and for more than 8 rows the 16- and 64-row ones, when the layer has
 /// them: `prefill`), each with K split in every
 /// power of two up to [`MAX_SPLITS`] that leaves each block at least two 64-row steps of K
 /// and the grid at most 16 blocks per SM (beyond either, the reduction and the idle blocks
 /// only cost). Never empty: one split is always a candidate.
-pub fn candidates(m: usize, n: usize, k: usize, multiprocessors: usize, prefill: bool) -> Vec<LaunchPlan> {
+pub fn candidates(
+    format: &WeightFormat,
+    m: usize,
+    n: usize,
+    k: usize,
+    multiprocessors: usize,
+    prefill: bool,
+) -> Vec<LaunchPlan> {
     let kernels: &[usize] =
         if m > BLOCK_M && prefill { &[BLOCK_M, MEDIUM_BLOCK_M, PREFILL_BLOCK_M] } else { &[BLOCK_M] };
     let steps = k.div_ceil(BLOCK_K).max(1);
     let most_blocks = 16 * multiprocessors.max(1);
     let mut plans = Vec::new();
     for &block_m in kernels {
-        let tiles = n.div_ceil(LaunchPlan::columns_per_block(block_m)).max(1) * m.div_ceil(block_m).max(1);
+        let columns = Schedule::for_rows(format, block_m).block_n;
+        let tiles = n.div_ceil(columns).max(1) * m.div_ceil(block_m).max(1);
         let mut splits = 1;
         loop {
             plans.push(LaunchPlan { block_m, splits });
@@ -88,6 +99,7 @@ pub fn candidates(m: usize, n: usize, k: usize, multiprocessors: usize, prefill:
 /// Measures every candidate plan for each M of `ms` with `measure(m, plan)` (microseconds)
 /// and picks the fastest per M (the first of equal times). Stops at the first error.
 pub fn tune_with<E>(
+    format: &WeightFormat,
     ms: &[usize],
     n: usize,
     k: usize,
@@ -103,7 +115,7 @@ pub fn tune_with<E>(
     let mut winners = Vec::new();
     for m in ms {
         let mut best: Option<Measurement> = None;
-        for plan in candidates(m, n, k, multiprocessors, prefill) {
+        for plan in candidates(format, m, n, k, multiprocessors, prefill) {
             let micros = measure(m, plan)?;
             let measured = Measurement { m, plan, micros };
             measurements.push(measured);

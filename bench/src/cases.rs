@@ -487,7 +487,7 @@ pub fn bench_modules(extra: &[(Schedule, usize)]) -> Result<Vec<BenchModule>, St
         };
         // Every benchmarked N is a multiple of 64: let the vectorizer prove the rows aligned.
         let module = build_module_for(&format, Some(64)).map_err(|e| e.to_string())?;
-        let plans = bench_plans(|k, n, m| LaunchPlan::choose(m, n, k, BENCH_MULTIPROCESSORS));
+        let plans = bench_plans(|k, n, m| LaunchPlan::choose(&format, m, n, k, BENCH_MULTIPROCESSORS));
         modules.push(BenchModule { name: format!("bench_{name}"), module, plans });
         for &(schedule, splits) in extra {
             let module = build_module_scheduled(&format, Some(64), schedule).map_err(|e| e.to_string())?;

@@ -14,8 +14,9 @@
 //!
 //! # What the kernel computes
 //!
-//! Each block computes a `BM × BN` tile of y (8 × 128 in the decode kernel, 16 × 64 and
-//! 64 × 64 in the others; see [`Schedule`]), looping over K in steps of `BK` = 64. Per step
+//! Each block computes a `BM × BN` tile of y (8 × 128 in the decode kernel; 16 or 64 rows by
+//! 128 columns, or by 64 for formats of heavier dequantization, in the others; see
+//! [`Schedule`]), looping over K in steps of `BK` = 64. Per step
 //! it loads an x tile and the weight bytes of `BN / 64` packed `BK × 64` tiles, each thread
 //! its own contiguous bytes of each, and views them as the weight type in
 //! the layout of the tensor cores' A operands for the transposed product `yᵀ = Wᵀ·xᵀ` (the
@@ -155,19 +156,42 @@ impl Schedule {
         Schedule { prefetch, unroll, block_m: BLOCK_M, block_n: BLOCK_N }
     }
 
-    /// The schedule of the kernel for small batches ([`MEDIUM_BLOCK_M`] rows, [`BLOCK_N`]
-    /// columns per block).
+    /// The schedule of the kernel for small batches ([`MEDIUM_BLOCK_M`] rows per block): as
+    /// the decode kernel's, 128 columns, for formats of light dequantization
+    /// ([`WeightFormat::is_light`]: 21% fewer SASS instructions per weight for u4, at 86
+    /// registers), else 64 columns with the 64-column kernels' prefetch and unrolling.
     pub fn medium_for(format: &WeightFormat) -> Schedule {
-        Schedule { block_m: MEDIUM_BLOCK_M, ..Schedule::wide_for(format) }
+        match format.is_light() {
+            true => Schedule { block_m: MEDIUM_BLOCK_M, ..Schedule::for_format(format) },
+            false => Schedule { block_m: MEDIUM_BLOCK_M, ..Schedule::wide_for(format) },
+        }
     }
 
-    /// The schedule of the kernel for many rows ([`PREFILL_BLOCK_M`] rows, [`BLOCK_N`]
-    /// columns per block): as [`Schedule::medium_for`], with at most one step prefetched (the four-times-larger x
-    /// tiles and accumulators need the registers; measured best on the H100 for u4 at
-    /// M = 64 and 4096), and none for lookup tables, weights formed in f32 and widths that do
-    /// not divide 32 bits, whose decode needs more registers still (one step spills at 255
-    /// registers on sm_80 or sm_90).
+    /// The schedule of the layer module's kernel with `block_m` rows per block (see
+    /// [`build_module_for`]): [`Schedule::for_format`], [`Schedule::medium_for`] or
+    /// [`Schedule::prefill_for`].
+    pub fn for_rows(format: &WeightFormat, block_m: usize) -> Schedule {
+        match block_m {
+            BLOCK_M => Schedule::for_format(format),
+            MEDIUM_BLOCK_M => Schedule::medium_for(format),
+            _ => Schedule::prefill_for(format),
+        }
+    }
+
+    /// The schedule of the kernel for many rows ([`PREFILL_BLOCK_M`] rows per block). For
+    /// formats of light dequantization with one group row per step (groups of 64 and more)
+    /// and no zero points, the decode kernel's: 128 columns, one step prefetched, no
+    /// unrolling (18% fewer SASS instructions per weight for u4, at the 64-column kernel's
+    /// registers; with two group rows per step, or zero points, it reaches 248–255 on
+    /// sm_80). Else 64 columns with at most one step prefetched (the
+    /// four-times-larger x tiles and accumulators need the registers; measured best on the
+    /// H100 for u4 at M = 64 and 4096), and none for lookup tables, weights formed in f32 and
+    /// widths that do not divide 32 bits, whose decode needs more registers still (one step
+    /// spills at 255 registers on sm_80 or sm_90).
     pub fn prefill_for(format: &WeightFormat) -> Schedule {
+        if format.is_light() && format.scale_rows() == 1 && !format.zero_point {
+            return Schedule { block_m: PREFILL_BLOCK_M, ..Schedule::for_format(format) };
+        }
         let wide = Schedule::wide_for(format);
         let heavy = format.lut.is_some() || format.dequantizes_in_f32() || 32 % format.weight.bits() != 0;
         let prefetch = if heavy { 0 } else { wide.prefetch.min(1) };
@@ -250,19 +274,29 @@ impl LaunchPlan {
     ///   4), and grids of 896 tiles won without one.
     ///
     /// A tuned plan ([`LaunchPlan::from_tag`], the tuner) may replace it per GPU and shape.
-    pub fn choose(m: usize, n: usize, k: usize, multiprocessors: usize) -> LaunchPlan {
+    ///
+    /// Blocks are counted with the columns of `format`'s kernels ([`Schedule::for_rows`]).
+    pub fn choose(format: &WeightFormat, m: usize, n: usize, k: usize, multiprocessors: usize) -> LaunchPlan {
         let block_m = match m {
             0..=BLOCK_M => BLOCK_M,
             _ if m <= DECODE_MAX_M => MEDIUM_BLOCK_M,
             _ => PREFILL_BLOCK_M,
         };
-        LaunchPlan::choose_split(block_m, m, n, k, multiprocessors)
+        LaunchPlan::choose_split(format, block_m, m, n, k, multiprocessors)
     }
 
     /// [`LaunchPlan::choose`]'s split for a given kernel (`block_m` rows per block): for a
     /// module with the 8-row kernel only ([`build_decode_module_for`]).
-    pub fn choose_split(block_m: usize, m: usize, n: usize, k: usize, multiprocessors: usize) -> LaunchPlan {
-        let tiles = n.div_ceil(LaunchPlan::columns_per_block(block_m)).max(1) * m.div_ceil(block_m).max(1);
+    pub fn choose_split(
+        format: &WeightFormat,
+        block_m: usize,
+        m: usize,
+        n: usize,
+        k: usize,
+        multiprocessors: usize,
+    ) -> LaunchPlan {
+        let columns = Schedule::for_rows(format, block_m).block_n;
+        let tiles = n.div_ceil(columns).max(1) * m.div_ceil(block_m).max(1);
         let steps = k.div_ceil(BLOCK_K);
         let most_blocks = 8 * multiprocessors.max(1);
         let mut splits = 1;
@@ -270,12 +304,6 @@ impl LaunchPlan {
             splits *= 2;
         }
         LaunchPlan { block_m, splits }
-    }
-
-    /// Columns of y per block of the layer module's matmul kernel with `block_m` rows
-    /// ([`build_module_for`]): [`DECODE_BLOCK_N`] for the 8-row kernel, else [`BLOCK_N`].
-    pub fn columns_per_block(block_m: usize) -> usize {
-        if block_m == BLOCK_M { DECODE_BLOCK_N } else { BLOCK_N }
     }
 
     /// f32 values of the workspace the plan needs for an `m × n` output (0 without a split):
@@ -396,6 +424,13 @@ pub struct WeightFormat {
 }
 
 impl WeightFormat {
+    /// Whether the dequantization is light enough (1-, 2- or 4-bit codes decoded by a cast,
+    /// formed in the activation type) for every kernel to take two weight tiles per block
+    /// without spilling: heavier formats' 16- and 64-row kernels reach 255 registers with two.
+    pub fn is_light(&self) -> bool {
+        self.lut.is_none() && !self.dequantizes_in_f32() && [1, 2, 4].contains(&self.weight.bits())
+    }
+
     /// The lookup-table format of `lut` (its `uN` codes decode through the table), without zero
     /// points or offsets.
     pub fn with_lut(lut: Lut, group_size: usize, scale: DType, activation: DType) -> WeightFormat {
@@ -1135,10 +1170,11 @@ pub enum PlanError {
     Interpreter(#[from] anybit_ir::interp::InterpError),
 }
 
-/// The grid of the layer module's matmul kernel with `plan.block_m` rows per block (see
-/// [`LaunchPlan::columns_per_block`]) for an `m × n` output with `plan`.
-pub fn grid(m: usize, n: usize, plan: LaunchPlan) -> [usize; 3] {
-    [n.div_ceil(LaunchPlan::columns_per_block(plan.block_m)), m.div_ceil(plan.block_m), plan.splits]
+/// The grid of `format`'s layer-module matmul kernel with `plan.block_m` rows per block (of
+/// [`Schedule::for_rows`]'s columns) for an `m × n` output with `plan`.
+pub fn grid(format: &WeightFormat, m: usize, n: usize, plan: LaunchPlan) -> [usize; 3] {
+    let columns = Schedule::for_rows(format, plan.block_m).block_n;
+    [n.div_ceil(columns), m.div_ceil(plan.block_m), plan.splits]
 }
 
 /// The parameter values `m, n, k, splits` as grid-expression inputs, by parameter position.

@@ -84,7 +84,7 @@ fn each_call_runs_its_plan_and_every_plan_matches_the_reference() {
     layer.set_plan(2, LaunchPlan { block_m: 16, splits: 5 }).unwrap();
     assert_eq!(layer.plan_for(1), LaunchPlan { block_m: 16, splits: 5 });
     assert_eq!(layer.plan_for(5), LaunchPlan { block_m: 64, splits: 3 });
-    assert_eq!(layer.plan_for(9), LaunchPlan::choose(9, n, k, anybit::linear::INTERPRETER_MULTIPROCESSORS));
+    assert_eq!(layer.plan_for(9), LaunchPlan::choose(&format, 9, n, k, anybit::linear::INTERPRETER_MULTIPROCESSORS));
     for m in [2, 5] {
         let x = activations(&format, m, k, &mut rng);
         let ratio = worst_ratio(&weights, &x, &layer.forward(&x).unwrap());

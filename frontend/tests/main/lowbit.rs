@@ -34,7 +34,7 @@ fn every_weight_type_builds() {
                 for (kernel, block_m) in module.kernels.iter().zip([8, 16, 64]) {
                     for splits in [1, 3] {
                         let plan = LaunchPlan { block_m, splits };
-                        let want = grid(33, 130, plan).iter().map(|&g| g as u64).collect();
+                        let want = grid(&f, 33, 130, plan).iter().map(|&g| g as u64).collect();
                         assert_eq!(eval_grid(kernel, 33, 130, 256, splits), Some(want), "{}", kernel.name);
                     }
                 }
@@ -270,15 +270,18 @@ fn a_split_writes_only_the_workspace_and_no_split_only_y() {
 /// The plan the layer picks per launch, at the points measured on the H100 (132 SMs).
 #[test]
 fn launch_plans_follow_the_measurements() {
-    let plan = |m, n, k| LaunchPlan::choose(m, n, k, 132);
+    let u4 = format("u4", 128, false, DType::BF16);
+    let plan = |m, n, k| LaunchPlan::choose(&u4, m, n, k, 132);
     // Few column tiles: split until ~500–900 blocks (the 8-row kernel's blocks are 128
     // columns wide: twice the split of 64-column blocks for the same grid).
     assert_eq!(plan(1, 4096, 14336), LaunchPlan { block_m: 8, splits: 8 });
     assert_eq!(plan(16, 4096, 4096), LaunchPlan { block_m: 16, splits: 8 });
     assert_eq!(plan(1, 14336, 4096), LaunchPlan { block_m: 8, splits: 8 });
     assert_eq!(plan(1, 57344, 8192), LaunchPlan { block_m: 8, splits: 2 });
-    // Enough tiles: no split.
-    assert_eq!(plan(16, 57344, 8192), LaunchPlan { block_m: 16, splits: 1 });
+    // Enough tiles: no split (u8's 16-row kernel has 64 columns per block, u4's 128).
+    let u8 = format("u8", 128, true, DType::BF16);
+    assert_eq!(LaunchPlan::choose(&u8, 16, 57344, 8192, 132), LaunchPlan { block_m: 16, splits: 1 });
+    assert_eq!(plan(16, 57344, 8192), LaunchPlan { block_m: 16, splits: 2 });
     assert_eq!(plan(4096, 14336, 4096), LaunchPlan { block_m: 64, splits: 1 });
     // Up to 8 rows the 8-row kernel, up to 32 the 16-row one, more the 64-row one; short K:
     // no split below 8 steps per block.
@@ -289,7 +292,7 @@ fn launch_plans_follow_the_measurements() {
     assert_eq!(plan(1, 64, 512), LaunchPlan { block_m: 8, splits: 1 });
     assert_eq!(plan(1, 64, 1024), LaunchPlan { block_m: 8, splits: 2 });
     // Fewer SMs, fewer splits.
-    assert_eq!(LaunchPlan::choose(1, 14336, 4096, 46).splits, 2);
+    assert_eq!(LaunchPlan::choose(&u4, 1, 14336, 4096, 46).splits, 2);
     for m in [1, 16, 17, 64, 4096] {
         let p = plan(m, 4096, 4096);
         p.validate().unwrap();
