@@ -778,13 +778,38 @@ pub fn build_kernel_scheduled(
     let wide = format.dequantizes_in_f32();
     // The loaded values, in order: x tile, weight bytes, scales, then zero points and offsets
     // when the format has them. `suffix` tells the copies apart in the printed kernel.
-    let load_step = |k: &mut KernelBuilder, k0: ValueId, suffix: &str| -> Result<Vec<ValueId>, BuildError> {
-        let xa = k.load_global(xv, &[m0.into(), k0.into()], tile(act, [block_m, BLOCK_K], &layouts.x_loaded))?;
+    // When K is whole steps (groups of 64 and more), the 8- and 16-row kernels' loop loads
+    // inside K (`inside`: no bounds test per step, only the loop-invariant ones along M and
+    // N), because it clamps the step it prefetches to the block's last (re-reading it,
+    // unused, in the last iterations). The 64-row kernel, whose many x rows keep many
+    // loop-invariant row tests alive, measured no better with it and keeps the tests. With
+    // groups of 32, a step may be half past K, where x must read zeros.
+    let loads_inside_k = format.group_size.is_multiple_of(BLOCK_K) && block_m <= MEDIUM_BLOCK_M;
+    let k_last = match loads_inside_k {
+        true => {
+            let last = k.sub(k_end, BLOCK_K as i64)?;
+            Some(k.name(last, "k_last")?)
+        }
+        false => None,
+    };
+    // `inside_k`: the step is promised inside K (its loads test no bound along K).
+    let load_step = |k: &mut KernelBuilder, k0: ValueId, suffix: &str, inside_k: bool| {
+        let along = |dim: usize| if inside_k { vec![dim] } else { vec![] };
+        let xa = k.load_global_inside(
+            xv,
+            &[m0.into(), k0.into()],
+            tile(act, [block_m, BLOCK_K], &layouts.x_loaded),
+            &along(1),
+        )?;
         k.name(xa, &format!("x_tile{suffix}"))?;
         let kt = k.binary(BinaryOp::Div, k0, BLOCK_K as i64)?;
         k.name(kt, &format!("kt{suffix}"))?;
-        let bytes =
-            k.load_global(wv, &[kt.into(), byte_col.into()], tile(u8, [1, block_bytes], &layouts.weight_bytes))?;
+        let bytes = k.load_global_inside(
+            wv,
+            &[kt.into(), byte_col.into()],
+            tile(u8, [1, block_bytes], &layouts.weight_bytes),
+            &along(0),
+        )?;
         k.name(bytes, &format!("w_bytes{suffix}"))?;
         let g0 = k.binary(BinaryOp::Div, k0, group)?;
         k.name(g0, &format!("g{suffix}"))?;
@@ -795,10 +820,15 @@ pub fn build_kernel_scheduled(
             ov.map(|v| (v, format.scale, "o_row")),
         ];
         for (view, dtype, name) in group_views.into_iter().flatten() {
-            let t = k.load_global(view, &[g0.into(), n0.into()], tile(dtype, [rows, block_n], &layouts.group_rows))?;
+            let t = k.load_global_inside(
+                view,
+                &[g0.into(), n0.into()],
+                tile(dtype, [rows, block_n], &layouts.group_rows),
+                &along(0),
+            )?;
             loaded.push(k.name(t, &format!("{name}{suffix}"))?);
         }
-        Ok(loaded)
+        Ok::<_, BuildError>(loaded)
     };
     // The step's arithmetic on loaded inputs: dequantize, scale, multiply-accumulate.
     let compute_step = |k: &mut KernelBuilder, acc: ValueId, inputs: &[ValueId]| -> Result<ValueId, BuildError> {
@@ -852,7 +882,7 @@ pub fn build_kernel_scheduled(
     for step in 0..schedule.prefetch {
         let k0 = k.add(k_begin, (step * BLOCK_K) as i64)?;
         k.name(k0, &format!("k_prefetch{step}"))?;
-        inits.extend(load_step(&mut k, k0, &format!("_{step}"))?.into_iter().map(Operand::Value));
+        inits.extend(load_step(&mut k, k0, &format!("_{step}"), false)?.into_iter().map(Operand::Value));
     }
     let per_step = inits.len().saturating_sub(1) / schedule.prefetch.max(1);
     let body = |k: &mut KernelBuilder, k0: ValueId, carried: &[ValueId]| {
@@ -869,12 +899,17 @@ pub fn build_kernel_scheduled(
             }
         }
         if schedule.prefetch == 0 {
-            let inputs = load_step(k, k0, "")?;
+            let inputs = load_step(k, k0, "", loads_inside_k)?;
             return Ok(vec![Operand::Value(compute_step(k, acc, &inputs)?)]);
         }
-        let ahead = k.add(k0, (schedule.prefetch * BLOCK_K) as i64)?;
+        let mut ahead = k.add(k0, (schedule.prefetch * BLOCK_K) as i64)?;
         k.name(ahead, "k_ahead")?;
-        let fetched = load_step(k, ahead, "_ahead")?;
+        if let Some(k_last) = k_last {
+            // The block's last step at most (k0 is a step of the block, so that is one too).
+            ahead = k.binary(BinaryOp::Min, ahead, k_last)?;
+            k.name(ahead, "k_fetch")?;
+        }
+        let fetched = load_step(k, ahead, "_ahead", loads_inside_k)?;
         let next = compute_step(k, acc, &carried[1..1 + per_step])?;
         // The queue moves up by one step: drop the used inputs, append the fetched ones.
         let mut yields = vec![Operand::Value(next)];

@@ -311,6 +311,16 @@ impl KernelBuilder {
         self.push1(Op::Compare { op, lhs: lhs.into(), rhs: rhs.into() })
     }
 
+    /// `fma`: `a · b + c` rounded once (`f32`).
+    pub fn fma(
+        &mut self,
+        a: impl Into<Operand>,
+        b: impl Into<Operand>,
+        c: impl Into<Operand>,
+    ) -> Result<ValueId, BuildError> {
+        self.push1(Op::Fma { a: a.into(), b: b.into(), c: c.into() })
+    }
+
     /// `select`.
     pub fn select(
         &mut self,
@@ -395,14 +405,26 @@ impl KernelBuilder {
         self.push1(Op::GlobalView { ptr, shape: shape.to_vec(), strides })
     }
 
-    /// `load_global`.
+    /// `load_global` (elements outside the view read 0).
     pub fn load_global(
         &mut self,
         src: ValueId,
         offsets: &[Operand],
         ty: RegisterTensorType,
     ) -> Result<ValueId, BuildError> {
-        self.push1(Op::LoadGlobal { src, offsets: offsets.to_vec(), ty })
+        self.load_global_inside(src, offsets, ty, &[])
+    }
+
+    /// `load_global … inside [dims]`: with the dims along which the kernel promises the tile
+    /// inside the view (see [`Op::LoadGlobal`]).
+    pub fn load_global_inside(
+        &mut self,
+        src: ValueId,
+        offsets: &[Operand],
+        ty: RegisterTensorType,
+        inside: &[usize],
+    ) -> Result<ValueId, BuildError> {
+        self.push1(Op::LoadGlobal { src, offsets: offsets.to_vec(), ty, inside: inside.to_vec() })
     }
 
     /// `store_global`.

@@ -47,6 +47,7 @@ impl Renumber {
             Op::Unary { op, x } => Op::Unary { op: *op, x: self.operand(*x)? },
             Op::Binary { op, lhs, rhs } => Op::Binary { op: *op, lhs: self.operand(*lhs)?, rhs: self.operand(*rhs)? },
             Op::Compare { op, lhs, rhs } => Op::Compare { op: *op, lhs: self.operand(*lhs)?, rhs: self.operand(*rhs)? },
+            Op::Fma { a, b, c } => Op::Fma { a: self.operand(*a)?, b: self.operand(*b)?, c: self.operand(*c)? },
             Op::Select { cond, on_true, on_false } => Op::Select {
                 cond: self.operand(*cond)?,
                 on_true: self.operand(*on_true)?,
@@ -65,9 +66,12 @@ impl Renumber {
             Op::GlobalView { ptr, shape, strides } => {
                 Op::GlobalView { ptr: v(ptr)?, shape: self.operands(shape)?, strides: self.operands(strides)? }
             }
-            Op::LoadGlobal { src, offsets, ty } => {
-                Op::LoadGlobal { src: v(src)?, offsets: self.operands(offsets)?, ty: ty.clone() }
-            }
+            Op::LoadGlobal { src, offsets, ty, inside } => Op::LoadGlobal {
+                src: v(src)?,
+                offsets: self.operands(offsets)?,
+                ty: ty.clone(),
+                inside: inside.clone(),
+            },
             Op::StoreGlobal { value, dst, offsets } => {
                 Op::StoreGlobal { value: v(value)?, dst: v(dst)?, offsets: self.operands(offsets)? }
             }

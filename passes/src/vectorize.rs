@@ -190,7 +190,7 @@ fn base_tz(layout: &RegisterLayout, dim: usize) -> u32 {
 fn access_via(kernel: &Kernel, facts: &Divisibility, id: InstId) -> Option<Via> {
     let inst = kernel.insts.get(id)?;
     let (view, offsets, ty): (ValueId, &[Operand], RegisterTensorType) = match &inst.op {
-        Op::LoadGlobal { src, offsets, ty } => (*src, offsets, ty.clone()),
+        Op::LoadGlobal { src, offsets, ty, .. } => (*src, offsets, ty.clone()),
         Op::StoreGlobal { value, dst, offsets } => match &kernel.values.get(*value)?.ty {
             Type::Register(t) => (*dst, offsets, t.clone()),
             _ => return None,

@@ -162,6 +162,18 @@ fn emit_ops<E: Emit>(
                 let (x, y) = (em.from_bits(r(a)?, em.f32())?, em.from_bits(r(b)?, em.f32())?);
                 em.fbits(em.fsub(x, y)?)?
             }
+            MOp::PackF32(h, hi, lo) if em.platform().is_nvptx() => {
+                // One `cvt.rn.{f16,bf16}x2.f32` (sm_80+; every target is): the values are exact
+                // in the half type, so rounding does not matter. Written out because LLVM
+                // splits two scalar truncations into two conversions and a permute when the
+                // pair goes straight into an mma operand rather than half-pair arithmetic.
+                let asm = format!("cvt.rn.{}x2.f32 $0, $1, $2;", h.name());
+                let (hi, lo) = (em.from_bits(r(hi)?, em.f32())?, em.from_bits(r(lo)?, em.f32())?);
+                match em.inline_asm(&asm, "=r,f,f", Some(em.i32()), &[hi, lo], false)? {
+                    Some(v) => v,
+                    None => return internal("asm without value"),
+                }
+            }
             MOp::PackF32(h, hi, lo) => {
                 let dtype = h.dtype();
                 let narrow = |v: E::V| arith::from_domain(em, dtype, em.from_bits(v, em.f32()).ok()?).ok();

@@ -14,7 +14,7 @@
 //! | instruction | lowering |
 //! |---|---|
 //! | `const`, `block_index` | a constant; `ctaid.{x,y,z}` (read once in the prologue) |
-//! | elementwise (`add`…`tanh`, compares, `select`, `cast`) | per slot (`arith.rs`); scalars broadcast |
+//! | elementwise (`add`…`tanh`, compares, `select`, `cast`, `fma`) | per slot (`arith.rs`; `fma` as `llvm.fma.f32`); scalars broadcast |
 //! | `lookup` | per slot: a tree of 2^N − 1 selects on the code's bits over the entries' codes (`arith.rs`), no memory access |
 //! | `fill`, `iota` | per slot: the value; the slot's coordinate along the dim, wrapped |
 //! | `view` | per thread: slot codes concatenated LSB-first and re-split (static shifts) |
@@ -22,7 +22,7 @@
 //! | `reduce` | per thread over its slots, then butterfly shuffles across lanes and/or scratch across warps (`tensor.rs`) |
 //! | `dot` | `mma.sync` (f16/bf16 → f32, s8/u8 → s32) when c is made of accumulator fragments, a and b converted to fragments when they are not; else a loop over k from scratch (`dot.rs`) |
 //! | `global_view` | the pointer, shape and strides widened to `i64` |
-//! | `load_global`, `store_global` | predicated accesses (`@p ld.global`, `@p st.global`), vectorized over aligned runs of consecutive elements; sub-byte stores as atomic read-modify-writes of 32-bit words; loads through pointers never stored to are `.nc` (`memory.rs`) |
+//! | `load_global`, `store_global` | predicated accesses (`@p ld.global`, `@p st.global`), vectorized over aligned runs of consecutive elements, with no bounds test along a load's `inside` dims; sub-byte stores as atomic read-modify-writes of 32-bit words; loads through pointers never stored to are `.nc` (`memory.rs`) |
 //! | `alloc_shared`, `free_shared` | static offsets from a first-fit plan of the kernel; nothing at run time |
 //! | `load_shared`, `store_shared` | per slot through the shared layout (swizzle included), vectorized when provably aligned, `ldmatrix` for fragment layouts; sub-byte stores atomic |
 //! | `copy_async` | `cp.async` (4/8/16 bytes, zero-filled outside the view) for aligned runs of byte-sized elements, else a synchronous copy; `commit_group`/`wait_group N` as `cp.async.commit_group`/`wait_group N` |
@@ -586,6 +586,13 @@ impl<'k, E: Emit> Lower<'k, E> {
                 let u1 = DType::uint(1).map_err(|e| LowerError::Llvm(e.to_string()))?;
                 self.elementwise(inst, u1, &[a, b], |em, v| arith::compare(em, op, dtype, v[0], v[1]))
             }
+            Op::Fma { a, b, c } => {
+                // f32 only (the typing rules): `llvm.fma.f32`, one rounding, as the interpreter.
+                let (dtype, x) = self.lane(*a, DType::F32)?;
+                let (_, y) = self.lane(*b, DType::F32)?;
+                let (_, z) = self.lane(*c, DType::F32)?;
+                self.elementwise(inst, dtype, &[x, y, z], |em, v| em.fma(v[0], v[1], v[2]))
+            }
             Op::Select { cond, on_true, on_false } => {
                 let u1 = DType::uint(1).map_err(|e| LowerError::Llvm(e.to_string()))?;
                 let (_, c) = self.lane(*cond, u1)?;
@@ -634,7 +641,7 @@ impl<'k, E: Emit> Lower<'k, E> {
             Op::Reduce { op, x, dims, keep_dims, .. } => self.reduce(inst, *op, *x, dims, *keep_dims),
             Op::Dot { a, b, c } => self.dot(inst, *a, *b, *c),
             Op::GlobalView { ptr, shape, strides } => self.global_view(inst, *ptr, shape, strides),
-            Op::LoadGlobal { src, offsets, .. } => self.load_global(inst, *src, offsets),
+            Op::LoadGlobal { src, offsets, inside, .. } => self.load_global(inst, *src, offsets, inside),
             Op::StoreGlobal { value, dst, offsets } => self.store_global(inst, *value, *dst, offsets),
             Op::AllocShared { .. } => self.alloc_shared(inst),
             Op::FreeShared { .. } => {

@@ -5,7 +5,9 @@
 //! A view is its pointer with shape and strides widened to `i64`. A tile access computes,
 //! once per access, the element index of the thread's base element (`Σ (origin_d + base_d) ·
 //! stride_d`) and per-dim bounds, then per slot adds the static offsets (`Σ off_d · stride_d`,
-//! one multiplication per distinct offset) and tests `0 ≤ origin_d + base_d + off_d < shape_d`.
+//! one multiplication per distinct offset) and tests `0 ≤ origin_d + base_d + off_d < shape_d`
+//! — except along the dims a load promises inside the view (`load_global … inside [d]`, which
+//! the interpreter checks), where nothing is tested.
 //!
 //! - Masked-out elements are not accessed: their loads read a 16-byte **zero page** (a module
 //!   constant) and their stores write a 16-byte **sink**, chosen by a select on the address —
@@ -279,6 +281,9 @@ struct GlobalAccess<V> {
     stride_terms: HashMap<(usize, i64), V>,
     masks: HashMap<(usize, i64), V>,
     invariant: bool,
+    /// Per dim: whether the kernel promises the tile inside the view along it
+    /// (`load_global … inside [d]`): no bounds test there.
+    inside: Vec<bool>,
 }
 
 impl<'k, E: Emit> Lower<'k, E> {
@@ -337,6 +342,7 @@ impl<'k, E: Emit> Lower<'k, E> {
             stride_terms: HashMap::new(),
             masks: HashMap::new(),
             invariant,
+            inside: vec![false; rank],
         })
     }
 
@@ -359,6 +365,9 @@ impl<'k, E: Emit> Lower<'k, E> {
                     }
                 };
                 index = em.add(index, term)?;
+            }
+            if acc.inside.get(d).copied().unwrap_or(false) {
+                continue;
             }
             let m = match acc.masks.get(&(d, o)) {
                 Some(&m) => m,
@@ -627,9 +636,15 @@ impl<'k, E: Emit> Lower<'k, E> {
         origin: &[E::V],
         coords: &layout::Coords<E::V>,
         vectorize: Vectorize,
+        inside: &[usize],
     ) -> LResult<Vec<E::V>> {
         let runs = vectorize.width().map_or_else(Vec::new, |w| Self::global_runs(&view, &coords.offsets, w));
         let mut acc = self.begin_global(view, origin, &coords.base)?;
+        for &d in inside {
+            if let Some(flag) = acc.inside.get_mut(d) {
+                *flag = true;
+            }
+        }
         let elements = |this: &Self, acc: &mut GlobalAccess<E::V>, skip: &[bool]| -> LResult<Vec<Option<E::V>>> {
             coords
                 .offsets
@@ -761,14 +776,20 @@ impl<'k, E: Emit> Lower<'k, E> {
         self.em.new_block(name)
     }
 
-    pub(crate) fn load_global(&mut self, inst: &InstData, src: ValueId, offsets: &[Operand]) -> LResult<()> {
+    pub(crate) fn load_global(
+        &mut self,
+        inst: &InstData,
+        src: ValueId,
+        offsets: &[Operand],
+        inside: &[usize],
+    ) -> LResult<()> {
         let view = self.global(src)?;
         self.global_access(Some(view.param), false)?;
         let origin = offsets.iter().map(|&o| self.index64(o)).collect::<LResult<Vec<_>>>()?;
         let Some(&id) = inst.results.first() else { return internal("missing result") };
         let (dtype, shape, layout) = self.register_type(id)?;
         let coords = layout::coords(&mut self.em, layout)?;
-        let codes = self.load_global_codes(view, &origin, &coords, Vectorize::of(inst.via))?;
+        let codes = self.load_global_codes(view, &origin, &coords, Vectorize::of(inst.via), inside)?;
         let slots = codes.into_iter().map(|c| arith::from_code(&self.em, dtype, c)).collect::<LResult<Vec<_>>>()?;
         let tile = Tile { dtype, shape: shape.to_vec(), layout: layout.clone(), slots, origin: None };
         self.bind(id, Val::Register(Rc::new(tile)))
@@ -1168,7 +1189,7 @@ impl<'k, E: Emit> Lower<'k, E> {
         let checked = match inst.via {
             Some(Via::Async { checked }) if self.em.platform().is_nvptx() => checked,
             _ => {
-                let codes = self.load_global_codes(view, &src_origin, &coords, Vectorize::Checked(u32::MAX))?;
+                let codes = self.load_global_codes(view, &src_origin, &coords, Vectorize::Checked(u32::MAX), &[])?;
                 let width = shared_vector_width(tile.dtype, &tile.layout, dst_offsets, &layout, true);
                 return self.store_shared_codes(&tile, &dst_origin, &layout, &codes, width);
             }
@@ -1241,7 +1262,7 @@ impl<'k, E: Emit> Lower<'k, E> {
         let Some((sync_block, merge)) = blocks else { return Ok(()) };
         self.em.br(merge, &[])?;
         self.em.position_at_end(sync_block);
-        let codes = self.load_global_codes(view, &src_origin, &coords, Vectorize::Checked(u32::MAX))?;
+        let codes = self.load_global_codes(view, &src_origin, &coords, Vectorize::Checked(u32::MAX), &[])?;
         let width = shared_vector_width(tile.dtype, &tile.layout, dst_offsets, &layout, true);
         self.store_shared_codes(&tile, &dst_origin, &layout, &codes, width)?;
         self.em.br(merge, &[])?;

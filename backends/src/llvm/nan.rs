@@ -88,7 +88,7 @@ fn walk(kernel: &Kernel, block: &Block, states: &mut Vec<NanState>, depth: usize
                 _ => NanState::NoNan,
             },
             Op::BlockIndex { .. } | Op::Iota { .. } | Op::Compare { .. } => NanState::NoNan,
-            Op::Unary { .. } | Op::Binary { .. } | Op::Dot { .. } | Op::Reduce { .. } => computed,
+            Op::Unary { .. } | Op::Binary { .. } | Op::Fma { .. } | Op::Dot { .. } | Op::Reduce { .. } => computed,
             Op::Cast { x, .. } => {
                 let from_int = match x {
                     Operand::Value(v) => dtype_of(kernel, *v).is_some_and(|d| d.is_integer()),

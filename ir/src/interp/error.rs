@@ -44,6 +44,9 @@ pub enum ErrorKind {
     /// A global access selected as proven-aligned vector runs (`via vector(8)`) is not
     /// aligned or whole at run time: the vectorizer's proof was wrong.
     BrokenVectorPromise,
+    /// A `load_global … inside [d]` whose tile does not lie inside the view along dim `d`: the
+    /// kernel's promise (the backend tests no bound there) is false.
+    BrokenInsidePromise,
     /// The run executed more instructions than [`RunOptions::max_instructions`](super::RunOptions).
     BudgetExceeded,
     /// Arithmetic on a float type whose values are not all exact `f64`s (11 or more exponent

@@ -540,6 +540,21 @@ impl<'k, 'a> Machine<'k, 'a> {
                 let u1 = DType::uint(1).map_err(|e| InterpError::new(ErrorKind::Malformed, e.to_string()))?;
                 self.define(inst, 0, Self::assemble(shape, u1, codes))
             }
+            Op::Fma { a, b, c } => {
+                let context = self.context(&[*a, *b, *c])?;
+                let x = self.operand(*a, context, "the multiplicand")?;
+                let y = self.operand(*b, context, "the multiplier")?;
+                let z = self.operand(*c, context, "the addend")?;
+                Self::same_dtype(&x, &y)?;
+                Self::same_dtype(&x, &z)?;
+                if x.dtype() != DType::F32 {
+                    return malformed(format!("`fma` computes on f32, found {}", x.dtype()));
+                }
+                let shape = Self::common_shape(&[&x, &y, &z])?;
+                let n = shape.as_ref().map_or(1, |s| s.iter().product());
+                let codes = values::fma_f32(&self.codec(x.dtype()), &x.lane(), &y.lane(), &z.lane(), n)?;
+                self.define(inst, 0, Self::assemble(shape, x.dtype(), codes))
+            }
             Op::Select { cond, on_true, on_false } => {
                 let c = self.operand(*cond, None, "the condition")?;
                 if c.dtype() != DType::uint(1).map_err(|e| InterpError::new(ErrorKind::Malformed, e.to_string()))? {
@@ -684,7 +699,7 @@ impl<'k, 'a> Machine<'k, 'a> {
                 }
                 self.define(inst, 0, Val::Global(Rc::new(GlobalView { param, dtype, shape, strides })))
             }
-            Op::LoadGlobal { src, offsets, .. } => self.load_global(id, inst, *src, offsets),
+            Op::LoadGlobal { src, offsets, inside, .. } => self.load_global(id, inst, *src, offsets, inside),
             Op::StoreGlobal { value, dst, offsets } => self.store_global(id, inst, *value, *dst, offsets),
             Op::AllocShared { .. } => self.alloc_shared(inst),
             Op::FreeShared { tensor } => self.free_shared(*tensor),
@@ -927,12 +942,30 @@ impl<'k, 'a> Machine<'k, 'a> {
         inst: &InstData,
         src: ValueId,
         offsets: &[Operand],
+        inside: &[usize],
     ) -> Result<(), InterpError> {
         let view = self.global(src)?;
         let offsets = self.indices(offsets, "offset")?;
         let rt = self.register_type(Self::result_id(inst, 0)?)?;
         if rt.dtype != view.dtype {
             return malformed(format!("the view holds {}, the tile is {}", view.dtype, rt.dtype));
+        }
+        for &d in inside {
+            let (Some(&origin), Some(&size), Some(&extent)) = (offsets.get(d), rt.shape.get(d), view.shape.get(d))
+            else {
+                return malformed(format!("`inside` names dim {d} of a rank-{} access", offsets.len()));
+            };
+            if origin < 0 || i128::from(origin) + size as i128 > i128::from(extent) {
+                return fail(
+                    ErrorKind::BrokenInsidePromise,
+                    format!(
+                        "`load_global` at {offsets:?} of a view of shape {:?}: its tile of size {size} along dim {d} \
+                         ({origin}..{}) does not lie inside the view's extent {extent}, which `inside [{d}]` promises",
+                        view.shape,
+                        i128::from(origin) + size as i128
+                    ),
+                );
+            }
         }
         self.check_vector_promise(id, inst, &view, &offsets, rt.layout.as_ref())?;
         let codes = self.read_global_tile(&view, &offsets, &rt.shape)?;

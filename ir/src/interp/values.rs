@@ -457,6 +457,19 @@ pub(crate) fn compare(op: CompareOp, codec: &Codec, a: &Lane, b: &Lane, n: usize
 }
 
 /// `select` on `n` elements.
+/// `fma` on `n` f32 elements (`codec` is f32's): `a · b + c` rounded once (`f32::mul_add` is
+/// correctly rounded), a NaN result the canonical NaN.
+pub(crate) fn fma_f32(codec: &Codec, a: &Lane, b: &Lane, c: &Lane, n: usize) -> Result<Vec<u32>, InterpError> {
+    let Codec::Float(f) = codec else { return malformed("`fma` computes on f32".to_string()) };
+    let nan = f.nan();
+    Ok((0..n)
+        .map(|i| {
+            let r = f32::from_bits(a.at(i)).mul_add(f32::from_bits(b.at(i)), f32::from_bits(c.at(i)));
+            if r.is_nan() { nan } else { r.to_bits() }
+        })
+        .collect())
+}
+
 pub(crate) fn select(cond: &Lane, on_true: &Lane, on_false: &Lane, n: usize) -> Vec<u32> {
     (0..n).map(|i| if cond.at(i) != 0 { on_true.at(i) } else { on_false.at(i) }).collect()
 }

@@ -204,6 +204,13 @@ pub fn result_types(kernel: &Kernel, op: &Op) -> Result<Vec<Type>, TypeError> {
             let ty = elementwise(kernel, &[(*lhs, "left operand"), (*rhs, "right operand")], mnemonic)?;
             vec![with_dtype(ty, DType::uint(1).map_err(|e| TypeError(e.to_string()))?)]
         }
+        Op::Fma { a, b, c } => {
+            let ty = elementwise(kernel, &[(*a, "multiplicand"), (*b, "multiplier"), (*c, "addend")], mnemonic)?;
+            if ty.dtype() != DType::F32 {
+                return err(format!("`fma` computes on f32, found {}", ty.describe()));
+            }
+            vec![ty]
+        }
         Op::Select { cond, on_true, on_false } => {
             let ty = elementwise(kernel, &[(*on_true, "true operand"), (*on_false, "false operand")], mnemonic)?;
             let cond_ty = operand_type(kernel, *cond, None, "`select` condition")?;
@@ -405,13 +412,19 @@ pub fn result_types(kernel: &Kernel, op: &Op) -> Result<Vec<Type>, TypeError> {
             }
             vec![Type::Global(super::GlobalTensorType { dtype, rank: shape.len() })]
         }
-        Op::LoadGlobal { src, offsets, ty } => {
+        Op::LoadGlobal { src, offsets, ty, inside, .. } => {
             check_register_type(ty, "`load_global` result")?;
             let view = match value_type(kernel, *src)? {
                 Type::Global(g) => g.clone(),
                 other => return err(format!("`load_global` reads a global view, found a {}", other.describe())),
             };
             check_access(kernel, "load_global", view.dtype, view.rank, ty.dtype, &ty.shape, offsets)?;
+            if inside.iter().any(|&d| d >= view.rank) || inside.windows(2).any(|w| w[0] >= w[1]) {
+                return err(format!(
+                    "`load_global`'s `inside` dims {inside:?} must be increasing dims of its rank-{} view",
+                    view.rank
+                ));
+            }
             vec![Type::Register(ty.clone())]
         }
         Op::StoreGlobal { value, dst, offsets } => {

@@ -288,6 +288,16 @@ pub enum Op {
         /// Right operand.
         rhs: Operand,
     },
+    /// `%d = fma %a, %b, %c`: `a · b + c` rounded once (a fused multiply-add), elementwise
+    /// like the binary operations, on `f32` only.
+    Fma {
+        /// Multiplicand.
+        a: Operand,
+        /// Multiplier.
+        b: Operand,
+        /// Addend.
+        c: Operand,
+    },
     /// `%m = lt %x, %y` (result `u1`).
     Compare {
         /// The comparison.
@@ -400,7 +410,10 @@ pub enum Op {
     },
     /// Load the tile at `offsets` (coordinates of its first element) of a global view:
     /// `%x = load_global %g [%m0, %k0] : f16[16, 64]`. Elements outside the view's shape are
-    /// not read and come back as 0 (the bounds mask).
+    /// not read and come back as 0 (the bounds mask). Written `… inside [1]`, the kernel
+    /// promises that along dim 1 the tile lies inside the view (`0 ≤ origin` and
+    /// `origin + size ≤ extent`): the backend tests no bound along it, and the interpreter
+    /// reports a run where the promise fails.
     LoadGlobal {
         /// The global view.
         src: ValueId,
@@ -408,6 +421,8 @@ pub enum Op {
         offsets: Vec<Operand>,
         /// The loaded tile's type (its element type is the view's).
         ty: RegisterTensorType,
+        /// The dims along which the tile is promised inside the view, increasing.
+        inside: Vec<usize>,
     },
     /// Store a register tile at `offsets` of a global view; elements outside the view's shape
     /// are not written: `store_global %y, %g [%m0, %n0]`.
@@ -521,6 +536,7 @@ impl Op {
             Op::Binary { op, .. } => op.name(),
             Op::Compare { op, .. } => op.name(),
             Op::Select { .. } => "select",
+            Op::Fma { .. } => "fma",
             Op::Cast { .. } => "cast",
             Op::Lookup { .. } => "lookup",
             Op::Fill { .. } => "fill",
@@ -554,6 +570,7 @@ impl Op {
             Op::Unary { x, .. } | Op::Cast { x, .. } => vec![*x],
             Op::Binary { lhs, rhs, .. } | Op::Compare { lhs, rhs, .. } => vec![*lhs, *rhs],
             Op::Select { cond, on_true, on_false } => vec![*cond, *on_true, *on_false],
+            Op::Fma { a, b, c } => vec![*a, *b, *c],
             Op::Fill { value, .. } => vec![*value],
             Op::View { x, .. } | Op::Broadcast { x, .. } | Op::Reduce { x, .. } | Op::Lookup { x, .. } => values(&[*x]),
             Op::Dot { a, b, c } => values(&[*a, *b, *c]),

@@ -1052,6 +1052,10 @@ impl<'s> Parser<'s> {
                 let axis = self.keyword(Axis::from_name, "an axis `x`, `y` or `z` after `block_index`")?;
                 Op::BlockIndex { axis }
             }
+            "fma" => {
+                let ops = self.operands(scope, mnemonic, 3, start)?;
+                Op::Fma { a: ops[0], b: ops[1], c: ops[2] }
+            }
             "select" => {
                 let ops = self.operands(scope, mnemonic, 3, start)?;
                 Op::Select { cond: ops[0], on_true: ops[1], on_false: ops[2] }
@@ -1116,7 +1120,8 @@ impl<'s> Parser<'s> {
                 self.expect_punct(b':', &format!("after the offsets of `{mnemonic}`"))?;
                 let ty = self.register_type()?;
                 if mnemonic == "load_global" {
-                    Op::LoadGlobal { src, offsets, ty }
+                    let inside = if self.eat_word("inside") { self.shape("after `inside`")? } else { vec![] };
+                    Op::LoadGlobal { src, offsets, ty, inside }
                 } else {
                     Op::LoadShared { src, offsets, ty }
                 }

@@ -183,6 +183,7 @@ impl Printer<'_> {
             Op::Binary { lhs, rhs, .. } | Op::Compare { lhs, rhs, .. } => {
                 format!("{m} {}, {}", self.operand(lhs), self.operand(rhs))
             }
+            Op::Fma { a, b, c } => format!("fma {}, {}, {}", self.operand(a), self.operand(b), self.operand(c)),
             Op::Select { cond, on_true, on_false } => {
                 format!("select {}, {}, {}", self.operand(cond), self.operand(on_true), self.operand(on_false))
             }
@@ -212,7 +213,15 @@ impl Printer<'_> {
                 self.operands(shape),
                 self.operands(strides)
             ),
-            Op::LoadGlobal { src, offsets, ty } | Op::LoadShared { src, offsets, ty } => {
+            Op::LoadGlobal { src, offsets, ty, inside } => {
+                let mut text =
+                    format!("{m} {} [{}] : {}", self.value(*src), self.operands(offsets), self.register_type(ty));
+                if !inside.is_empty() {
+                    text.push_str(&format!(" inside {}", sizes(inside)));
+                }
+                text
+            }
+            Op::LoadShared { src, offsets, ty } => {
                 format!("{m} {} [{}] : {}", self.value(*src), self.operands(offsets), self.register_type(ty))
             }
             Op::StoreGlobal { value, dst, offsets } | Op::StoreShared { value, dst, offsets } => {

@@ -2048,3 +2048,67 @@ kernel copy(x: ptr f16[k] align 16, y: ptr f16[k] align 16, k: i32, o: i32) wher
     assert_eq!(e.kind, ErrorKind::BadArgument, "{e}");
     assert!(e.to_string().contains("k % 8 == 0"), "{e}");
 }
+
+/// `load_global … inside [0]` promises the tile inside the view along dim 0: the interpreter
+/// checks it on every run — an origin that keeps the tile inside reads as a plain load, one
+/// that does not is an error — and the text form reads back.
+#[test]
+fn inside_promises_are_checked() {
+    let src = "
+kernel copy(x: ptr f32[k], y: ptr f32[k], k: i32, o: i32) grid(1) warps(1) {
+    %xv = global_view %x [%k] strides [1]
+    %yv = global_view %y [%k] strides [1]
+    %t = load_global %xv [%o] : f32[32] layout spatial(32) inside [0]
+    store_global %t, %yv [%o]
+}";
+    let module = anybit_ir::text::parse_module(src).expect("parse");
+    let printed = anybit_ir::text::print_module(&module);
+    assert!(printed.contains("inside [0]"), "{printed}");
+    assert_eq!(anybit_ir::text::parse_module(&printed).expect("reparse"), module);
+    let kernel = module.kernels[0].clone();
+    let input: Vec<u32> = (0..64u32).map(|i| DType::F32.encode(f64::from(i))).collect();
+    let mut args = vec![buf(DType::F32, &input), zeros(DType::F32, 64), Arg::Int(64), Arg::Int(32)];
+    run(&kernel, &mut args);
+    assert_eq!(codes_of(&args[1])[32..], input[32..]);
+    for origin in [40, -1] {
+        let mut args = vec![buf(DType::F32, &input), zeros(DType::F32, 64), Arg::Int(64), Arg::Int(origin)];
+        let e = run_err(&kernel, &mut args);
+        assert_eq!(e.kind, ErrorKind::BrokenInsidePromise, "{e}");
+        assert!(e.to_string().contains("inside [0]"), "{e}");
+    }
+    // Typing: the promised dims are increasing dims of the view.
+    let bad = src.replace("inside [0]", "inside [1]");
+    assert!(anybit_ir::text::parse_module(&bad).is_err());
+}
+
+/// `fma` rounds once: on operands where `a · b + c` rounded twice differs, it gives the
+/// correctly rounded result (`f32::mul_add`); it is typed on f32 only.
+#[test]
+fn fma_rounds_once_and_is_f32_only() {
+    let src = "
+kernel f(x: ptr f32[4], y: ptr f32[4]) grid(1) warps(1) {
+    %xv = global_view %x [4] strides [1]
+    %yv = global_view %y [4] strides [1]
+    %t = load_global %xv [0] : f32[4] layout spatial(4).replicated(8)
+    %d = fma %t, %t, -1.0
+    store_global %d, %yv [0]
+}";
+    let module = anybit_ir::text::parse_module(src).expect("parse");
+    let printed = anybit_ir::text::print_module(&module);
+    assert_eq!(anybit_ir::text::parse_module(&printed).expect("reparse"), module);
+    let kernel = module.kernels[0].clone();
+    // (1 + 2^-12)² − 1 = 2^-11 + 2^-24: the product rounded to f32 loses the 2^-24.
+    let a = 1.0f32 + f32::EPSILON * 2048.0;
+    let values = [a, 3.0, f32::NAN, -0.5];
+    let mut args = vec![buf(DType::F32, &values.map(f32::to_bits)), zeros(DType::F32, 4)];
+    run(&kernel, &mut args);
+    let got: Vec<f32> = codes_of(&args[1]).into_iter().map(f32::from_bits).collect();
+    assert_eq!(got[0], a.mul_add(a, -1.0));
+    assert_ne!(got[0], a * a - 1.0, "the operands must tell one rounding from two");
+    assert_eq!(got[1], 8.0);
+    assert!(got[2].is_nan());
+    assert_eq!(got[3], -0.75);
+    let f16 = src.replace("f32", "f16");
+    let e = anybit_ir::text::parse_module(&f16).unwrap_err();
+    assert!(e.to_string().contains("`fma` computes on f32"), "{e}");
+}

@@ -1426,10 +1426,10 @@ fn for_each_value_slot(k: &mut Kernel, f: &mut dyn FnMut(&mut ValueId)) {
                 operand(lhs, f);
                 operand(rhs, f);
             }
-            Op::Select { cond, on_true, on_false } => {
-                operand(cond, f);
-                operand(on_true, f);
-                operand(on_false, f);
+            Op::Select { cond: a, on_true: b, on_false: c } | Op::Fma { a, b, c } => {
+                operand(a, f);
+                operand(b, f);
+                operand(c, f);
             }
             Op::View { x, .. } | Op::Broadcast { x, .. } | Op::Reduce { x, .. } | Op::Lookup { x, .. } => f(x),
             Op::Dot { a, b, c } => {

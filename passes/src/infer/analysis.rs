@@ -219,6 +219,7 @@ impl Analysis {
                 Op::Select { cond, on_true, on_false } => {
                     link_group(&[cond.value(), on_true.value(), on_false.value(), result], id)
                 }
+                Op::Fma { a, b, c } => link_group(&[a.value(), b.value(), c.value(), result], id),
                 Op::Dot { c, .. } => link_group(&[Some(*c), result], id),
                 Op::For { carried, inits, body, .. } => {
                     for (i, &carried) in carried.iter().enumerate() {

@@ -171,6 +171,11 @@ fn map_operands(op: &mut Op, f: &mut dyn FnMut(Operand) -> Operand) {
             *lhs = f(*lhs);
             *rhs = f(*rhs);
         }
+        Op::Fma { a, b, c } => {
+            *a = f(*a);
+            *b = f(*b);
+            *c = f(*c);
+        }
         Op::Select { cond, on_true, on_false } => {
             *cond = f(*cond);
             *on_true = f(*on_true);
